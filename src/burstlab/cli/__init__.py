@@ -1,0 +1,1 @@
+"""The ``burstlab`` command line. Heavy libraries are imported inside commands."""

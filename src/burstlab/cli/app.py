@@ -1,0 +1,92 @@
+"""The typer application and its entry point.
+
+Commands live in small modules beside this one and are registered here, in one
+place. ``main`` turns every :class:`~burstlab.core.errors.BurstlabError` into a
+one-line ``error: ...`` message on stderr with exit status 2, so bad input never
+shows a Python traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from burstlab.core.errors import BurstlabError
+
+app = typer.Typer(
+    name="burstlab",
+    help="LLM serving workloads from real traces: read, analyze, generate, benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+trace_app = typer.Typer(help="Inspect traces.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+
+_DEBUG = {"on": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from burstlab import __version__
+
+        typer.echo(f"burstlab {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    _DEBUG["on"] = debug
+
+
+def _register() -> None:
+    from burstlab.cli import demo, trace_cmds
+
+    trace_app.command("info")(trace_cmds.info)
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: run the app, mapping user errors to exit 2."""
+    try:
+        app(standalone_mode=False)
+    except BurstlabError as exc:
+        if _DEBUG["on"]:
+            raise
+        _print_error(exc)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+def _print_error(exc: BurstlabError) -> None:
+    sys.stderr.write(f"error: {_one_line(exc.message)}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {_one_line(exc.hint)}\n")
+
+
+def _one_line(text: str) -> str:
+    """Strip control characters so hostile input cannot drive the terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)

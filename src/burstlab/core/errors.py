@@ -1,0 +1,64 @@
+"""Errors a user can act on.
+
+Every problem caused by input (a file, an option, the network) is raised as a
+:class:`BurstlabError` subclass. The CLI prints such errors as one line, with no
+traceback, and exits with status 2. Anything else escaping is a bug in burstlab.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BurstlabError(Exception):
+    """Base class for errors caused by input rather than by a bug.
+
+    ``hint`` is an optional second sentence telling the user what to do next.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(BurstlabError):
+    """Bad input at a known place: ``file:line:column: reason``.
+
+    ``line`` and ``column`` are 1-based. ``line`` counts physical lines of a
+    text file (the header is line 1) or rows of a Parquet file (first row is
+    1). ``column`` is the character position of the offending field in that
+    line when it is known; ``field`` names the column of the table.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.column = column
+        self.field = field
+        self.reason = reason
+        super().__init__(self._format(), hint=hint)
+
+    def _format(self) -> str:
+        where = [p for p in (self.path, self.line, self.column) if p is not None]
+        prefix = ":".join(str(p) for p in where)
+        reason = self.reason
+        if self.field is not None:
+            reason = f"column {self.field!r}: {reason}"
+        return f"{prefix}: {reason}" if prefix else reason
+
+
+class FetchError(BurstlabError):
+    """A download failed: offline, refused, truncated, or a checksum mismatch."""

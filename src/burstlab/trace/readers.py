@@ -1,0 +1,566 @@
+"""Read any supported trace into the canonical request table, with a load report.
+
+One pipeline serves every format (see :mod:`burstlab.trace.formats`):
+
+1. open the source (gzip and container kind sniffed from content);
+2. read only the mapped columns with polars, typed, in one vectorised pass;
+   if polars refuses a value, read them as text and find the offending cells;
+3. check every row at once (nulls, non-numbers, NaN/inf, negative, fractional
+   or huge token counts, zero input, unknown log types) and either raise an
+   :class:`~burstlab.core.errors.InputError` naming the file, line and column
+   of the first bad row, or, with ``lenient=True``, drop bad rows counted by
+   reason;
+4. sort out-of-order arrivals stably (with a warning; an error with
+   ``strict=True``), rebase times to start at 0, number turns in sessions.
+
+Nothing is dropped silently: ``rows_read == rows_kept + sum(dropped)`` always
+holds for the returned :class:`LoadReport`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from burstlab.core.errors import InputError
+from burstlab.trace import schema
+from burstlab.trace.formats import (
+    NUMERIC_FIELDS,
+    SECONDS_PER_UNIT,
+    ColumnMap,
+    choose,
+)
+from burstlab.trace.source import Kind, Source, field_offsets, iter_lines, open_source, raw_line
+
+#: Token counts above this are refused as ``out_of_range`` (no model has a context this long).
+DEFAULT_MAX_TOKENS = 2_000_000
+_ROW = "__row"
+_BAD = "__bad_"
+LOG_TYPE_ALIASES = {"conversation": "conversation", "conversation log": "conversation",
+                    "conv": "conversation", "chat": "conversation",
+                    "api": "api", "api log": "api"}
+_TRUE = {"true", "1", "yes", "t"}
+_FALSE = {"false", "0", "no", "f"}
+
+
+class LoadReport(BaseModel):
+    """What happened while reading a trace; the counts always reconcile.
+
+    ``rows_read`` counts every record the file holds (blank lines included);
+    each one is either kept or dropped under a named reason. ``reordered`` is
+    the number of arrivals that went backwards and were sorted. ``origin`` is
+    the first arrival in the source's own clock (e.g. ``2023-11-16
+    18:15:46.680590`` or ``5.0 s``): ``arrival_s`` counts seconds from it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    format: str
+    variant: str | None = None
+    kind: Kind
+    compressed: bool = False
+    rows_read: int
+    rows_kept: int
+    dropped: dict[str, int] = Field(default_factory=dict)
+    reordered: int = 0
+    origin: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    cache: Literal["off", "miss", "hit"] = "off"
+    seconds: float = 0.0
+
+    @model_validator(mode="after")
+    def _reconciles(self) -> LoadReport:
+        if self.rows_read != self.rows_kept + sum(self.dropped.values()):
+            raise ValueError(
+                f"load report does not reconcile: read {self.rows_read}, kept {self.rows_kept}, "
+                f"dropped {self.dropped}"
+            )
+        return self
+
+
+def read_trace(
+    path: str | object,
+    *,
+    format: str | None = None,  # noqa: A002 - the CLI option is --format
+    mapping: ColumnMap | None = None,
+    strict: bool = False,
+    lenient: bool = False,
+    drop_failed: bool = False,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    cache: bool = False,
+) -> tuple[pl.DataFrame, LoadReport]:
+    """Read a trace file (or ``"sample"``) into the canonical request table.
+
+    ``format`` forces one of :data:`~burstlab.trace.formats.FORMATS` instead
+    of detecting it from the header; ``mapping`` reads any CSV/JSONL/Parquet
+    with user-named columns. ``strict`` makes out-of-order timestamps an error
+    instead of a stable sort with a warning. ``lenient`` drops bad rows
+    (counted by reason) instead of raising on the first. ``drop_failed``
+    removes rows the source marks as failed (reason ``failed``).
+    ``max_tokens`` bounds token counts. ``cache`` keeps a Parquet copy of the
+    result keyed by the source's size, mtime and content hash, so a second
+    read is near-instant.
+    """
+    options = {"format": format, "mapping": mapping.model_dump(mode="json") if mapping else None,
+               "strict": strict, "lenient": lenient, "drop_failed": drop_failed,
+               "max_tokens": max_tokens}
+    if cache:
+        from burstlab.trace import cache as table_cache
+
+        return table_cache.cached_read(
+            str(path), options,
+            lambda: _read(str(path), format, mapping, strict, lenient, drop_failed, max_tokens),
+        )
+    return _read(str(path), format, mapping, strict, lenient, drop_failed, max_tokens)
+
+
+def _read(
+    path: str,
+    fmt: str | None,
+    mapping: ColumnMap | None,
+    strict: bool,
+    lenient: bool,
+    drop_failed: bool,
+    max_tokens: int,
+) -> tuple[pl.DataFrame, LoadReport]:
+    if max_tokens <= 0 or max_tokens > 2**31 - 1:
+        raise InputError(f"max_tokens must be in 1..{2**31 - 1}, got {max_tokens}")
+    started = time.perf_counter()
+    src = open_source(path)
+    fmt_name, cmap = choose(src.columns, src.name, fmt=fmt, mapping=mapping)
+    fields = {f: c for f, c in cmap.source_columns().items() if c in src.columns}
+    raw = _read_columns(src, cmap, fields)
+    rows_read = raw.height
+    if rows_read == 0:
+        raise InputError("no rows: the file has a header but no data", path=src.name)
+    frame = _coerce(raw, cmap, fields)
+    dropped: dict[str, int] = {}
+    frame = _check_rows(frame, src, cmap, fields, lenient, max_tokens, dropped)
+    frame = _with_failed(frame, cmap, fields)
+    if drop_failed:
+        n_failed = int(frame["failed"].sum())
+        if n_failed:
+            dropped["failed"] = n_failed
+            frame = frame.filter(~pl.col("failed"))
+    if frame.height == 0:
+        raise InputError(f"no rows left after dropping {dropped}", path=src.name)
+    warnings: list[str] = []
+    frame, reordered = _order(frame, src, strict, warnings)
+    frame, origin = _rebase(frame, cmap)
+    table = _finish(frame, cmap, fields)
+    report = LoadReport(
+        source=src.name, format=fmt_name, variant=_variant(fmt_name, src.columns), kind=src.kind,
+        compressed=src.data is not None and src.kind != "parquet", rows_read=rows_read,
+        rows_kept=table.height, dropped=dropped, reordered=reordered, origin=origin,
+        warnings=warnings, seconds=round(time.perf_counter() - started, 4),
+    )
+    return table, report
+
+
+def _variant(fmt: str, columns: Sequence[str]) -> str | None:
+    if fmt == "burstgpt":
+        return "v3 (8 columns)" if "Session ID" in columns else "v1/v2 (6 columns)"
+    return None
+
+
+# --- 2. reading the mapped columns -----------------------------------------------------------
+
+
+def _read_dtypes(cmap: ColumnMap, fields: dict[str, str], *, typed: bool) -> dict[str, pl.DataType]:
+    """Polars dtypes to read each mapped source column with."""
+    dtypes: dict[str, pl.DataType] = {}
+    for field, column in fields.items():
+        if field == "hash_ids":
+            dtypes[column] = pl.List(pl.Int64())
+        elif field in NUMERIC_FIELDS or (field == "arrival" and cmap.arrival_unit != "datetime"):
+            dtypes[column] = pl.Float64() if typed else pl.String()
+        elif field in ("model", "log_type"):
+            dtypes[column] = pl.Categorical()
+        else:
+            dtypes[column] = pl.String()
+    return dtypes
+
+
+def _read_columns(src: Source, cmap: ColumnMap, fields: dict[str, str]) -> pl.DataFrame:
+    """The mapped source columns renamed to field names, plus a source row index."""
+    select = [pl.col(c).alias(f) for f, c in fields.items()]
+    if src.kind == "csv":
+        if "hash_ids" in fields:
+            cmap_csv = {**_read_dtypes(cmap, fields, typed=True), fields["hash_ids"]: pl.String()}
+        else:
+            cmap_csv = _read_dtypes(cmap, fields, typed=True)
+        try:
+            return _scan_csv(src, cmap_csv, select)
+        except pl.exceptions.PolarsError:
+            pass  # a value polars could not parse: read as text, find it below
+        text = {c: (pl.String() if d == pl.Float64() else d) for c, d in cmap_csv.items()}
+        try:
+            return _scan_csv(src, text, select)
+        except pl.exceptions.PolarsError as exc:
+            raise _structural_error(src, exc) from None
+    if src.kind == "jsonl":
+        dtypes = _read_dtypes(cmap, fields, typed=True)
+        dtypes = {c: (pl.String() if d == pl.Categorical() else d) for c, d in dtypes.items()}
+        try:
+            return (
+                pl.read_ndjson(src.payload(), schema=dtypes)
+                .with_row_index(_ROW)
+                .select([pl.col(_ROW), *select])
+            )
+        except pl.exceptions.PolarsError as exc:
+            raise _jsonl_error(src, cmap, fields, exc) from None
+    try:
+        return pl.scan_parquet(src.payload()).with_row_index(_ROW).select(
+            [pl.col(_ROW), *select]
+        ).collect()
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"unreadable Parquet file ({_first_line(exc)})", path=src.name) from None
+
+
+def _scan_csv(src: Source, dtypes: dict[str, pl.DataType], select: list[pl.Expr]) -> pl.DataFrame:
+    return (
+        pl.scan_csv(
+            src.payload(), has_header=True, infer_schema=False, schema_overrides=dtypes,
+            encoding="utf8", raise_if_empty=False, truncate_ragged_lines=False,
+        )
+        .with_row_index(_ROW)
+        .select([pl.col(_ROW), *select])
+        .collect()
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _structural_error(src: Source, exc: BaseException) -> InputError:
+    """Scan the CSV line by line for what made polars fail: bad UTF-8 or a wrong field count."""
+    import csv
+
+    width = len(src.columns)
+    for lineno, line in enumerate(iter_lines(src), start=1):
+        if lineno == 1:
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return InputError(
+                f"invalid UTF-8 byte 0x{line[err.start]:02x} at byte {err.start} of the line",
+                path=src.name, line=lineno, column=err.start + 1,
+                hint="convert the file to UTF-8 (for example: iconv -f latin1 -t utf-8)",
+            )
+        text = text.rstrip("\r\n")
+        if not text:
+            continue
+        n = len(next(csv.reader([text])))
+        if n != width:
+            col = field_offsets(text)[min(n, width)] + 1 if n > width else len(text) + 1
+            return InputError(f"{n} fields, expected {width} ({', '.join(src.columns)})",
+                              path=src.name, line=lineno, column=col)
+    return InputError(f"unreadable CSV ({_first_line(exc)})", path=src.name)
+
+
+def _jsonl_error(
+    src: Source, cmap: ColumnMap, fields: dict[str, str], exc: BaseException
+) -> InputError:
+    """Scan JSON lines with orjson for the first bad line, key or value."""
+    import orjson
+
+    numeric = {c for f, c in fields.items()
+               if f in NUMERIC_FIELDS or (f == "arrival" and cmap.arrival_unit != "datetime")}
+    required = set(cmap.required_columns())
+    for lineno, line in enumerate(iter_lines(src), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            return InputError(f"not valid JSON ({err})", path=src.name, line=lineno)
+        if not isinstance(obj, dict):
+            return InputError("expected a JSON object", path=src.name, line=lineno)
+        text = line.decode("utf-8", "replace")
+        for key in sorted(required - obj.keys()):
+            return InputError(f"missing key {key!r}", path=src.name, line=lineno)
+        for key, value in obj.items():
+            col = text.find(f'"{key}"') + 1 or None
+            if key in numeric and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                return InputError(f"key {key!r}: expected a number, got {value!r:.40}",
+                                  path=src.name, line=lineno, column=col)
+            if key == fields.get("hash_ids") and value is not None and not (
+                isinstance(value, list)
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                return InputError(f"key {key!r}: expected a list of integers",
+                                  path=src.name, line=lineno, column=col)
+    return InputError(f"unreadable JSON lines ({_first_line(exc)})", path=src.name)
+
+
+# --- 3. coercion and row checks --------------------------------------------------------------
+
+
+def _coerce(raw: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.DataFrame:
+    """Numbers to float64 and timestamps to int64 ns, with a ``__bad_<field>`` mask per field
+    for cells that held text but did not parse."""
+    exprs: list[pl.Expr] = []
+    for field in fields:
+        dtype = raw.schema[field]
+        col = pl.col(field)
+        if field == "arrival" and cmap.arrival_unit == "datetime":
+            parsed = _datetime_ns(col, dtype)
+        elif field in NUMERIC_FIELDS or field == "arrival":
+            parsed = col.cast(pl.Float64(), strict=False)
+        elif field == "hash_ids" and dtype == pl.String():
+            parsed = col.str.json_decode(pl.List(pl.Int64()))
+        else:
+            continue
+        exprs.append(parsed.alias(field))
+        if dtype == pl.String():
+            exprs.append((col.is_not_null() & parsed.is_null()).alias(_BAD + field))
+    return raw.with_columns(exprs)
+
+
+def _datetime_ns(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A timestamp column as int64 nanoseconds since the epoch (UTC when zoned)."""
+    if isinstance(dtype, pl.Datetime):
+        ts = col
+    else:
+        ts = col.cast(pl.String()).str.to_datetime(strict=False, time_unit="ns")
+    return ts.dt.replace_time_zone(None).dt.cast_time_unit("ns").cast(pl.Int64())
+
+
+def _row_checks(
+    frame: pl.DataFrame, fields: dict[str, str], max_tokens: int
+) -> list[tuple[str, str, pl.Expr]]:
+    """(reason, field, bad-row mask) in priority order: a row is dropped under its first."""
+    present = set(frame.columns)
+    checks: list[tuple[str, str, pl.Expr]] = [
+        ("blank_line", "arrival", pl.all_horizontal([pl.col(f).is_null() for f in fields]))
+    ]
+    for f in ("arrival", "input_tokens", "output_tokens"):
+        if _BAD + f not in present:
+            checks.append(("missing_value", f, pl.col(f).is_null()))
+        else:
+            checks.append(("missing_value", f, pl.col(f).is_null() & ~pl.col(_BAD + f)))
+    checks += [("not_a_number" if f != "arrival" else "bad_timestamp", f, pl.col(_BAD + f))
+               for f in fields if _BAD + f in present]
+    numeric_present = [f for f in ("arrival", "input_tokens", "output_tokens", "elapsed", "turn")
+                       if f in fields and frame.schema[f] == pl.Float64()]
+    checks += [("non_finite", f, ~pl.col(f).is_finite()) for f in numeric_present]
+    checks += [("negative", f, pl.col(f) < 0) for f in numeric_present]
+    checks += [("not_integer", f, pl.col(f) != pl.col(f).floor())
+               for f in ("input_tokens", "output_tokens", "turn") if f in numeric_present]
+    checks += [("out_of_range", f, pl.col(f) > max_tokens)
+               for f in ("input_tokens", "output_tokens")]
+    checks.append(("zero_input", "input_tokens", pl.col("input_tokens") == 0))
+    if "log_type" in fields:
+        checks.append(("unknown_log_type", "log_type", pl.col("log_type").is_not_null()
+                       & _log_type_expr(frame).is_null()))
+    if "failed" in fields:
+        checks.append(("bad_failed_flag", "failed", pl.col("failed").is_not_null()
+                       & _failed_expr(frame).is_null()))
+    return checks
+
+
+def _check_rows(
+    frame: pl.DataFrame,
+    src: Source,
+    cmap: ColumnMap,
+    fields: dict[str, str],
+    lenient: bool,
+    max_tokens: int,
+    dropped: dict[str, int],
+) -> pl.DataFrame:
+    """Raise on the first bad row, or (lenient) drop bad rows counting them by reason.
+
+    Blank lines are always dropped and counted, never an error.
+    """
+    checks = _row_checks(frame, fields, max_tokens)
+    masks = [m.fill_null(False) for _, _, m in checks]
+    reason = pl.coalesce([pl.when(m).then(pl.lit(r)) for (r, _, _), m in zip(checks, masks,
+                                                                             strict=True)])
+    bad = frame.select(pl.any_horizontal(masks).alias("bad"))["bad"]
+    if not bad.any():
+        return frame
+    reasons = frame.select(reason.alias("reason"))["reason"]
+    counts = reasons.drop_nulls().value_counts()
+    by_reason = dict(zip(counts["reason"].to_list(), counts["count"].to_list(), strict=True))
+    hard = reasons.is_not_null() & (reasons != "blank_line")
+    if hard.any() and not lenient:
+        pos = int(hard.arg_true()[0])
+        name, field, _ = next(c for c, m in zip(checks, masks, strict=True)
+                              if frame[pos].select(m).item())
+        others = int(hard.sum()) - 1
+        raise _row_error(src, cmap, fields, frame, pos, name, field, others)
+    for name, n in by_reason.items():
+        dropped[name] = dropped.get(name, 0) + int(n)
+    return frame.filter(reasons.is_null())
+
+
+def _row_error(
+    src: Source,
+    cmap: ColumnMap,
+    fields: dict[str, str],
+    frame: pl.DataFrame,
+    pos: int,
+    reason: str,
+    field: str,
+    others: int,
+) -> InputError:
+    row = int(frame[_ROW][pos])
+    lineno = line_of_row(src, row)
+    column_name = fields[field]
+    raw = raw_line(src, lineno)
+    col: int | None = None
+    detail = _describe(reason, frame, pos, field)
+    if raw is not None and src.kind == "csv":
+        text = raw.decode("utf-8", "replace")
+        offsets = field_offsets(text)
+        if len(offsets) != len(src.columns):
+            detail = (f"{len(offsets)} fields, expected {len(src.columns)} "
+                      "(a ragged or torn row)")
+        index = src.columns.index(column_name)
+        col = offsets[index] + 1 if index < len(offsets) else len(text) + 1
+    elif raw is not None and src.kind == "jsonl":
+        col = raw.decode("utf-8", "replace").find(f'"{column_name}"') + 1 or None
+    more = f" (and {others} more bad rows)" if others else ""
+    return InputError(
+        f"{detail}{more}", path=src.name, line=lineno, column=col, field=column_name,
+        hint="fix the file, or pass --lenient to drop bad rows (counted by reason)",
+    )
+
+
+def _describe(reason: str, frame: pl.DataFrame, pos: int, field: str) -> str:
+    value = frame[field][pos]
+    text = {
+        "missing_value": "missing value",
+        "not_a_number": "not a number",
+        "bad_timestamp": "not a timestamp (or a time zone that differs from the first row)",
+        "non_finite": f"not a finite number ({value})",
+        "negative": f"negative value {value}",
+        "not_integer": f"token count is not a whole number ({value})",
+        "out_of_range": f"token count {value} is out of range",
+        "zero_input": "zero request tokens (a request has at least one)",
+        "unknown_log_type": f"unknown log type {value!r} (expected conversation or api)",
+        "bad_failed_flag": f"failed flag {value!r} is not true/false",
+    }.get(reason, reason)
+    return text
+
+
+def line_of_row(src: Source, row: int) -> int:
+    """Physical line (1-based) of the 0-based record ``row``: polars reads blank CSV lines as
+    all-null records but skips blank JSON lines, so JSONL needs a scan."""
+    if src.kind == "csv":
+        return src.header_lines + 1 + row
+    if src.kind == "parquet":
+        return row + 1
+    seen = -1
+    for lineno, line in enumerate(iter_lines(src), start=1):
+        if line.strip():
+            seen += 1
+            if seen == row:
+                return lineno
+    return row + 1
+
+
+def _log_type_expr(frame: pl.DataFrame) -> pl.Expr:
+    """Normalise log types (``Conversation log`` -> ``conversation``); null when unknown."""
+    values = frame["log_type"].cast(pl.String()).unique().drop_nulls().to_list()
+    mapping = {v: LOG_TYPE_ALIASES.get(v.strip().lower()) for v in values}
+    return (
+        pl.col("log_type").cast(pl.String())
+        .replace_strict(mapping, default=None, return_dtype=schema.LogTypeDtype)
+    )
+
+
+def _failed_expr(frame: pl.DataFrame) -> pl.Expr:
+    dtype = frame.schema["failed"]
+    if dtype == pl.Boolean():
+        return pl.col("failed")
+    if dtype.is_numeric():
+        return pl.col("failed") != 0
+    lowered = pl.col("failed").cast(pl.String()).str.strip_chars().str.to_lowercase()
+    return pl.when(lowered.is_in(list(_TRUE))).then(True).when(
+        lowered.is_in(list(_FALSE))).then(False)
+
+
+def _with_failed(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.DataFrame:
+    if "failed" in fields:
+        expr = _failed_expr(frame).fill_null(False)
+    elif cmap.zero_output_failed:
+        expr = pl.col("output_tokens") == 0
+    else:
+        expr = pl.lit(False)
+    return frame.with_columns(expr.alias("failed"))
+
+
+# --- 4. order, origin, turns -----------------------------------------------------------------
+
+
+def _order(
+    frame: pl.DataFrame, src: Source, strict: bool, warnings: list[str]
+) -> tuple[pl.DataFrame, int]:
+    backwards = frame.select(pl.col("arrival").diff() < 0)["arrival"].fill_null(False)
+    n = int(backwards.sum())
+    if not n:
+        return frame, 0
+    pos = int(backwards.arg_true()[0])
+    line = line_of_row(src, int(frame[_ROW][pos]))
+    if strict:
+        raise InputError(
+            f"timestamp goes backwards ({n} times in the file)", path=src.name, line=line,
+            hint="drop --strict to sort the rows stably by time",
+        )
+    warnings.append(f"{n} timestamps go backwards (first at line {line}); rows sorted stably")
+    return frame.sort("arrival", maintain_order=True), n
+
+
+def _rebase(frame: pl.DataFrame, cmap: ColumnMap) -> tuple[pl.DataFrame, str]:
+    first = frame["arrival"][0]
+    if cmap.arrival_unit == "datetime":
+        origin = str(pl.Series([first]).cast(pl.Datetime("ns"))[0])
+        arrival = (pl.col("arrival") - first).cast(pl.Float64()) * 1e-9
+    else:
+        scale = SECONDS_PER_UNIT[cmap.arrival_unit]
+        origin = f"{first:g} {cmap.arrival_unit}"
+        arrival = (pl.col("arrival") - first) * scale
+    return frame.with_columns(arrival.alias("arrival")), origin
+
+
+def _finish(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.DataFrame:
+    """Select and cast the canonical columns, numbering turns within sessions."""
+
+    def mapped(field: str, dtype: pl.DataType, name: str) -> pl.Expr:
+        expr = pl.col(field).cast(dtype) if field in fields else pl.lit(None, dtype=dtype)
+        return expr.alias(name)
+
+    has_sessions = "session_id" in fields and frame["session_id"].null_count() < frame.height
+    if "turn" in fields:
+        turn = pl.when(pl.col("session_id").is_not_null()).then(pl.col("turn"))
+    elif has_sessions:
+        turn = pl.when(pl.col("session_id").is_not_null()).then(
+            pl.int_range(pl.len()).over("session_id"))
+    else:
+        turn = pl.lit(None)
+    exprs = [
+        pl.col("arrival").alias("arrival_s"),
+        mapped("model", pl.Categorical(), "model"),
+        (_log_type_expr(frame) if "log_type" in fields
+         else pl.lit(None, dtype=schema.LogTypeDtype)).alias("log_type"),
+        mapped("session_id", pl.String(), "session_id"),
+        turn.cast(pl.Int32()).alias("turn"),
+        pl.col("input_tokens").cast(pl.Int32()),
+        pl.col("output_tokens").cast(pl.Int32()),
+        pl.col("failed"),
+        mapped("elapsed", pl.Float64(), "elapsed_s") * SECONDS_PER_UNIT[cmap.elapsed_unit],
+    ]
+    if "hash_ids" in fields:
+        exprs.append(pl.col("hash_ids").cast(pl.List(pl.Int64())))
+    return frame.select(exprs)
