@@ -7,6 +7,6 @@ canonical schema described in :mod:`burstlab.trace.schema`.
 
 from burstlab.core.errors import BurstlabError, FetchError, InputError
 
-__version__ = "0.1.0"
+from burstlab.core.version import __version__
 
 __all__ = ["BurstlabError", "FetchError", "InputError", "__version__"]

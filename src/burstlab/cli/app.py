@@ -29,7 +29,7 @@ _DEBUG = {"on": False}
 
 def _version_callback(value: bool) -> None:
     if value:
-        from burstlab import __version__
+        from burstlab.core.version import __version__
 
         typer.echo(f"burstlab {__version__}")
         raise typer.Exit
@@ -49,6 +49,8 @@ def _register() -> None:
     from burstlab.cli import demo, trace_cmds
 
     trace_app.command("info")(trace_cmds.info)
+    trace_app.command("convert")(trace_cmds.convert)
+    trace_app.command("schema")(trace_cmds.schema)
     app.command("demo")(demo.demo)
 
 

@@ -28,7 +28,9 @@ class ColumnMap(BaseModel):
     string such as ``2023-11-16 18:15:46.6805900``. ``elapsed`` is in
     ``elapsed_unit``. ``failed`` names a boolean (true/false or 1/0) column;
     without one, ``zero_output_failed`` marks rows with 0 output tokens as
-    failed (the BurstGPT convention). ``optional`` lists mapped fields whose
+    failed (the BurstGPT convention). ``rebase`` shifts times so the first
+    arrival is 0 (off for burstlab's own tables, whose times are already
+    offsets from the start of the run). ``optional`` lists mapped fields whose
     column may be absent from a file (e.g. BurstGPT v1 has no session ids).
     """
 
@@ -47,6 +49,7 @@ class ColumnMap(BaseModel):
     elapsed_unit: Literal["s", "ms"] = "s"
     hash_ids: str | None = None
     zero_output_failed: bool = False
+    rebase: bool = True
     optional: frozenset[str] = frozenset()
 
     @model_validator(mode="after")
@@ -114,7 +117,7 @@ FORMATS: dict[str, TraceFormat] = {
             ColumnMap(
                 arrival="arrival_s", input_tokens="input_tokens", output_tokens="output_tokens",
                 model="model", log_type="log_type", session_id="session_id", turn="turn",
-                failed="failed", elapsed="elapsed_s", hash_ids="hash_ids",
+                failed="failed", elapsed="elapsed_s", hash_ids="hash_ids", rebase=False,
                 optional=frozenset({"model", "log_type", "session_id", "turn", "failed",
                                     "elapsed", "hash_ids"}),
             ),

@@ -523,7 +523,7 @@ def _order(
 
 
 def _rebase(frame: pl.DataFrame, cmap: ColumnMap) -> tuple[pl.DataFrame, str]:
-    first = frame["arrival"][0]
+    first = frame["arrival"][0] if cmap.rebase else 0
     if cmap.arrival_unit == "datetime":
         origin = str(pl.Series([first]).cast(pl.Datetime("ns"))[0])
         arrival = (pl.col("arrival") - first).cast(pl.Float64()) * 1e-9
