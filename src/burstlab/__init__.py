@@ -3,10 +3,65 @@
 The public API is small and re-exported here; everything else is internal.
 The central object is the *request table*, a polars DataFrame with the
 canonical schema described in :mod:`burstlab.trace.schema`.
+
+Names are resolved lazily (PEP 562) so that ``burstlab --help`` and other
+light entry points do not pay for importing polars.
 """
 
-from burstlab.core.errors import BurstlabError, FetchError, InputError
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from burstlab.core.errors import BurstlabError, FetchError, InputError
 from burstlab.core.version import __version__
 
-__all__ = ["BurstlabError", "FetchError", "InputError", "__version__"]
+if TYPE_CHECKING:
+    from burstlab.trace.formats import FORMATS, ColumnMap
+    from burstlab.trace.info import TraceInfo, trace_info
+    from burstlab.trace.io import read_table, write_table
+    from burstlab.trace.readers import LoadReport, read_trace
+    from burstlab.trace.sample import sample_trace
+    from burstlab.trace.schema import COLUMNS, SchemaError, validate
+
+_LAZY = {
+    "FORMATS": "burstlab.trace.formats",
+    "ColumnMap": "burstlab.trace.formats",
+    "TraceInfo": "burstlab.trace.info",
+    "trace_info": "burstlab.trace.info",
+    "read_table": "burstlab.trace.io",
+    "write_table": "burstlab.trace.io",
+    "LoadReport": "burstlab.trace.readers",
+    "read_trace": "burstlab.trace.readers",
+    "sample_trace": "burstlab.trace.sample",
+    "COLUMNS": "burstlab.trace.schema",
+    "SchemaError": "burstlab.trace.schema",
+    "validate": "burstlab.trace.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'burstlab' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "BurstlabError",
+    "ColumnMap",
+    "FetchError",
+    "InputError",
+    "LoadReport",
+    "SchemaError",
+    "TraceInfo",
+    "__version__",
+    "read_table",
+    "read_trace",
+    "sample_trace",
+    "trace_info",
+    "validate",
+    "write_table",
+]

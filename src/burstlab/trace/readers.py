@@ -19,6 +19,7 @@ holds for the returned :class:`LoadReport`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -40,6 +41,7 @@ from burstlab.trace.source import Kind, Source, field_offsets, iter_lines, open_
 DEFAULT_MAX_TOKENS = 2_000_000
 _ROW = "__row"
 _BAD = "__bad_"
+_OVERFLOW = "__overflow"
 LOG_TYPE_ALIASES = {"conversation": "conversation", "conversation log": "conversation",
                     "conv": "conversation", "chat": "conversation",
                     "api": "api", "api log": "api"}
@@ -223,13 +225,21 @@ def _read_columns(src: Source, cmap: ColumnMap, fields: dict[str, str]) -> pl.Da
 
 
 def _scan_csv(src: Source, dtypes: dict[str, pl.DataType], select: list[pl.Expr]) -> pl.DataFrame:
+    """Scan the CSV with the header's columns plus one overflow column.
+
+    polars silently ignores extra fields when only some columns are projected;
+    reading them into ``__overflow`` makes a too-wide row visible as a
+    non-null value there, at no cost for well-formed files.
+    """
+    full = {c: dtypes.get(c, pl.String()) for c in src.columns} | {_OVERFLOW: pl.String()}
     return (
         pl.scan_csv(
-            src.payload(), has_header=True, infer_schema=False, schema_overrides=dtypes,
-            encoding="utf8", raise_if_empty=False, truncate_ragged_lines=False,
+            src.payload(), has_header=False, skip_rows=src.header_lines, schema=full,
+            encoding="utf8", raise_if_empty=False, truncate_ragged_lines=True,
+            missing_columns="insert",
         )
         .with_row_index(_ROW)
-        .select([pl.col(_ROW), *select])
+        .select([pl.col(_ROW), *select, pl.col(_OVERFLOW)])
         .collect()
     )
 
@@ -314,7 +324,7 @@ def _coerce(raw: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.Da
         dtype = raw.schema[field]
         col = pl.col(field)
         if field == "arrival" and cmap.arrival_unit == "datetime":
-            parsed = _datetime_ns(col, dtype)
+            parsed = _datetime_ns(col, dtype, raw[field].drop_nulls().head(1).to_list())
         elif field in NUMERIC_FIELDS or field == "arrival":
             parsed = col.cast(pl.Float64(), strict=False)
         elif field == "hash_ids" and dtype == pl.String():
@@ -327,12 +337,21 @@ def _coerce(raw: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.Da
     return raw.with_columns(exprs)
 
 
-def _datetime_ns(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A timestamp column as int64 nanoseconds since the epoch (UTC when zoned)."""
+def _datetime_ns(col: pl.Expr, dtype: pl.DataType, first: list[object]) -> pl.Expr:
+    """A timestamp column as int64 nanoseconds since the epoch (UTC when zoned).
+
+    The layout (``T`` or space separator, with or without a UTC offset) is
+    taken from the first value; a later value in another layout (say, naive
+    after zoned) does not parse and is reported as a bad timestamp.
+    """
     if isinstance(dtype, pl.Datetime):
         ts = col
     else:
-        ts = col.cast(pl.String()).str.to_datetime(strict=False, time_unit="ns")
+        sample = str(first[0]) if first else ""
+        sep = "T" if len(sample) > 10 and sample[10] == "T" else " "
+        zoned = sample.endswith("Z") or re.search(r"[+-]\d\d:?\d\d$", sample) is not None
+        fmt = f"%Y-%m-%d{sep}%H:%M:%S%.f" + ("%#z" if zoned else "")
+        ts = col.cast(pl.String()).str.to_datetime(fmt, strict=False, time_unit="ns")
     return ts.dt.replace_time_zone(None).dt.cast_time_unit("ns").cast(pl.Int64())
 
 
@@ -344,6 +363,8 @@ def _row_checks(
     checks: list[tuple[str, str, pl.Expr]] = [
         ("blank_line", "arrival", pl.all_horizontal([pl.col(f).is_null() for f in fields]))
     ]
+    if _OVERFLOW in present:
+        checks.append(("too_many_fields", "arrival", pl.col(_OVERFLOW).is_not_null()))
     for f in ("arrival", "input_tokens", "output_tokens"):
         if _BAD + f not in present:
             checks.append(("missing_value", f, pl.col(f).is_null()))
@@ -416,20 +437,22 @@ def _row_error(
 ) -> InputError:
     row = int(frame[_ROW][pos])
     lineno = line_of_row(src, row)
-    column_name = fields[field]
+    column_name: str | None = fields[field]
     raw = raw_line(src, lineno)
     col: int | None = None
     detail = _describe(reason, frame, pos, field)
     if raw is not None and src.kind == "csv":
         text = raw.decode("utf-8", "replace")
         offsets = field_offsets(text)
-        if len(offsets) != len(src.columns):
-            detail = (f"{len(offsets)} fields, expected {len(src.columns)} "
-                      "(a ragged or torn row)")
+        width = len(src.columns)
         index = src.columns.index(column_name)
         col = offsets[index] + 1 if index < len(offsets) else len(text) + 1
+        if len(offsets) != width:
+            detail = f"{len(offsets)} fields, expected {width} (a ragged or torn row)"
+            col = offsets[width] + 1 if len(offsets) > width else len(text) + 1
+            column_name = None
     elif raw is not None and src.kind == "jsonl":
-        col = raw.decode("utf-8", "replace").find(f'"{column_name}"') + 1 or None
+        col = raw.decode("utf-8", "replace").find(f'"{fields[field]}"') + 1 or None
     more = f" (and {others} more bad rows)" if others else ""
     return InputError(
         f"{detail}{more}", path=src.name, line=lineno, column=col, field=column_name,
