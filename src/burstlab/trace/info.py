@@ -2,8 +2,8 @@
 
 Rates are requests per second. Peaks come from fixed bins aligned to the start
 of the table: the busiest 1-second bin, and the busiest 1-minute bin divided
-by 60. Token statistics are per model x log type; p50/p99 are nearest-rank
-("lower") quantiles, so they are always token counts that occur.
+by 60. Token statistics are per model x log type; p50/p99 are the sample values
+nearest to the quantile position (polars "nearest"), so they always occur.
 """
 
 from __future__ import annotations
@@ -87,11 +87,11 @@ def trace_info(table: pl.DataFrame, report: LoadReport | None = None) -> TraceIn
             count=pl.len(),
             failure_rate=pl.col("failed").mean(),
             input_mean=pl.col("input_tokens").mean(),
-            input_p50=pl.col("input_tokens").quantile(0.5, "lower"),
-            input_p99=pl.col("input_tokens").quantile(0.99, "lower"),
+            input_p50=pl.col("input_tokens").quantile(0.5, "nearest"),
+            input_p99=pl.col("input_tokens").quantile(0.99, "nearest"),
             output_mean=pl.col("output_tokens").mean(),
-            output_p50=pl.col("output_tokens").quantile(0.5, "lower"),
-            output_p99=pl.col("output_tokens").quantile(0.99, "lower"),
+            output_p50=pl.col("output_tokens").quantile(0.5, "nearest"),
+            output_p99=pl.col("output_tokens").quantile(0.99, "nearest"),
         )
         .with_columns(
             pl.col("model").cast(pl.String), pl.col("log_type").cast(pl.String),
@@ -125,7 +125,7 @@ def _session_stats(table: pl.DataFrame) -> SessionStats:
         sessions=turns.len(),
         requests_in_sessions=int(turns.sum()),
         turns_mean=float(turns.mean() or 0.0),  # type: ignore[arg-type]
-        turns_p50=int(turns.quantile(0.5, "lower") or 0),
+        turns_p50=int(turns.quantile(0.5, "nearest") or 0),
         turns_max=int(turns.max() or 0),  # type: ignore[arg-type]
         single_turn_share=float((turns == 1).mean() or 0.0),  # type: ignore[arg-type]
     )

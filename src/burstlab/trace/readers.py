@@ -552,7 +552,7 @@ def _rebase(frame: pl.DataFrame, cmap: ColumnMap) -> tuple[pl.DataFrame, str]:
         arrival = (pl.col("arrival") - first).cast(pl.Float64()) * 1e-9
     else:
         scale = SECONDS_PER_UNIT[cmap.arrival_unit]
-        origin = f"{first:g} {cmap.arrival_unit}"
+        origin = f"{float(first)!r} {cmap.arrival_unit}"
         arrival = (pl.col("arrival") - first) * scale
     return frame.with_columns(arrival.alias("arrival")), origin
 

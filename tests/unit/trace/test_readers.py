@@ -23,7 +23,7 @@ def test_burstgpt_v1(data_dir: Path) -> None:
     check(table, report)
     assert (report.format, report.variant) == ("burstgpt", "v1/v2 (6 columns)")
     assert table["arrival_s"].to_list() == [0, 40, 113, 125, 126, 185]
-    assert report.origin == "5 s"
+    assert report.origin == "5.0 s"
     assert table["log_type"].cast(pl.String).to_list()[:4] == ["conversation"] * 3 + ["api"]
     assert table["failed"].to_list() == [False, False, False, True, False, False]
     assert table["model"].cast(pl.String).to_list()[2] == "GPT-4"
