@@ -28,7 +28,8 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory,
-                    monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test touches the user's real cache directory."""
     monkeypatch.setenv("BURSTLAB_CACHE", str(tmp_path_factory.mktemp("cache")))

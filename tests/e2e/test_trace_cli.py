@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 BIN = Path(sys.executable).parent / "burstlab"
 
+WriteFile = Callable[[str, str | bytes], Path]
+
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=60,
-                          cwd=cwd, check=False)
+    return subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
 
 
 def test_help_lists_commands() -> None:
@@ -33,8 +37,12 @@ def test_demo_prints_trace_info_of_sample() -> None:
 
 @pytest.mark.parametrize(
     ("trace", "rows", "sessions"),
-    [("sample", 19366, 0), ("burstgpt_v1.csv", 6, 0), ("burstgpt_v3.csv", 6, 2),
-     ("mooncake_head.jsonl", 40, 0)],
+    [
+        ("sample", 19366, 0),
+        ("burstgpt_v1.csv", 6, 0),
+        ("burstgpt_v3.csv", 6, 2),
+        ("mooncake_head.jsonl", 40, 0),
+    ],
 )
 def test_trace_info_json(data_dir: Path, trace: str, rows: int, sessions: int) -> None:
     target = trace if trace == "sample" else str(data_dir / trace)
@@ -51,13 +59,17 @@ def test_trace_info_table(data_dir: Path) -> None:
     out = run("trace", "info", str(data_dir / "burstgpt_v3.csv"))
     assert out.returncode == 0, out.stderr
     assert "burstgpt v3 (8 columns)" in out.stdout
-    assert "GPT-4" in out.stdout and "conversation" in out.stdout
+    assert "GPT-4" in out.stdout
+    assert "conversation" in out.stdout
     assert "turns per session" in out.stdout
 
 
-def test_warning_goes_to_stderr(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("o.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
-                               "Log Type\n9,A,1,1,2,API log\n3,A,1,1,2,API log\n")
+def test_warning_goes_to_stderr(write_file: WriteFile) -> None:
+    path = write_file(
+        "o.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+        "Log Type\n9,A,1,1,2,API log\n3,A,1,1,2,API log\n",
+    )
     out = run("trace", "info", str(path), "--json")
     assert out.returncode == 0
     assert json.loads(out.stdout)["load"]["reordered"] == 1
@@ -71,12 +83,15 @@ def test_warning_goes_to_stderr(write_file) -> None:  # type: ignore[no-untyped-
     ("content", "message"),
     [
         ("", "empty file"),
-        ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-         "1,A,x,1,1,API log\n", ":2:5: column 'Request tokens': not a number"),
+        (
+            "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+            "1,A,x,1,1,API log\n",
+            ":2:5: column 'Request tokens': not a number",
+        ),
         ("a,b\n1,2\n", "cannot tell the trace format"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(write_file, content: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line_exit_2(write_file: WriteFile, content: str, message: str) -> None:
     out = run("trace", "info", str(write_file("bad.csv", content)))
     assert out.returncode == 2
     assert message in out.stderr
@@ -88,22 +103,35 @@ def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     out = run("trace", "info", str(tmp_path / "none.csv"))
     assert (out.returncode, "no such file" in out.stderr) == (2, True)
     out = run("trace", "info", "sample", "--time-unit", "weeks")
-    assert out.returncode == 2 and "--time-unit" in out.stderr
+    assert out.returncode == 2
+    assert "--time-unit" in out.stderr
     out = run("trace", "info", "sample", "--map", "arrival")
-    assert out.returncode == 2 and "FIELD=COLUMN" in out.stderr
+    assert out.returncode == 2
+    assert "FIELD=COLUMN" in out.stderr
 
 
-def test_generic_mapping_from_cli(write_file) -> None:  # type: ignore[no-untyped-def]
+def test_generic_mapping_from_cli(write_file: WriteFile) -> None:
     path = write_file("g.csv", "ts,p,c\n1000,5,6\n3000,7,8\n")
-    out = run("trace", "info", str(path), "--json", "--map",
-              "arrival=ts,input_tokens=p,output_tokens=c", "--time-unit", "ms")
+    out = run(
+        "trace",
+        "info",
+        str(path),
+        "--json",
+        "--map",
+        "arrival=ts,input_tokens=p,output_tokens=c",
+        "--time-unit",
+        "ms",
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["span_s"] == 2.0
 
 
-def test_lenient_and_cache(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("l.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
-                               "Log Type\n1,A,1,1,2,API log\n2,A,-1,1,2,API log\n")
+def test_lenient_and_cache(write_file: WriteFile) -> None:
+    path = write_file(
+        "l.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+        "Log Type\n1,A,1,1,2,API log\n2,A,-1,1,2,API log\n",
+    )
     out = run("trace", "info", str(path), "--json", "--lenient", "--cache")
     load = json.loads(out.stdout)["load"]
     assert (load["dropped"], load["cache"]) == ({"negative": 1}, "miss")
@@ -119,5 +147,6 @@ def test_convert_and_schema(tmp_path: Path, data_dir: Path) -> None:
     info = json.loads(run("trace", "info", str(target), "--json").stdout)
     assert (info["rows"], info["load"]["format"]) == (6, "burstlab")
     bad = run("trace", "convert", "sample", str(tmp_path / "x.txt"))
-    assert bad.returncode == 2 and "extension" in bad.stderr
+    assert bad.returncode == 2
+    assert "extension" in bad.stderr
     assert "arrival_s" in run("trace", "schema").stdout

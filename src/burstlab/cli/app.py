@@ -38,7 +38,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: bool = typer.Option(
+    version: bool = typer.Option(  # noqa: ARG001 - acted on by its eager callback
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
 ) -> None:
@@ -58,9 +58,13 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point: run the app, mapping user errors to exit 2."""
+    """Console-script entry point: run the app, mapping user errors to exit 2.
+
+    Usage errors (unknown option, missing argument) are typer's: exit 2 with
+    its message. Interrupts exit 130.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except BurstlabError as exc:
         if _DEBUG["on"]:
             raise
@@ -69,18 +73,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.stderr.write("aborted\n")
-        sys.exit(1)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 def _print_error(exc: BurstlabError) -> None:

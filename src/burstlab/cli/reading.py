@@ -17,18 +17,26 @@ if TYPE_CHECKING:
 
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", "-f",
-                 help="Trace format: burstgpt, azure, mooncake, burstlab or generic "
-                      "(default: detected from the header)."),
+    typer.Option(
+        "--format",
+        "-f",
+        help="Trace format: burstgpt, azure, mooncake, burstlab or generic "
+        "(default: detected from the header).",
+    ),
 ]
 MapOpt = Annotated[
     str | None,
-    typer.Option("--map", help="Column mapping for a generic file: "
-                               "arrival=COL,input_tokens=COL,output_tokens=COL[,model=COL,...]."),
+    typer.Option(
+        "--map",
+        help="Column mapping for a generic file: "
+        "arrival=COL,input_tokens=COL,output_tokens=COL[,model=COL,...].",
+    ),
 ]
 TimeUnitOpt = Annotated[
-    str, typer.Option("--time-unit", help="Unit of the mapped arrival column: s, ms, us, ns "
-                                          "or datetime.")
+    str,
+    typer.Option(
+        "--time-unit", help="Unit of the mapped arrival column: s, ms, us, ns or datetime."
+    ),
 ]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Timestamps going backwards are an error, not sorted.")
@@ -47,8 +55,8 @@ CacheOpt = Annotated[
 def load(
     path: str,
     *,
-    format: str | None = None,  # noqa: A002 - mirrors --format
-    map: str | None = None,  # noqa: A002 - mirrors --map
+    format: str | None = None,
+    map: str | None = None,
     time_unit: str = "s",
     strict: bool = False,
     lenient: bool = False,
@@ -63,5 +71,12 @@ def load(
     if time_unit not in get_args(TimeUnit):
         raise InputError(f"--time-unit {time_unit!r} is not one of {', '.join(get_args(TimeUnit))}")
     mapping = parse_mapping(map, time_unit=cast("TimeUnit", time_unit)) if map else None
-    return read_trace(path, format=format, mapping=mapping, strict=strict, lenient=lenient,
-                      drop_failed=drop_failed, cache=cache)
+    return read_trace(
+        path,
+        format=format,
+        mapping=mapping,
+        strict=strict,
+        lenient=lenient,
+        drop_failed=drop_failed,
+        cache=cache,
+    )

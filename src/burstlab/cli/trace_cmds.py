@@ -22,15 +22,19 @@ if TYPE_CHECKING:
     from burstlab.trace.info import TraceInfo
     from burstlab.trace.readers import LoadReport
 
-TraceArg = Annotated[str, typer.Argument(help="Trace file (CSV, CSV.gz, JSONL, Parquet) or "
-                                              "'sample' for the bundled trace.")]
+TraceArg = Annotated[
+    str,
+    typer.Argument(
+        help="Trace file (CSV, CSV.gz, JSONL, Parquet) or 'sample' for the bundled trace."
+    ),
+]
 
 
 def info(
     trace: TraceArg,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    format: FormatOpt = None,  # noqa: A002
-    map: MapOpt = None,  # noqa: A002
+    format: FormatOpt = None,
+    map: MapOpt = None,
     time_unit: TimeUnitOpt = "s",
     strict: StrictOpt = False,
     lenient: LenientOpt = False,
@@ -43,8 +47,16 @@ def info(
     """
     from burstlab.trace.info import trace_info
 
-    table, report = load(trace, format=format, map=map, time_unit=time_unit, strict=strict,
-                         lenient=lenient, drop_failed=drop_failed, cache=cache)
+    table, report = load(
+        trace,
+        format=format,
+        map=map,
+        time_unit=time_unit,
+        strict=strict,
+        lenient=lenient,
+        drop_failed=drop_failed,
+        cache=cache,
+    )
     result = trace_info(table, report)
     if json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
@@ -57,8 +69,8 @@ def info(
 def convert(
     trace: TraceArg,
     output: Annotated[str, typer.Argument(help="Output path: .parquet, .csv or .jsonl.")],
-    format: FormatOpt = None,  # noqa: A002
-    map: MapOpt = None,  # noqa: A002
+    format: FormatOpt = None,
+    map: MapOpt = None,
     time_unit: TimeUnitOpt = "s",
     strict: StrictOpt = False,
     lenient: LenientOpt = False,
@@ -71,12 +83,21 @@ def convert(
     from burstlab.trace.io import table_suffix, write_table
 
     table_suffix(output)  # fail on a bad extension before reading a large file
-    table, report = load(trace, format=format, map=map, time_unit=time_unit, strict=strict,
-                         lenient=lenient, drop_failed=drop_failed)
+    table, report = load(
+        trace,
+        format=format,
+        map=map,
+        time_unit=time_unit,
+        strict=strict,
+        lenient=lenient,
+        drop_failed=drop_failed,
+    )
     write_table(table, output)
     warn(report)
-    typer.echo(f"wrote {table.height} rows to {output} "
-               f"(read {report.rows_read}, dropped {sum(report.dropped.values())})")
+    typer.echo(
+        f"wrote {table.height} rows to {output} "
+        f"(read {report.rows_read}, dropped {sum(report.dropped.values())})"
+    )
 
 
 def schema() -> None:
@@ -104,9 +125,11 @@ def print_info(result: TraceInfo) -> None:
     load_report = result.load
     if load_report is not None:
         variant = f" {load_report.variant}" if load_report.variant else ""
-        console.print(f"[bold]{escape(load_report.source)}[/]  "
-                      f"({load_report.format}{variant}, {load_report.kind}"
-                      f"{', gzip' if load_report.compressed else ''})")
+        console.print(
+            f"[bold]{escape(load_report.source)}[/]  "
+            f"({load_report.format}{variant}, {load_report.kind}"
+            f"{', gzip' if load_report.compressed else ''})"
+        )
     top = Table(show_header=False, box=None, pad_edge=False)
     top.add_column(style="dim")
     top.add_column(justify="right")
@@ -118,23 +141,40 @@ def print_info(result: TraceInfo) -> None:
     top.add_row("peak rate (1 s bins)", f"{result.peak_rps_1s:,.0f} req/s")
     top.add_row("peak rate (1 min bins)", f"{result.peak_rps_1m:,.2f} req/s")
     top.add_row("failure rate", f"{result.failure_rate:.2%}")
-    top.add_row("tokens in / out", f"{result.input_tokens_total:,} / {result.output_tokens_total:,}")
+    top.add_row(
+        "tokens in / out", f"{result.input_tokens_total:,} / {result.output_tokens_total:,}"
+    )
     top.add_row("sessions", f"{result.sessions:,}")
     if result.session_stats is not None:
         s = result.session_stats
-        top.add_row("turns per session", f"mean {s.turns_mean:.2f}, p50 {s.turns_p50}, "
-                                         f"max {s.turns_max}, single-turn {s.single_turn_share:.1%}")
+        top.add_row(
+            "turns per session",
+            f"mean {s.turns_mean:.2f}, p50 {s.turns_p50}, "
+            f"max {s.turns_max}, single-turn {s.single_turn_share:.1%}",
+        )
     console.print(top)
 
     table = Table(title="by model x log type", title_justify="left")
-    for name in ("model", "log type", "requests", "share", "failed",
-                 "input mean/p50/p99", "output mean/p50/p99"):
-        table.add_column(name, justify="left" if name in ("model", "log type") else "right",
-                         no_wrap=True)
+    for name in (
+        "model",
+        "log type",
+        "requests",
+        "share",
+        "failed",
+        "input mean/p50/p99",
+        "output mean/p50/p99",
+    ):
+        table.add_column(
+            name, justify="left" if name in ("model", "log type") else "right", no_wrap=True
+        )
     for c in result.breakdown:
         table.add_row(
-            escape(c.model or "-"), escape(c.log_type or "-"), f"{c.count:,}", f"{c.share:.1%}",
-            f"{c.failure_rate:.2%}", f"{c.input_mean:,.0f} / {c.input_p50:,} / {c.input_p99:,}",
+            escape(c.model or "-"),
+            escape(c.log_type or "-"),
+            f"{c.count:,}",
+            f"{c.share:.1%}",
+            f"{c.failure_rate:.2%}",
+            f"{c.input_mean:,.0f} / {c.input_p50:,} / {c.input_p99:,}",
             f"{c.output_mean:,.0f} / {c.output_p50:,} / {c.output_p99:,}",
         )
     console.print(table)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import platformdirs
 import polars as pl
 import xxhash
 
@@ -34,8 +35,6 @@ def cache_root() -> Path:
     env = os.environ.get("BURSTLAB_CACHE")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("burstlab"))
 
 
@@ -52,8 +51,12 @@ def cache_key(path: Path, options: dict[str, Any]) -> str:
     """The cache entry name for ``path`` read with ``options``."""
     st = path.stat()
     ident = {
-        "size": st.st_size, "mtime_ns": st.st_mtime_ns, "xxh3": content_hash(path),
-        "options": options, "schema": SCHEMA_VERSION, "burstlab": __version__,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "xxh3": content_hash(path),
+        "options": options,
+        "schema": SCHEMA_VERSION,
+        "burstlab": __version__,
     }
     return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 

@@ -69,8 +69,16 @@ class ColumnMap(BaseModel):
 
 
 MAPPED_FIELDS = (
-    "arrival", "input_tokens", "output_tokens", "model", "log_type",
-    "session_id", "turn", "failed", "elapsed", "hash_ids",
+    "arrival",
+    "input_tokens",
+    "output_tokens",
+    "model",
+    "log_type",
+    "session_id",
+    "turn",
+    "failed",
+    "elapsed",
+    "hash_ids",
 )
 #: Mapped fields whose source values are numbers (read as float64, then checked).
 NUMERIC_FIELDS = ("input_tokens", "output_tokens", "turn", "elapsed")
@@ -92,34 +100,57 @@ FORMATS: dict[str, TraceFormat] = {
             "burstgpt",
             "BurstGPT v1/v2 (6 columns) and v3 (adds 'Session ID', 'Elapsed time')",
             ColumnMap(
-                arrival="Timestamp", input_tokens="Request tokens",
-                output_tokens="Response tokens", model="Model", log_type="Log Type",
-                session_id="Session ID", elapsed="Elapsed time", zero_output_failed=True,
+                arrival="Timestamp",
+                input_tokens="Request tokens",
+                output_tokens="Response tokens",
+                model="Model",
+                log_type="Log Type",
+                session_id="Session ID",
+                elapsed="Elapsed time",
+                zero_output_failed=True,
                 optional=frozenset({"session_id", "elapsed"}),
             ),
         ),
         TraceFormat(
             "azure",
             "Azure LLM inference trace 2023/2024 (TIMESTAMP,ContextTokens,GeneratedTokens)",
-            ColumnMap(arrival="TIMESTAMP", arrival_unit="datetime",
-                      input_tokens="ContextTokens", output_tokens="GeneratedTokens"),
+            ColumnMap(
+                arrival="TIMESTAMP",
+                arrival_unit="datetime",
+                input_tokens="ContextTokens",
+                output_tokens="GeneratedTokens",
+            ),
         ),
         TraceFormat(
             "mooncake",
             "Mooncake / AIPerf JSONL (timestamp ms, input_length, output_length, hash_ids)",
-            ColumnMap(arrival="timestamp", arrival_unit="ms", input_tokens="input_length",
-                      output_tokens="output_length", hash_ids="hash_ids",
-                      optional=frozenset({"hash_ids"})),
+            ColumnMap(
+                arrival="timestamp",
+                arrival_unit="ms",
+                input_tokens="input_length",
+                output_tokens="output_length",
+                hash_ids="hash_ids",
+                optional=frozenset({"hash_ids"}),
+            ),
         ),
         TraceFormat(
             "burstlab",
             "burstlab's own request table (Parquet, CSV or JSONL written by burstlab)",
             ColumnMap(
-                arrival="arrival_s", input_tokens="input_tokens", output_tokens="output_tokens",
-                model="model", log_type="log_type", session_id="session_id", turn="turn",
-                failed="failed", elapsed="elapsed_s", hash_ids="hash_ids", rebase=False,
-                optional=frozenset({"model", "log_type", "session_id", "turn", "failed",
-                                    "elapsed", "hash_ids"}),
+                arrival="arrival_s",
+                input_tokens="input_tokens",
+                output_tokens="output_tokens",
+                model="model",
+                log_type="log_type",
+                session_id="session_id",
+                turn="turn",
+                failed="failed",
+                elapsed="elapsed_s",
+                hash_ids="hash_ids",
+                rebase=False,
+                optional=frozenset(
+                    {"model", "log_type", "session_id", "turn", "failed", "elapsed", "hash_ids"}
+                ),
             ),
         ),
     )
@@ -143,8 +174,10 @@ def choose(
         return GENERIC, mapping
     if fmt is not None:
         if fmt == GENERIC:
-            raise InputError("--format generic needs a column mapping (--map)",
-                             hint="e.g. --map arrival=ts,input_tokens=prompt,output_tokens=completion")
+            raise InputError(
+                "--format generic needs a column mapping (--map)",
+                hint="e.g. --map arrival=ts,input_tokens=prompt,output_tokens=completion",
+            )
         if fmt not in FORMATS:
             raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMAT_NAMES)}")
         _check_columns(columns, FORMATS[fmt].columns, path, fmt)
@@ -152,8 +185,14 @@ def choose(
 
     present = set(columns)
     scored = sorted(
-        ((len(set(f.columns.required_columns()) & present) / len(f.columns.required_columns()),
-          name) for name, f in FORMATS.items()),
+        (
+            (
+                len(set(f.columns.required_columns()) & present)
+                / len(f.columns.required_columns()),
+                name,
+            )
+            for name, f in FORMATS.items()
+        ),
         reverse=True,
     )
     best_score, best = scored[0]
@@ -180,8 +219,7 @@ def _check_columns(columns: tuple[str, ...], cmap: ColumnMap, path: str, what: s
         )
         suggestion = f"; did you mean {near!r}?" if near else ""
         raise InputError(
-            f"missing column {name!r} required by {what}{suggestion} "
-            f"(found: {', '.join(columns)})",
+            f"missing column {name!r} required by {what}{suggestion} (found: {', '.join(columns)})",
             path=path,
             line=1,
         )
@@ -200,8 +238,9 @@ def parse_mapping(spec: str, *, time_unit: TimeUnit = "s") -> ColumnMap:
         if not sep or not column.strip():
             raise InputError(f"--map entry {part!r} is not FIELD=COLUMN")
         if field.strip() not in MAPPED_FIELDS:
-            raise InputError(f"--map field {field.strip()!r} is unknown; "
-                             f"known: {', '.join(MAPPED_FIELDS)}")
+            raise InputError(
+                f"--map field {field.strip()!r} is unknown; known: {', '.join(MAPPED_FIELDS)}"
+            )
         pairs[field.strip()] = column.strip()
     missing = [f for f in ("arrival", "input_tokens", "output_tokens") if f not in pairs]
     if missing:

@@ -94,7 +94,8 @@ def trace_info(table: pl.DataFrame, report: LoadReport | None = None) -> TraceIn
             output_p99=pl.col("output_tokens").quantile(0.99, "nearest"),
         )
         .with_columns(
-            pl.col("model").cast(pl.String), pl.col("log_type").cast(pl.String),
+            pl.col("model").cast(pl.String),
+            pl.col("log_type").cast(pl.String),
             share=pl.col("count") / n,
         )
         .sort("count", descending=True)
@@ -117,9 +118,7 @@ def trace_info(table: pl.DataFrame, report: LoadReport | None = None) -> TraceIn
 
 def _session_stats(table: pl.DataFrame) -> SessionStats:
     turns = (
-        table.filter(pl.col("session_id").is_not_null())
-        .group_by("session_id")
-        .agg(n=pl.len())["n"]
+        table.filter(pl.col("session_id").is_not_null()).group_by("session_id").agg(n=pl.len())["n"]
     )
     return SessionStats(
         sessions=turns.len(),

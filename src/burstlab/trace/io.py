@@ -29,7 +29,8 @@ def table_suffix(path: str | Path) -> str:
     if suffix not in TABLE_SUFFIXES:
         raise InputError(
             f"cannot tell the output format from the extension {suffix or '(none)'!r}",
-            path=path, hint=f"use one of {', '.join(TABLE_SUFFIXES)}",
+            path=path,
+            hint=f"use one of {', '.join(TABLE_SUFFIXES)}",
         )
     return suffix
 

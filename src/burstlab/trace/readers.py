@@ -19,13 +19,16 @@ holds for the returned :class:`LoadReport`.
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
+import orjson
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from burstlab.core.errors import InputError
 from burstlab.trace import schema
@@ -42,9 +45,14 @@ DEFAULT_MAX_TOKENS = 2_000_000
 _ROW = "__row"
 _BAD = "__bad_"
 _OVERFLOW = "__overflow"
-LOG_TYPE_ALIASES = {"conversation": "conversation", "conversation log": "conversation",
-                    "conv": "conversation", "chat": "conversation",
-                    "api": "api", "api log": "api"}
+LOG_TYPE_ALIASES = {
+    "conversation": "conversation",
+    "conversation log": "conversation",
+    "conv": "conversation",
+    "chat": "conversation",
+    "api": "api",
+    "api log": "api",
+}
 _TRUE = {"true", "1", "yes", "t"}
 _FALSE = {"false", "0", "no", "f"}
 
@@ -88,7 +96,7 @@ class LoadReport(BaseModel):
 def read_trace(
     path: str | object,
     *,
-    format: str | None = None,  # noqa: A002 - the CLI option is --format
+    format: str | None = None,
     mapping: ColumnMap | None = None,
     strict: bool = False,
     lenient: bool = False,
@@ -108,33 +116,44 @@ def read_trace(
     result keyed by the source's size, mtime and content hash, so a second
     read is near-instant.
     """
-    options = {"format": format, "mapping": mapping.model_dump(mode="json") if mapping else None,
-               "strict": strict, "lenient": lenient, "drop_failed": drop_failed,
-               "max_tokens": max_tokens}
+    try:
+        options = ReadOptions(
+            format=format,
+            mapping=mapping,
+            strict=strict,
+            lenient=lenient,
+            drop_failed=drop_failed,
+            max_tokens=max_tokens,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if cache:
-        from burstlab.trace import cache as table_cache
+        from burstlab.trace import cache as table_cache  # noqa: PLC0415 - it imports this module
 
         return table_cache.cached_read(
-            str(path), options,
-            lambda: _read(str(path), format, mapping, strict, lenient, drop_failed, max_tokens),
+            str(path), options.model_dump(mode="json"), lambda: _read(str(path), options)
         )
-    return _read(str(path), format, mapping, strict, lenient, drop_failed, max_tokens)
+    return _read(str(path), options)
 
 
-def _read(
-    path: str,
-    fmt: str | None,
-    mapping: ColumnMap | None,
-    strict: bool,
-    lenient: bool,
-    drop_failed: bool,
-    max_tokens: int,
-) -> tuple[pl.DataFrame, LoadReport]:
-    if max_tokens <= 0 or max_tokens > 2**31 - 1:
-        raise InputError(f"max_tokens must be in 1..{2**31 - 1}, got {max_tokens}")
+class ReadOptions(BaseModel):
+    """How to read a trace (see :func:`read_trace`); also part of the cache key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: str | None = None
+    mapping: ColumnMap | None = None
+    strict: bool = False
+    lenient: bool = False
+    drop_failed: bool = False
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=2**31 - 1)
+
+
+def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
     started = time.perf_counter()
     src = open_source(path)
-    fmt_name, cmap = choose(src.columns, src.name, fmt=fmt, mapping=mapping)
+    fmt_name, cmap = choose(src.columns, src.name, fmt=options.format, mapping=options.mapping)
     fields = {f: c for f, c in cmap.source_columns().items() if c in src.columns}
     raw = _read_columns(src, cmap, fields)
     rows_read = raw.height
@@ -142,9 +161,9 @@ def _read(
         raise InputError("no rows: the file has a header but no data", path=src.name)
     frame = _coerce(raw, cmap, fields)
     dropped: dict[str, int] = {}
-    frame = _check_rows(frame, src, cmap, fields, lenient, max_tokens, dropped)
+    frame = _check_rows(frame, src, fields, options, dropped)
     frame = _with_failed(frame, cmap, fields)
-    if drop_failed:
+    if options.drop_failed:
         n_failed = int(frame["failed"].sum())
         if n_failed:
             dropped["failed"] = n_failed
@@ -152,14 +171,22 @@ def _read(
     if frame.height == 0:
         raise InputError(f"no rows left after dropping {dropped}", path=src.name)
     warnings: list[str] = []
-    frame, reordered = _order(frame, src, strict, warnings)
+    frame, reordered = _order(frame, src, options.strict, warnings)
     frame, origin = _rebase(frame, cmap)
     table = _finish(frame, cmap, fields)
     report = LoadReport(
-        source=src.name, format=fmt_name, variant=_variant(fmt_name, src.columns), kind=src.kind,
-        compressed=src.data is not None and src.kind != "parquet", rows_read=rows_read,
-        rows_kept=table.height, dropped=dropped, reordered=reordered, origin=origin,
-        warnings=warnings, seconds=round(time.perf_counter() - started, 4),
+        source=src.name,
+        format=fmt_name,
+        variant=_variant(fmt_name, src.columns),
+        kind=src.kind,
+        compressed=src.data is not None and src.kind != "parquet",
+        rows_read=rows_read,
+        rows_kept=table.height,
+        dropped=dropped,
+        reordered=reordered,
+        origin=origin,
+        warnings=warnings,
+        seconds=round(time.perf_counter() - started, 4),
     )
     return table, report
 
@@ -217,9 +244,12 @@ def _read_columns(src: Source, cmap: ColumnMap, fields: dict[str, str]) -> pl.Da
         except pl.exceptions.PolarsError as exc:
             raise _jsonl_error(src, cmap, fields, exc) from None
     try:
-        return pl.scan_parquet(src.payload()).with_row_index(_ROW).select(
-            [pl.col(_ROW), *select]
-        ).collect()
+        return (
+            pl.scan_parquet(src.payload())
+            .with_row_index(_ROW)
+            .select([pl.col(_ROW), *select])
+            .collect()
+        )
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"unreadable Parquet file ({_first_line(exc)})", path=src.name) from None
 
@@ -234,8 +264,13 @@ def _scan_csv(src: Source, dtypes: dict[str, pl.DataType], select: list[pl.Expr]
     full = {c: dtypes.get(c, pl.String()) for c in src.columns} | {_OVERFLOW: pl.String()}
     return (
         pl.scan_csv(
-            src.payload(), has_header=False, skip_rows=src.header_lines, schema=full,
-            encoding="utf8", raise_if_empty=False, truncate_ragged_lines=True,
+            src.payload(),
+            has_header=False,
+            skip_rows=src.header_lines,
+            schema=full,
+            encoding="utf8",
+            raise_if_empty=False,
+            truncate_ragged_lines=True,
             missing_columns="insert",
         )
         .with_row_index(_ROW)
@@ -251,8 +286,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _structural_error(src: Source, exc: BaseException) -> InputError:
     """Scan the CSV line by line for what made polars fail: bad UTF-8 or a wrong field count."""
-    import csv
-
     width = len(src.columns)
     for lineno, line in enumerate(iter_lines(src), start=1):
         if lineno == 1:
@@ -262,7 +295,9 @@ def _structural_error(src: Source, exc: BaseException) -> InputError:
         except UnicodeDecodeError as err:
             return InputError(
                 f"invalid UTF-8 byte 0x{line[err.start]:02x} at byte {err.start} of the line",
-                path=src.name, line=lineno, column=err.start + 1,
+                path=src.name,
+                line=lineno,
+                column=err.start + 1,
                 hint="convert the file to UTF-8 (for example: iconv -f latin1 -t utf-8)",
             )
         text = text.rstrip("\r\n")
@@ -271,8 +306,12 @@ def _structural_error(src: Source, exc: BaseException) -> InputError:
         n = len(next(csv.reader([text])))
         if n != width:
             col = field_offsets(text)[min(n, width)] + 1 if n > width else len(text) + 1
-            return InputError(f"{n} fields, expected {width} ({', '.join(src.columns)})",
-                              path=src.name, line=lineno, column=col)
+            return InputError(
+                f"{n} fields, expected {width} ({', '.join(src.columns)})",
+                path=src.name,
+                line=lineno,
+                column=col,
+            )
     return InputError(f"unreadable CSV ({_first_line(exc)})", path=src.name)
 
 
@@ -280,10 +319,11 @@ def _jsonl_error(
     src: Source, cmap: ColumnMap, fields: dict[str, str], exc: BaseException
 ) -> InputError:
     """Scan JSON lines with orjson for the first bad line, key or value."""
-    import orjson
-
-    numeric = {c for f, c in fields.items()
-               if f in NUMERIC_FIELDS or (f == "arrival" and cmap.arrival_unit != "datetime")}
+    numeric = {
+        c
+        for f, c in fields.items()
+        if f in NUMERIC_FIELDS or (f == "arrival" and cmap.arrival_unit != "datetime")
+    }
     required = set(cmap.required_columns())
     for lineno, line in enumerate(iter_lines(src), start=1):
         if not line.strip():
@@ -299,17 +339,31 @@ def _jsonl_error(
             return InputError(f"missing key {key!r}", path=src.name, line=lineno)
         for key, value in obj.items():
             col = text.find(f'"{key}"') + 1 or None
-            if key in numeric and value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
+            if (
+                key in numeric
+                and value is not None
+                and (isinstance(value, bool) or not isinstance(value, int | float))
             ):
-                return InputError(f"key {key!r}: expected a number, got {value!r:.40}",
-                                  path=src.name, line=lineno, column=col)
-            if key == fields.get("hash_ids") and value is not None and not (
-                isinstance(value, list)
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                return InputError(
+                    f"key {key!r}: expected a number, got {value!r:.40}",
+                    path=src.name,
+                    line=lineno,
+                    column=col,
+                )
+            if (
+                key == fields.get("hash_ids")
+                and value is not None
+                and not (
+                    isinstance(value, list)
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                )
             ):
-                return InputError(f"key {key!r}: expected a list of integers",
-                                  path=src.name, line=lineno, column=col)
+                return InputError(
+                    f"key {key!r}: expected a list of integers",
+                    path=src.name,
+                    line=lineno,
+                    column=col,
+                )
     return InputError(f"unreadable JSON lines ({_first_line(exc)})", path=src.name)
 
 
@@ -370,43 +424,62 @@ def _row_checks(
             checks.append(("missing_value", f, pl.col(f).is_null()))
         else:
             checks.append(("missing_value", f, pl.col(f).is_null() & ~pl.col(_BAD + f)))
-    checks += [("not_a_number" if f != "arrival" else "bad_timestamp", f, pl.col(_BAD + f))
-               for f in fields if _BAD + f in present]
-    numeric_present = [f for f in ("arrival", "input_tokens", "output_tokens", "elapsed", "turn")
-                       if f in fields and frame.schema[f] == pl.Float64()]
+    checks += [
+        ("not_a_number" if f != "arrival" else "bad_timestamp", f, pl.col(_BAD + f))
+        for f in fields
+        if _BAD + f in present
+    ]
+    numeric_present = [
+        f
+        for f in ("arrival", "input_tokens", "output_tokens", "elapsed", "turn")
+        if f in fields and frame.schema[f] == pl.Float64()
+    ]
     checks += [("non_finite", f, ~pl.col(f).is_finite()) for f in numeric_present]
     checks += [("negative", f, pl.col(f) < 0) for f in numeric_present]
-    checks += [("not_integer", f, pl.col(f) != pl.col(f).floor())
-               for f in ("input_tokens", "output_tokens", "turn") if f in numeric_present]
-    checks += [("out_of_range", f, pl.col(f) > max_tokens)
-               for f in ("input_tokens", "output_tokens")]
+    checks += [
+        ("not_integer", f, pl.col(f) != pl.col(f).floor())
+        for f in ("input_tokens", "output_tokens", "turn")
+        if f in numeric_present
+    ]
+    checks += [
+        ("out_of_range", f, pl.col(f) > max_tokens) for f in ("input_tokens", "output_tokens")
+    ]
     checks.append(("zero_input", "input_tokens", pl.col("input_tokens") == 0))
     if "log_type" in fields:
-        checks.append(("unknown_log_type", "log_type", pl.col("log_type").is_not_null()
-                       & _log_type_expr(frame).is_null()))
+        checks.append(
+            (
+                "unknown_log_type",
+                "log_type",
+                pl.col("log_type").is_not_null() & _log_type_expr(frame).is_null(),
+            )
+        )
     if "failed" in fields:
-        checks.append(("bad_failed_flag", "failed", pl.col("failed").is_not_null()
-                       & _failed_expr(frame).is_null()))
+        checks.append(
+            (
+                "bad_failed_flag",
+                "failed",
+                pl.col("failed").is_not_null() & _failed_expr(frame).is_null(),
+            )
+        )
     return checks
 
 
 def _check_rows(
     frame: pl.DataFrame,
     src: Source,
-    cmap: ColumnMap,
     fields: dict[str, str],
-    lenient: bool,
-    max_tokens: int,
+    options: ReadOptions,
     dropped: dict[str, int],
 ) -> pl.DataFrame:
     """Raise on the first bad row, or (lenient) drop bad rows counting them by reason.
 
     Blank lines are always dropped and counted, never an error.
     """
-    checks = _row_checks(frame, fields, max_tokens)
+    checks = _row_checks(frame, fields, options.max_tokens)
     masks = [m.fill_null(False) for _, _, m in checks]
-    reason = pl.coalesce([pl.when(m).then(pl.lit(r)) for (r, _, _), m in zip(checks, masks,
-                                                                             strict=True)])
+    reason = pl.coalesce(
+        [pl.when(m).then(pl.lit(r)) for (r, _, _), m in zip(checks, masks, strict=True)]
+    )
     bad = frame.select(pl.any_horizontal(masks).alias("bad"))["bad"]
     if not bad.any():
         return frame
@@ -414,27 +487,32 @@ def _check_rows(
     counts = reasons.drop_nulls().value_counts()
     by_reason = dict(zip(counts["reason"].to_list(), counts["count"].to_list(), strict=True))
     hard = reasons.is_not_null() & (reasons != "blank_line")
-    if hard.any() and not lenient:
+    if hard.any() and not options.lenient:
         pos = int(hard.arg_true()[0])
-        name, field, _ = next(c for c, m in zip(checks, masks, strict=True)
-                              if frame[pos].select(m).item())
+        name, field, _ = next(
+            c for c, m in zip(checks, masks, strict=True) if frame[pos].select(m).item()
+        )
         others = int(hard.sum()) - 1
-        raise _row_error(src, cmap, fields, frame, pos, name, field, others)
+        raise _row_error(src, fields, frame, _BadRow(pos, name, field, others))
     for name, n in by_reason.items():
         dropped[name] = dropped.get(name, 0) + int(n)
     return frame.filter(reasons.is_null())
 
 
+@dataclass(frozen=True, slots=True)
+class _BadRow:
+    """The first bad row: its position in the frame, reason, field, and how many others."""
+
+    pos: int
+    reason: str
+    field: str
+    others: int
+
+
 def _row_error(
-    src: Source,
-    cmap: ColumnMap,
-    fields: dict[str, str],
-    frame: pl.DataFrame,
-    pos: int,
-    reason: str,
-    field: str,
-    others: int,
+    src: Source, fields: dict[str, str], frame: pl.DataFrame, bad: _BadRow
 ) -> InputError:
+    pos, reason, field, others = bad.pos, bad.reason, bad.field, bad.others
     row = int(frame[_ROW][pos])
     lineno = line_of_row(src, row)
     column_name: str | None = fields[field]
@@ -455,7 +533,11 @@ def _row_error(
         col = raw.decode("utf-8", "replace").find(f'"{fields[field]}"') + 1 or None
     more = f" (and {others} more bad rows)" if others else ""
     return InputError(
-        f"{detail}{more}", path=src.name, line=lineno, column=col, field=column_name,
+        f"{detail}{more}",
+        path=src.name,
+        line=lineno,
+        column=col,
+        field=column_name,
         hint="fix the file, or pass --lenient to drop bad rows (counted by reason)",
     )
 
@@ -498,7 +580,8 @@ def _log_type_expr(frame: pl.DataFrame) -> pl.Expr:
     values = frame["log_type"].cast(pl.String()).unique().drop_nulls().to_list()
     mapping = {v: LOG_TYPE_ALIASES.get(v.strip().lower()) for v in values}
     return (
-        pl.col("log_type").cast(pl.String())
+        pl.col("log_type")
+        .cast(pl.String())
         .replace_strict(mapping, default=None, return_dtype=schema.LogTypeDtype)
     )
 
@@ -510,8 +593,9 @@ def _failed_expr(frame: pl.DataFrame) -> pl.Expr:
     if dtype.is_numeric():
         return pl.col("failed") != 0
     lowered = pl.col("failed").cast(pl.String()).str.strip_chars().str.to_lowercase()
-    return pl.when(lowered.is_in(list(_TRUE))).then(True).when(
-        lowered.is_in(list(_FALSE))).then(False)
+    return (
+        pl.when(lowered.is_in(list(_TRUE))).then(True).when(lowered.is_in(list(_FALSE))).then(False)
+    )
 
 
 def _with_failed(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.DataFrame:
@@ -538,7 +622,9 @@ def _order(
     line = line_of_row(src, int(frame[_ROW][pos]))
     if strict:
         raise InputError(
-            f"timestamp goes backwards ({n} times in the file)", path=src.name, line=line,
+            f"timestamp goes backwards ({n} times in the file)",
+            path=src.name,
+            line=line,
             hint="drop --strict to sort the rows stably by time",
         )
     warnings.append(f"{n} timestamps go backwards (first at line {line}); rows sorted stably")
@@ -564,19 +650,19 @@ def _finish(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.
         expr = pl.col(field).cast(dtype) if field in fields else pl.lit(None, dtype=dtype)
         return expr.alias(name)
 
-    has_sessions = "session_id" in fields and frame["session_id"].null_count() < frame.height
-    if "turn" in fields:
-        turn = pl.when(pl.col("session_id").is_not_null()).then(pl.col("turn"))
-    elif has_sessions:
-        turn = pl.when(pl.col("session_id").is_not_null()).then(
-            pl.int_range(pl.len()).over("session_id"))
-    else:
-        turn = pl.lit(None)
+    # a turn only means something inside a session: null elsewhere (the schema's invariant)
+    turn: pl.Expr = pl.lit(None)
+    if "session_id" in fields and frame["session_id"].null_count() < frame.height:
+        numbered = pl.col("turn") if "turn" in fields else pl.int_range(pl.len()).over("session_id")
+        turn = pl.when(pl.col("session_id").is_not_null()).then(numbered)
     exprs = [
         pl.col("arrival").alias("arrival_s"),
         mapped("model", pl.Categorical(), "model"),
-        (_log_type_expr(frame) if "log_type" in fields
-         else pl.lit(None, dtype=schema.LogTypeDtype)).alias("log_type"),
+        (
+            _log_type_expr(frame)
+            if "log_type" in fields
+            else pl.lit(None, dtype=schema.LogTypeDtype)
+        ).alias("log_type"),
         mapped("session_id", pl.String(), "session_id"),
         turn.cast(pl.Int32()).alias("turn"),
         pl.col("input_tokens").cast(pl.Int32()),

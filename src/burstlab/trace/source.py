@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
+import polars as pl
 
 from burstlab.core.errors import InputError
 
@@ -163,8 +164,9 @@ def _check_names(path: Path, names: tuple[str, ...], cols: list[int]) -> None:
         if not name.strip():
             raise InputError("empty column name in the header", path=path, line=1, column=col)
         if name in seen:
-            raise InputError(f"duplicate column name {name!r} in the header",
-                             path=path, line=1, column=col)
+            raise InputError(
+                f"duplicate column name {name!r} in the header", path=path, line=1, column=col
+            )
         seen.add(name)
 
 
@@ -179,8 +181,6 @@ def _jsonl_columns(path: Path, first: bytes) -> tuple[str, ...]:
 
 
 def _parquet_columns(path: Path, data: bytes | None) -> tuple[str, ...]:
-    import polars as pl
-
     try:
         schema = pl.read_parquet_schema(io.BytesIO(data) if data is not None else path)
     except Exception as exc:

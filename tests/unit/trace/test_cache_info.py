@@ -61,12 +61,14 @@ def test_trace_info_known_answers(data_dir: Path) -> None:
     # arrivals 0, 51, 82, 120.5, 121, 190: no 1-s bin holds two; 0-60 s and 120-180 s do
     assert info.peak_rps_1s == 1
     assert info.peak_rps_1m == pytest.approx(2 / 60)
-    assert info.load is not None and info.load.origin == "19440110.0 s"
+    assert info.load is not None
+    assert info.load.origin == "19440110.0 s"
     by = {(c.model, c.log_type): c for c in info.breakdown}
     gpt4 = by[("GPT-4", "conversation")]
     assert (gpt4.count, gpt4.input_p50, gpt4.output_p99) == (3, 1400, 446)
     assert by[("ChatGPT", "api")].failure_rate == 0.5
-    assert info.load is not None and info.load.rows_read == 6
+    assert info.load is not None
+    assert info.load.rows_read == 6
 
 
 def test_trace_info_on_sample_matches_polars() -> None:
@@ -75,4 +77,5 @@ def test_trace_info_on_sample_matches_polars() -> None:
     assert info.rows == 19366
     per_second = table.group_by((pl.col("arrival_s")).floor()).len()["len"].max()
     assert info.peak_rps_1s == per_second
-    assert info.sessions == 0 and info.session_stats is None
+    assert info.sessions == 0
+    assert info.session_stats is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,8 @@ import pytest
 
 from burstlab import ColumnMap, read_trace, validate
 from burstlab.trace.readers import LoadReport
+
+WriteFile = Callable[[str, str | bytes], Path]
 
 
 def check(table: pl.DataFrame, report: LoadReport) -> None:
@@ -45,10 +48,12 @@ def test_burstgpt_v3_by_name_with_sessions_and_turns(data_dir: Path) -> None:
     assert table["arrival_s"][3] == pytest.approx(120.5)
 
 
-def test_burstgpt_columns_in_any_order(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("shuffled.csv",
-                      "Log Type,Response tokens,Timestamp,Request tokens,Model,Total tokens\n"
-                      "API log,10,3,20,GPT-4,30\nConversation log,0,4,7,ChatGPT,7\n")
+def test_burstgpt_columns_in_any_order(write_file: WriteFile) -> None:
+    path = write_file(
+        "shuffled.csv",
+        "Log Type,Response tokens,Timestamp,Request tokens,Model,Total tokens\n"
+        "API log,10,3,20,GPT-4,30\nConversation log,0,4,7,ChatGPT,7\n",
+    )
     table, report = read_trace(path)
     check(table, report)
     assert table["input_tokens"].to_list() == [20, 7]
@@ -113,22 +118,39 @@ def test_mooncake_jsonl_keeps_hash_ids(data_dir: Path) -> None:
     assert table["input_tokens"][0] == 6758
 
 
-def test_mooncake_ms_timestamps(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("m.jsonl", '{"timestamp": 1500, "input_length": 10, "output_length": 2}\n'
-                                 '\n{"timestamp": 4000, "input_length": 5, "output_length": 1}\n')
+def test_mooncake_ms_timestamps(write_file: WriteFile) -> None:
+    path = write_file(
+        "m.jsonl",
+        '{"timestamp": 1500, "input_length": 10, "output_length": 2}\n'
+        '\n{"timestamp": 4000, "input_length": 5, "output_length": 1}\n',
+    )
     table, report = read_trace(path)
     check(table, report)
     assert table["arrival_s"].to_list() == [0.0, 2.5]
     assert "hash_ids" not in table.columns
 
 
-def test_generic_mapping_csv_jsonl_parquet(write_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cmap = ColumnMap(arrival="t_ms", arrival_unit="ms", input_tokens="prompt",
-                     output_tokens="completion", model="m", failed="err")
-    csv_path = write_file("g.csv", "t_ms,prompt,completion,m,err,extra\n"
-                                   "100,5,6,llama,0,x\n350,7,0,llama,1,y\n")
-    rows = pl.DataFrame({"t_ms": [100, 350], "prompt": [5, 7], "completion": [6, 0],
-                         "m": ["llama", "llama"], "err": [False, True]})
+def test_generic_mapping_csv_jsonl_parquet(write_file: WriteFile, tmp_path: Path) -> None:
+    cmap = ColumnMap(
+        arrival="t_ms",
+        arrival_unit="ms",
+        input_tokens="prompt",
+        output_tokens="completion",
+        model="m",
+        failed="err",
+    )
+    csv_path = write_file(
+        "g.csv", "t_ms,prompt,completion,m,err,extra\n100,5,6,llama,0,x\n350,7,0,llama,1,y\n"
+    )
+    rows = pl.DataFrame(
+        {
+            "t_ms": [100, 350],
+            "prompt": [5, 7],
+            "completion": [6, 0],
+            "m": ["llama", "llama"],
+            "err": [False, True],
+        }
+    )
     jsonl_path = tmp_path / "g.jsonl"
     rows.write_ndjson(jsonl_path)
     pq_path = tmp_path / "g.parquet"
@@ -148,45 +170,60 @@ def test_format_override(data_dir: Path) -> None:
     check(table, report)
 
 
-def test_bom_and_crlf(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("bom.csv", b"\xef\xbb\xbfTIMESTAMP,ContextTokens,GeneratedTokens\r\n"
-                                 b"2023-11-16 18:15:46.6805900,374,44\r\n"
-                                 b"2023-11-16 18:15:47.0000000,10,4\r\n")
+def test_bom_and_crlf(write_file: WriteFile) -> None:
+    path = write_file(
+        "bom.csv",
+        b"\xef\xbb\xbfTIMESTAMP,ContextTokens,GeneratedTokens\r\n"
+        b"2023-11-16 18:15:46.6805900,374,44\r\n"
+        b"2023-11-16 18:15:47.0000000,10,4\r\n",
+    )
     table, report = read_trace(path)
     check(table, report)
     assert report.format == "azure"
     assert table["input_tokens"].to_list() == [374, 10]
 
 
-def test_blank_lines_are_counted_not_lost(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("blank.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                                   "2023-11-16 18:15:46,374,44\n\n"
-                                   "2023-11-16 18:15:47,10,4\n\n")
+def test_blank_lines_are_counted_not_lost(write_file: WriteFile) -> None:
+    path = write_file(
+        "blank.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46,374,44\n\n"
+        "2023-11-16 18:15:47,10,4\n\n",
+    )
     table, report = read_trace(path)
     check(table, report)
     assert report.dropped == {"blank_line": 2}
     assert report.rows_read == 4
 
 
-def test_file_without_final_newline(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("nonl.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                                  "2023-11-16 18:15:46,374,44\n2023-11-16 18:15:48,1,2")
+def test_file_without_final_newline(write_file: WriteFile) -> None:
+    path = write_file(
+        "nonl.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46,374,44\n2023-11-16 18:15:48,1,2",
+    )
     table, _ = read_trace(path)
     assert table["output_tokens"].to_list() == [44, 2]
 
 
-def test_duplicate_timestamps_keep_file_order(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("dup.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
-                                 "Log Type\n1,A,1,1,2,API log\n1,B,2,1,3,API log\n1,C,3,1,4,API log\n")
+def test_duplicate_timestamps_keep_file_order(write_file: WriteFile) -> None:
+    path = write_file(
+        "dup.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+        "Log Type\n1,A,1,1,2,API log\n1,B,2,1,3,API log\n1,C,3,1,4,API log\n",
+    )
     table, report = read_trace(path)
     assert table["input_tokens"].to_list() == [1, 2, 3]
     assert report.reordered == 0
 
 
-def test_backwards_timestamps_sorted_stably_with_warning(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("order.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
-                                   "Log Type\n10,A,1,1,2,API log\n5,B,2,1,3,API log\n"
-                                   "10,C,3,1,4,API log\n7,D,4,1,5,API log\n")
+def test_backwards_timestamps_sorted_stably_with_warning(write_file: WriteFile) -> None:
+    path = write_file(
+        "order.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+        "Log Type\n10,A,1,1,2,API log\n5,B,2,1,3,API log\n"
+        "10,C,3,1,4,API log\n7,D,4,1,5,API log\n",
+    )
     table, report = read_trace(path)
     check(table, report)
     assert table["input_tokens"].to_list() == [2, 4, 1, 3]
@@ -194,18 +231,28 @@ def test_backwards_timestamps_sorted_stably_with_warning(write_file) -> None:  #
     assert "line 3" in report.warnings[0]
 
 
-def test_lenient_drops_bad_rows_by_reason(write_file) -> None:  # type: ignore[no-untyped-def]
-    path = write_file("bad.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
-                                 "Log Type\n1,A,10,1,2,API log\n2,A,abc,1,2,API log\n"
-                                 "3,A,-4,1,2,API log\n4,A,NaN,1,2,API log\n5,A,0,1,2,API log\n"
-                                 "6,A,1.5,1,2,API log\n7,A,,1,2,API log\n8,A,9,1,2,Web log\n"
-                                 "9,A,99999999999,1,1,API log\n10,A,3,4,7,API log\n")
+def test_lenient_drops_bad_rows_by_reason(write_file: WriteFile) -> None:
+    path = write_file(
+        "bad.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+        "Log Type\n1,A,10,1,2,API log\n2,A,abc,1,2,API log\n"
+        "3,A,-4,1,2,API log\n4,A,NaN,1,2,API log\n5,A,0,1,2,API log\n"
+        "6,A,1.5,1,2,API log\n7,A,,1,2,API log\n8,A,9,1,2,Web log\n"
+        "9,A,99999999999,1,1,API log\n10,A,3,4,7,API log\n",
+    )
     table, report = read_trace(path, lenient=True)
     check(table, report)
     assert table["input_tokens"].to_list() == [10, 3]
-    assert report.dropped == {"not_a_number": 1, "negative": 1, "non_finite": 1,
-                              "zero_input": 1, "not_integer": 1, "missing_value": 1,
-                              "unknown_log_type": 1, "out_of_range": 1}
+    assert report.dropped == {
+        "not_a_number": 1,
+        "negative": 1,
+        "non_finite": 1,
+        "zero_input": 1,
+        "not_integer": 1,
+        "missing_value": 1,
+        "unknown_log_type": 1,
+        "out_of_range": 1,
+    }
     assert report.rows_read == 10
 
 

@@ -33,7 +33,8 @@ def test_validator_lists_problems() -> None:
 def test_conform_orders_and_casts() -> None:
     table = read_trace("sample")[0].head(3)
     shuffled = table.select(reversed(table.columns)).with_columns(
-        pl.col("input_tokens").cast(pl.Int64), extra=pl.lit(1))
+        pl.col("input_tokens").cast(pl.Int64), extra=pl.lit(1)
+    )
     out = conform(shuffled).collect()
     assert out.columns == [*table.columns, "extra"]
     validate(out.drop("extra"))
