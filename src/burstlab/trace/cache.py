@@ -18,24 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import platformdirs
 import polars as pl
 import xxhash
 
+from burstlab.core.dirs import cache_dir
 from burstlab.core.version import __version__
 from burstlab.trace.readers import LoadReport
 from burstlab.trace.schema import SCHEMA_VERSION
 from burstlab.trace.source import resolve
 
 _CHUNK = 16 << 20
-
-
-def cache_root() -> Path:
-    """burstlab's cache directory: ``$BURSTLAB_CACHE``, else the XDG user cache dir."""
-    env = os.environ.get("BURSTLAB_CACHE")
-    if env:
-        return Path(env)
-    return Path(platformdirs.user_cache_dir("burstlab"))
 
 
 def content_hash(path: Path) -> str:
@@ -69,7 +61,7 @@ def cached_read(
     """Return the cached table for ``path`` and ``options``, or call ``read`` and store it."""
     started = time.perf_counter()
     key = cache_key(resolve(path), options)
-    folder = cache_root() / "tables"
+    folder = cache_dir() / "tables"
     table_path, report_path = folder / f"{key}.parquet", folder / f"{key}.json"
     if table_path.exists() and report_path.exists():
         try:
