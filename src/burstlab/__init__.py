@@ -17,6 +17,7 @@ from burstlab.core.errors import BurstlabError, FetchError, InputError
 from burstlab.core.version import __version__
 
 if TYPE_CHECKING:
+    from burstlab.trace.fetch import fetch
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
 
 _LAZY = {
+    "fetch": "burstlab.trace.fetch",
     "FORMATS": "burstlab.trace.formats",
     "ColumnMap": "burstlab.trace.formats",
     "TraceInfo": "burstlab.trace.info",
@@ -58,6 +60,7 @@ __all__ = [
     "SchemaError",
     "TraceInfo",
     "__version__",
+    "fetch",
     "read_table",
     "read_trace",
     "sample_trace",

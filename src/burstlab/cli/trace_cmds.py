@@ -60,9 +60,8 @@ def info(
     result = trace_info(table, report)
     if json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
-        warn(report)
-        return
-    print_info(result)
+    else:
+        print_info(result)
     warn(report)
 
 
