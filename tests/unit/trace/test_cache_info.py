@@ -79,3 +79,17 @@ def test_trace_info_on_sample_matches_polars() -> None:
     assert info.peak_rps_1s == per_second
     assert info.sessions == 0
     assert info.session_stats is None
+
+
+def test_counts_per_bin_matches_a_group_by() -> None:
+    from burstlab.trace.info import counts_per_bin
+
+    table, _ = read_trace("sample")
+    for width in (1.0, 60.0, 7.5):
+        counts = counts_per_bin(table, width)
+        expected = table.group_by((pl.col("arrival_s") // width).cast(pl.Int64).alias("b")).len()
+        dense = dict(zip(expected["b"].to_list(), expected["len"].to_list(), strict=True))
+        assert counts.sum() == table.height
+        assert [dense.get(i, 0) for i in range(len(counts))] == counts.tolist()
+    with pytest.raises(ValueError, match="positive"):
+        counts_per_bin(table, 0)
