@@ -594,7 +594,7 @@ def line_of_row(src: Source, row: int) -> int:
 
 def _log_type_expr(frame: pl.DataFrame) -> pl.Expr:
     """Normalise log types (``Conversation log`` -> ``conversation``); null when unknown."""
-    values = frame["log_type"].cast(pl.String()).unique().drop_nulls().to_list()
+    values = frame["log_type"].unique().drop_nulls().cast(pl.String()).to_list()
     mapping = {v: LOG_TYPE_ALIASES.get(v.strip().lower()) for v in values}
     return pl.col("log_type").replace_strict(
         mapping, default=None, return_dtype=schema.LogTypeDtype
@@ -665,7 +665,7 @@ def _number_turns(session: pl.Series) -> pl.Series:
     several times faster than a window over the whole column.
     """
     rows = session.is_not_null().arg_true()
-    turns = session.gather(rows).to_frame("s").select(pl.int_range(pl.len()).over("s"))
+    turns = session.gather(rows).to_frame("s").select(pl.col("s").cum_count().over("s") - 1)
     empty = pl.Series("turn", dtype=pl.Int32()).extend_constant(None, session.len())
     return empty.scatter(rows, turns.to_series().cast(pl.Int32()))
 
