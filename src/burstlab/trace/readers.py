@@ -200,19 +200,21 @@ def _variant(fmt: str, columns: Sequence[str]) -> str | None:
 # --- 2. reading the mapped columns -----------------------------------------------------------
 
 
-def _read_dtypes(cmap: ColumnMap, fields: dict[str, str], *, ints: bool) -> dict[str, pl.DataType]:
+def _read_dtypes(cmap: ColumnMap, fields: dict[str, str], kind: Kind) -> dict[str, pl.DataType]:
     """Polars dtypes to read each mapped source column with.
 
-    With ``ints``, token counts and turns are parsed straight to int32 (half
-    the memory of float64, and the common case); a value that does not fit
+    In CSV, token counts and turns are parsed straight to int32 (half the
+    memory of float64, and the common case); a value that does not fit
     (``12.0``, ``NaN``, ``abc``, 2**31) makes polars refuse the file, and the
-    text fallback then finds and names it.
+    text fallback then finds and names it. CSV has no lists: ``hash_ids`` is a
+    JSON array in a text field.
     """
+    csv_file = kind == "csv"
     dtypes: dict[str, pl.DataType] = {}
     for field, column in fields.items():
         if field == "hash_ids":
-            dtypes[column] = pl.List(pl.Int64())
-        elif ints and field in ("input_tokens", "output_tokens", "turn"):
+            dtypes[column] = pl.String() if csv_file else pl.List(pl.Int64())
+        elif csv_file and field in ("input_tokens", "output_tokens", "turn"):
             dtypes[column] = pl.Int32()
         elif field in NUMERIC_FIELDS or (field == "arrival" and cmap.arrival_unit != "datetime"):
             dtypes[column] = pl.Float64()
@@ -229,24 +231,20 @@ def _read_columns(src: Source, cmap: ColumnMap, fields: dict[str, str]) -> pl.Da
         for f, c in fields.items()
     ]
     if src.kind == "csv":
-        if "hash_ids" in fields:
-            cmap_csv = {**_read_dtypes(cmap, fields, ints=True), fields["hash_ids"]: pl.String()}
-        else:
-            cmap_csv = _read_dtypes(cmap, fields, ints=True)
+        typed = _read_dtypes(cmap, fields, "csv")
         try:
-            return _scan_csv(src, cmap_csv, select, text=False)
+            return _scan_csv(src, typed, select, text=False)
         except pl.exceptions.PolarsError:
             pass  # a value polars could not parse: read as text, find it below
-        as_text = {c: (pl.String() if d.is_numeric() else d) for c, d in cmap_csv.items()}
+        as_text = {c: (pl.String() if d.is_numeric() else d) for c, d in typed.items()}
         try:
             return _scan_csv(src, as_text, select, text=True)
         except pl.exceptions.PolarsError as exc:
             raise _structural_error(src, exc) from None
     if src.kind == "jsonl":
-        dtypes = _read_dtypes(cmap, fields, ints=False)
         try:
             return (
-                pl.read_ndjson(src.payload(), schema=dtypes)
+                pl.read_ndjson(src.payload(), schema=_read_dtypes(cmap, fields, "jsonl"))
                 .with_row_index(_ROW)
                 .select([pl.col(_ROW), *select])
             )
