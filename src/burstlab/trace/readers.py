@@ -45,6 +45,8 @@ DEFAULT_MAX_TOKENS = 2_000_000
 _ROW = "__row"
 _BAD = "__bad_"
 _OVERFLOW = "__overflow"
+#: Reason for a text cell that did not parse, by field (default ``not_a_number``).
+_UNPARSED = {"arrival": "bad_timestamp", "hash_ids": "bad_hash_ids"}
 LOG_TYPE_ALIASES = {
     "conversation": "conversation",
     "conversation log": "conversation",
@@ -396,13 +398,34 @@ def _coerce(raw: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.Da
                 continue
             parsed = col.cast(pl.Float64(), strict=False)
         elif field == "hash_ids" and dtype == pl.String():
-            parsed = col.str.json_decode(pl.List(pl.Int64()))
+            parsed = pl.lit(_int_lists(raw[field]))
         else:
             continue
         exprs.append(parsed.alias(field))
         if dtype == pl.String():
             exprs.append((col.is_not_null() & parsed.is_null()).alias(_BAD + field))
     return raw.with_columns(exprs)
+
+
+def _int_lists(text: pl.Series) -> pl.Series:
+    """JSON arrays of integers (``"[1,2,3]"``) decoded; null where a cell is not one."""
+    list_type = pl.List(pl.Int64())
+    try:
+        return text.str.json_decode(list_type)
+    except pl.exceptions.PolarsError:
+        pass  # some cell is not JSON: decode one by one to find which (error path only)
+
+    def decode(cell: str | None) -> list[int] | None:
+        try:
+            value = orjson.loads(cell) if cell is not None else None
+        except orjson.JSONDecodeError:
+            return None
+        ok = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        return value if ok else None
+
+    return pl.Series(text.name, [decode(c) for c in text.to_list()], dtype=list_type)
 
 
 def _datetime_ns(col: pl.Expr, dtype: pl.DataType, first: list[object]) -> pl.Expr:
@@ -439,7 +462,7 @@ def _row_checks(
         else:
             checks.append(("missing_value", f, pl.col(f).is_null() & ~pl.col(_BAD + f)))
     checks += [
-        ("not_a_number" if f != "arrival" else "bad_timestamp", f, pl.col(_BAD + f))
+        (_UNPARSED.get(f, "not_a_number"), f, pl.col(_BAD + f))
         for f in fields
         if _BAD + f in present
     ]
@@ -563,6 +586,7 @@ def _describe(reason: str, frame: pl.DataFrame, pos: int, field: str) -> str:
         "missing_value": "missing value",
         "not_a_number": "not a number",
         "bad_timestamp": "not a timestamp (or a time zone that differs from the first row)",
+        "bad_hash_ids": "not a JSON list of integers",
         "non_finite": f"not a finite number ({value})",
         "negative": f"negative value {value}",
         "not_integer": f"token count is not a whole number ({value})",

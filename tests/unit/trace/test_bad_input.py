@@ -237,3 +237,26 @@ def test_bad_format_and_mapping_options(data_dir: Path) -> None:
     assert "needs a column mapping" in str(fails(data_dir / "burstgpt_v1.csv", format="generic"))
     err = fails(data_dir / "burstgpt_v1.csv", format="azure")
     assert "missing column 'TIMESTAMP'" in str(err)
+
+
+def test_csv_hash_ids_must_be_a_json_list(write_file: WriteFile) -> None:
+    err = fails(
+        write_file(
+            "h.csv", 'arrival_s,input_tokens,output_tokens,hash_ids\n0,1,1,"[1,2]"\n1,1,1,"[1,x]"\n'
+        )
+    )
+    assert (err.line, err.field) == (3, "hash_ids")
+    assert "not a JSON list of integers" in str(err)
+
+
+def test_iso_timestamps_with_z(write_file: WriteFile) -> None:
+    table, report = read_trace(
+        write_file(
+            "z.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+            "2024-05-10T00:00:00Z,1,1\n"
+            "2024-05-10T00:00:02.5Z,1,1\n",
+        )
+    )
+    assert table["arrival_s"].to_list() == [0.0, 2.5]
+    assert report.origin == "2024-05-10 00:00:00"
