@@ -53,7 +53,6 @@ __all__ = [
     "cache_dir",
     "cache_path",
     "fetch",
-    "fetch_async",
     "known_files",
 ]
 
@@ -168,41 +167,8 @@ def fetch(
     hanging. ``progress`` draws a bar on stderr when it is a terminal.
 
     Raises :class:`~burstlab.core.errors.FetchError` for every network,
-    server or integrity problem. Use :func:`fetch_async` inside a running
-    event loop.
+    server or integrity problem.
     """
-    return asyncio.run(
-        fetch_async(
-            name,
-            base_url=base_url,
-            tag=tag,
-            cache=cache,
-            sha256=sha256,
-            size=size,
-            force=force,
-            progress=progress,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_bytes=max_bytes,
-        )
-    )
-
-
-async def fetch_async(
-    name: str,
-    *,
-    base_url: str | None = None,
-    tag: str | None = None,
-    cache: Path | None = None,
-    sha256: str | None = None,
-    size: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    connect_timeout: float = 30.0,
-    read_timeout: float = 30.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> Path:
-    """The coroutine behind :func:`fetch`, for callers that already run an event loop."""
     plan = _plan(
         name,
         base_url=base_url,
@@ -214,10 +180,17 @@ async def fetch_async(
     )
     if not force and _is_cached(plan):
         return plan.path
-    plan.path.parent.mkdir(parents=True, exist_ok=True)
     timeout = aiohttp.ClientTimeout(
         total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
+    return asyncio.run(_fetch(plan, timeout, progress=progress, force=force))
+
+
+async def _fetch(
+    plan: _Plan, timeout: aiohttp.ClientTimeout, *, progress: bool, force: bool
+) -> Path:
+    """Download ``plan`` (the coroutine behind :func:`fetch`)."""
+    plan.path.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("{task.description}"),
