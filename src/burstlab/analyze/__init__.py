@@ -1,0 +1,1 @@
+"""Characterise a request table the way the BurstGPT paper does (burstiness first)."""
