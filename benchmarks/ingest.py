@@ -138,6 +138,9 @@ def generate(rows: int, seed: int, path: Path) -> None:
     row_session = np.zeros(rows, dtype=np.uint32)
     row_session[conversation] = sessions
     ids = pl.Series("ids", uuids(rng, max(n_sessions, 1)), dtype=pl.String)
+    # a conversation keeps one model; API rows draw theirs independently
+    gpt4 = rng.random(rows) < GPT4_SHARE
+    gpt4[conversation] = (rng.random(max(n_sessions, 1)) < GPT4_SHARE)[sessions]
 
     # the file must be valid: anything else is a generator bug, not a reader finding
     if np.any(np.diff(arrivals) < 0):
@@ -152,7 +155,7 @@ def generate(rows: int, seed: int, path: Path) -> None:
             "failed": failed,
             "session": row_session,
             "Elapsed time": elapsed,
-            "Model": np.where(rng.random(rows) < GPT4_SHARE, "GPT-4", "ChatGPT"),
+            "Model": np.where(gpt4, "GPT-4", "ChatGPT"),
             "Request tokens": request,
             "Response tokens": response,
             "Total tokens": request + response,
