@@ -1,0 +1,155 @@
+"""One call for the whole analysis, filters, and the comparison of two tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+from scipy import stats
+
+from burstlab.analyze.burstiness import Burstiness, burstiness
+from burstlab.analyze.conversations import Conversations, conversations
+from burstlab.analyze.failures import Failures, failures
+from burstlab.analyze.lengths import ClassLengths, lengths
+from burstlab.analyze.periodicity import Periodicity, clock_of, periodicity
+from burstlab.core.errors import InputError
+from burstlab.trace.readers import LoadReport
+
+
+class Filters(BaseModel):
+    """Which rows were analysed: model, log type and a time window ``[start_s, end_s)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    log_type: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+class Summary(BaseModel):
+    """Everything ``burstlab analyze`` finds; written as ``summary.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    rows: int
+    span_s: float
+    filters: Filters
+    burstiness: Burstiness
+    periodicity: Periodicity
+    lengths: list[ClassLengths]
+    conversations: Conversations | None
+    failures: Failures
+
+
+def apply_filters(table: pl.DataFrame, filters: Filters) -> pl.DataFrame:
+    """Rows matching the filters, with ``arrival_s`` still counted from the table's start."""
+    arrival = table["arrival_s"].to_numpy()
+    span = (float(arrival.min()), float(arrival.max())) if arrival.size else (0.0, 0.0)
+    out = table
+    if filters.model is not None:
+        out = out.filter(pl.col("model").cast(pl.String) == filters.model)
+    if filters.log_type is not None:
+        out = out.filter(pl.col("log_type").cast(pl.String) == filters.log_type)
+    if filters.start_s is not None:
+        out = out.filter(pl.col("arrival_s") >= filters.start_s)
+    if filters.end_s is not None:
+        out = out.filter(pl.col("arrival_s") < filters.end_s)
+    if out.height < 3:
+        models = ", ".join(sorted({str(m) for m in table["model"].unique().to_list()}))
+        raise InputError(
+            f"the filters select {out.height} rows (need at least 3); the table spans "
+            f"[{span[0]:g}, {span[1]:g}] s with models {models or '-'}",
+            hint="check --model, --log-type, --start and --end",
+        )
+    return out
+
+
+def analyze(
+    table: pl.DataFrame,
+    report: LoadReport | None = None,
+    *,
+    filters: Filters | None = None,
+    window_s: float = 1200.0,
+    seed: int = 0,
+) -> Summary:
+    """Burstiness, periodicity, lengths, conversations and failures of ``table``."""
+    filters = filters or Filters()
+    part = apply_filters(table, filters)
+    offset, weekday = clock_of(report)
+    burst = burstiness(part, window_s=window_s, seed=seed)
+    return Summary(
+        source=report.source if report else "table",
+        rows=part.height,
+        span_s=float(np.ptp(part["arrival_s"].to_numpy())),
+        filters=filters,
+        burstiness=burst,
+        periodicity=periodicity(part, day_offset_s=offset, weekday0=weekday),
+        lengths=lengths(part),
+        conversations=conversations(part),
+        failures=failures(part, burst.windows),
+    )
+
+
+class Comparison(BaseModel):
+    """Two tables side by side: KS distances and headline differences (``b - a``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: str
+    b: str
+    ks_interarrival: float
+    ks_input_tokens: float
+    ks_output_tokens: float
+    headline: dict[str, tuple[float | None, float | None, float | None]]
+
+
+def headline(summary: Summary) -> dict[str, float | None]:
+    """The numbers a comparison puts side by side."""
+    b = summary.burstiness
+    return {
+        "rows": float(summary.rows),
+        "mean_rps": b.mean_rps,
+        "cv": b.cv,
+        "gamma_shape": b.gamma.shape,
+        "gamma_scale": b.gamma.scale,
+        "idc_1s": b.idc.get("1s"),
+        "idc_60s": b.idc.get("60s"),
+        "peak_to_mean": b.peak_to_mean,
+        "failure_rate": summary.failures.failure_rate,
+        "input_mean": _mean(
+            [c.request.mean for c in summary.lengths], [c.request.count for c in summary.lengths]
+        ),
+        "output_mean": _mean(
+            [c.response.mean for c in summary.lengths], [c.response.count for c in summary.lengths]
+        ),
+    }
+
+
+def _mean(values: list[float], weights: list[int]) -> float | None:
+    return float(np.average(values, weights=weights)) if sum(weights) else None
+
+
+def compare(a: tuple[pl.DataFrame, Summary], b: tuple[pl.DataFrame, Summary]) -> Comparison:
+    """KS distances of inter-arrivals and lengths, and every headline difference."""
+    (ta, sa), (tb, sb) = a, b
+
+    def ks(column: str, transform: str = "") -> float:
+        xa, xb = ta[column].to_numpy(), tb[column].to_numpy()
+        if transform == "diff":
+            xa, xb = np.diff(xa), np.diff(xb)
+        return float(stats.ks_2samp(xa, xb).statistic)
+
+    ha, hb = headline(sa), headline(sb)
+    return Comparison(
+        a=sa.source,
+        b=sb.source,
+        ks_interarrival=ks("arrival_s", "diff"),
+        ks_input_tokens=ks("input_tokens"),
+        ks_output_tokens=ks("output_tokens"),
+        headline={
+            k: (ha[k], hb[k], None if ha[k] is None or hb[k] is None else hb[k] - ha[k])  # type: ignore[operator]
+            for k in ha
+        },
+    )

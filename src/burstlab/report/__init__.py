@@ -1,0 +1,1 @@
+"""Self-contained HTML reports: plots as embedded PNGs, every piece of text escaped."""

@@ -1,0 +1,149 @@
+"""Matplotlib figures for the analysis report, returned as PNG bytes.
+
+Figures are built without pyplot, so matplotlib runs headless with no global
+state. Each function takes plain analysis results and returns one PNG, so the
+report can embed it as a ``data:`` URI.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from burstlab.analyze.summary import Summary
+
+HOUR = 3600.0
+
+
+def _figure(rows: int = 1, height: float = 3.2) -> tuple[Figure, np.ndarray]:
+    """A figure outside pyplot: no global state, nothing to close, no display needed."""
+    fig = Figure(figsize=(9, height * rows))
+    axes = fig.subplots(rows, 1, squeeze=False)
+    return fig, axes[:, 0]
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def _none_to_nan(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def rate_and_shape(summary: Summary) -> bytes:
+    """Requests/s and Gamma shape per window over time."""
+    w = summary.burstiness.windows
+    hours = np.asarray(w.start_s) / HOUR
+    fig, (top, bottom) = _figure(2)
+    top.step(hours, w.rate_rps, where="post", color="tab:blue")
+    top.axhline(summary.burstiness.mean_rps, color="grey", ls="--", lw=1, label="mean")
+    top.set_ylabel("requests/s")
+    top.set_title(f"rate per {w.window_s:g}-s window")
+    top.legend(loc="upper right")
+    bottom.plot(hours, _none_to_nan(w.shape), ".", color="tab:red")
+    bottom.axhline(1.0, color="grey", ls="--", lw=1, label="Poisson (shape 1)")
+    bottom.set_ylabel("Gamma shape")
+    bottom.set_xlabel("hours from start")
+    bottom.set_title("burstiness per window (lower is burstier)")
+    bottom.legend(loc="upper right")
+    return _png(fig)
+
+
+def interarrival_cdf(tables: dict[str, pl.DataFrame]) -> bytes:
+    """Empirical CDF of gaps (log scale) against an exponential of the same mean."""
+    fig, (ax,) = _figure(1, 3.6)
+    for name, table in tables.items():
+        gaps = np.diff(table["arrival_s"].to_numpy())
+        gaps = np.sort(gaps[gaps > 0])
+        if gaps.size == 0:
+            continue
+        step = max(1, gaps.size // 2000)
+        ax.plot(gaps[::step], (np.arange(gaps.size) / gaps.size)[::step], label=name)
+        if len(tables) == 1:
+            xs = np.geomspace(gaps[0], gaps[-1], 200)
+            ax.plot(xs, 1 - np.exp(-xs / gaps.mean()), "--", color="grey", label="Poisson")
+    ax.set_xscale("log")
+    ax.set_xlabel("inter-arrival gap (s)")
+    ax.set_ylabel("CDF")
+    ax.set_title("inter-arrival gaps")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def profiles(summary: Summary) -> bytes | None:
+    """Requests by hour of day and by weekday, when known."""
+    p = summary.periodicity
+    if p.hour_requests is None:
+        return None
+    rows = 2 if p.weekday_requests is not None else 1
+    fig, axes = _figure(rows, 2.8)
+    axes[0].bar(range(24), p.hour_requests, color="tab:blue")
+    axes[0].set_xlabel("hour of day")
+    axes[0].set_ylabel("requests")
+    if p.weekday_requests is not None:
+        axes[1].bar(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], p.weekday_requests)
+        axes[1].set_ylabel("requests")
+    return _png(fig)
+
+
+def length_histograms(table: pl.DataFrame, column: str, title: str) -> bytes:
+    """Log-binned histogram of one length column per model x log type (log-log axes)."""
+    fig, (ax,) = _figure(1, 3.4)
+    top = max(int(table[column].to_numpy().max(initial=1)), 2)
+    bins = np.unique(np.geomspace(1, top + 1, 60).astype(int))
+    for (model, log_type), part in table.group_by("model", "log_type"):
+        x = part.filter(pl.col(column) > 0)[column].to_numpy()
+        if x.size:
+            ax.hist(x, bins=bins, histtype="step", label=f"{model or '-'} / {log_type or '-'}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("requests")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
+
+
+def relation(summary: Summary) -> bytes:
+    """Median response length against request length, per class, with the fitted line."""
+    fig, (ax,) = _figure(1, 3.4)
+    for c in summary.lengths:
+        if c.relation is None or not c.relation.bin_input:
+            continue
+        label = f"{c.model or '-'} / {c.log_type or '-'} (slope {c.relation.slope:.3f})"
+        ax.plot(c.relation.bin_input, c.relation.bin_median_output, "o-", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("request tokens (bin centre)")
+    ax.set_ylabel("median response tokens")
+    ax.set_title("request vs response length")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def failures_over_time(summary: Summary) -> bytes:
+    """Failure rate per window over time, against the request rate."""
+    w = summary.burstiness.windows
+    hours = np.asarray(w.start_s) / HOUR
+    fig, (ax,) = _figure(1, 3.0)
+    ax.step(
+        hours,
+        _none_to_nan(summary.failures.window_failure_rate),
+        where="post",
+        color="tab:red",
+        label="failure rate",
+    )
+    ax.set_ylabel("failure rate")
+    ax.set_xlabel("hours from start")
+    twin = ax.twinx()
+    twin.step(hours, w.rate_rps, where="post", color="tab:blue", alpha=0.4, label="requests/s")
+    twin.set_ylabel("requests/s")
+    ax.set_title("failures per window")
+    return _png(fig)
