@@ -117,11 +117,14 @@ def window_series(arrival_s: np.ndarray, window_s: float) -> WindowSeries:
         cv = np.sqrt(np.maximum(all_sq / all_n - mean**2, 0.0)) / mean
         cv = np.where(all_n >= 2, cv, np.nan)
     requests = counts_per_bin(pl.DataFrame({"arrival_s": arrival_s}), window_s)
+    starts = np.arange(n_windows) * window_s
+    # the last window is cut short by the end of the table: its rate is over what it covers
+    covered = np.clip(arrival_s[-1] - starts, 1e-9, window_s)
     return WindowSeries(
         window_s=window_s,
-        start_s=(np.arange(n_windows) * window_s).tolist(),
+        start_s=starts.tolist(),
         requests=requests.tolist(),
-        rate_rps=(requests / window_s).tolist(),
+        rate_rps=(requests / covered).tolist(),
         shape=_nan_to_none(shape),
         scale=_nan_to_none(scale),
         cv=_nan_to_none(cv),

@@ -46,13 +46,14 @@ def _root(
 
 
 def _register() -> None:
-    from burstlab.cli import demo, trace_cmds
+    from burstlab.cli import analyze_cmd, demo, trace_cmds
     from burstlab.cli import fetch as fetch_cmd
 
     trace_app.command("info")(trace_cmds.info)
     trace_app.command("convert")(trace_cmds.convert)
     trace_app.command("schema")(trace_cmds.schema)
     app.command("demo")(demo.demo)
+    app.command("analyze")(analyze_cmd.analyze)
     app.command("fetch")(fetch_cmd.fetch)
 
 

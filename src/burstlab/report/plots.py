@@ -38,12 +38,21 @@ def _none_to_nan(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def _steps(
+    start_s: list[float], window_s: float, values: list[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step-plot inputs in hours: window edges and values, the last one repeated."""
+    edges = np.append(np.asarray(start_s), start_s[-1] + window_s) / HOUR
+    vals = np.asarray(values, dtype=np.float64)
+    return edges, np.append(vals, vals[-1])
+
+
 def rate_and_shape(summary: Summary) -> bytes:
     """Requests/s and Gamma shape per window over time."""
     w = summary.burstiness.windows
-    hours = np.asarray(w.start_s) / HOUR
+    hours = np.asarray(w.start_s) / HOUR + w.window_s / 2 / HOUR  # shape at window centres
     fig, (top, bottom) = _figure(2)
-    top.step(hours, w.rate_rps, where="post", color="tab:blue")
+    top.step(*_steps(w.start_s, w.window_s, w.rate_rps), where="post", color="tab:blue")
     top.axhline(summary.burstiness.mean_rps, color="grey", ls="--", lw=1, label="mean")
     top.set_ylabel("requests/s")
     top.set_title(f"rate per {w.window_s:g}-s window")
@@ -98,15 +107,18 @@ def length_histograms(table: pl.DataFrame, column: str, title: str) -> bytes:
     """Log-binned histogram of one length column per model x log type (log-log axes)."""
     fig, (ax,) = _figure(1, 3.4)
     top = max(int(table[column].to_numpy().max(initial=1)), 2)
-    bins = np.unique(np.geomspace(1, top + 1, 60).astype(int))
+    bins = np.unique(np.geomspace(1, top + 1, 50).astype(int))
     for (model, log_type), part in table.group_by("model", "log_type"):
         x = part.filter(pl.col(column) > 0)[column].to_numpy()
         if x.size:
-            ax.hist(x, bins=bins, histtype="step", label=f"{model or '-'} / {log_type or '-'}")
+            counts, _ = np.histogram(x, bins=bins)
+            density = counts / np.diff(bins)  # per token, so uneven integer bins compare
+            label = f"{model or '-'} / {log_type or '-'}"
+            ax.step(bins, np.append(density, density[-1]), where="post", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("tokens")
-    ax.set_ylabel("requests")
+    ax.set_ylabel("requests per token")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     return _png(fig)
@@ -131,19 +143,13 @@ def relation(summary: Summary) -> bytes:
 def failures_over_time(summary: Summary) -> bytes:
     """Failure rate per window over time, against the request rate."""
     w = summary.burstiness.windows
-    hours = np.asarray(w.start_s) / HOUR
     fig, (ax,) = _figure(1, 3.0)
-    ax.step(
-        hours,
-        _none_to_nan(summary.failures.window_failure_rate),
-        where="post",
-        color="tab:red",
-        label="failure rate",
-    )
+    failed = _none_to_nan(summary.failures.window_failure_rate)
+    ax.step(*_steps(w.start_s, w.window_s, failed), where="post", color="tab:red")
     ax.set_ylabel("failure rate")
     ax.set_xlabel("hours from start")
     twin = ax.twinx()
-    twin.step(hours, w.rate_rps, where="post", color="tab:blue", alpha=0.4, label="requests/s")
+    twin.step(*_steps(w.start_s, w.window_s, w.rate_rps), where="post", color="tab:blue", alpha=0.4)
     twin.set_ylabel("requests/s")
     ax.set_title("failures per window")
     return _png(fig)

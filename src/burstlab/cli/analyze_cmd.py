@@ -1,0 +1,124 @@
+"""``burstlab analyze TRACE [TRACE_B] -o DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from burstlab.cli.reading import (
+    CacheOpt,
+    DropFailedOpt,
+    FormatOpt,
+    LenientOpt,
+    MapOpt,
+    StrictOpt,
+    TimeUnitOpt,
+    load,
+)
+
+
+def analyze(
+    traces: Annotated[
+        list[str],
+        typer.Argument(help="One trace, or two to compare (files or 'sample')."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for summary.json and report.html.")
+    ],
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    log_type: Annotated[
+        str | None, typer.Option("--log-type", help="Only 'conversation' or 'api'.")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Window start from the table's start: 90, 30m, 2h, 3d."),
+    ] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Window end (same units).")] = None,
+    window: Annotated[
+        str, typer.Option("--window", help="Window for per-window Gamma fits and rates.")
+    ] = "20m",
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Render figures.")] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the Poisson reference.")] = 0,
+    format: FormatOpt = None,
+    map: MapOpt = None,
+    time_unit: TimeUnitOpt = "s",
+    strict: StrictOpt = False,
+    lenient: LenientOpt = False,
+    drop_failed: DropFailedOpt = False,
+    cache: CacheOpt = False,
+) -> None:
+    """Characterise a trace like the BurstGPT paper: burstiness, periodicity, lengths,
+    conversations, failures; with two traces, compare them.
+
+    Example: burstlab analyze sample -o out
+    """
+    from rich.console import Console
+
+    from burstlab.analyze.summary import Filters, analyze, compare
+    from burstlab.core.errors import InputError
+    from burstlab.core.units import parse_duration
+    from burstlab.report.analysis import render
+
+    if len(traces) > 2:
+        raise InputError(f"analyze takes one or two traces, got {len(traces)}")
+    window_s = parse_duration(window, option="--window")
+    if window_s <= 0:
+        raise InputError("--window must be positive")
+    filters = Filters(
+        model=model,
+        log_type=log_type,
+        start_s=parse_duration(start, option="--start") if start else None,
+        end_s=parse_duration(end, option="--end") if end else None,
+    )
+    console = Console(stderr=True)
+    parts = []
+    for trace in traces:
+        with console.status(f"reading {trace}"):
+            table, report = load(
+                trace,
+                format=format,
+                map=map,
+                time_unit=time_unit,
+                strict=strict,
+                lenient=lenient,
+                drop_failed=drop_failed,
+                cache=cache,
+            )
+        with console.status(f"analysing {trace}"):
+            summary = analyze(table, report, filters=filters, window_s=window_s, seed=seed)
+        parts.append((table, summary))
+    comparison = compare(parts[0], parts[1]) if len(parts) == 2 else None
+    out.mkdir(parents=True, exist_ok=True)
+    payload = parts[0][1] if comparison is None else None
+    summary_path = out / "summary.json"
+    if payload is not None:
+        text = payload.model_dump_json(indent=2)
+    else:
+        import json
+
+        text = json.dumps(
+            {
+                "a": parts[0][1].model_dump(mode="json"),
+                "b": parts[1][1].model_dump(mode="json"),
+                "comparison": comparison.model_dump(mode="json") if comparison else None,
+            },
+            indent=2,
+        )
+    tmp = summary_path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(summary_path)
+    with console.status("rendering the report"):
+        html = render(out / "report.html", parts, comparison, with_plots=plots)
+    b = parts[0][1].burstiness
+    typer.echo(
+        f"{parts[0][1].rows:,} requests: Gamma shape {b.gamma.shape:.3f}, scale "
+        f"{b.gamma.scale:.3f} s, CV {b.cv:.2f}, IDC(60 s) {b.idc['60s']:.2f}"
+    )
+    if comparison is not None:
+        typer.echo(
+            f"KS distances A vs B: inter-arrival {comparison.ks_interarrival:.3f}, request "
+            f"{comparison.ks_input_tokens:.3f}, response {comparison.ks_output_tokens:.3f}"
+        )
+    typer.echo(f"wrote {summary_path} and {html}")
