@@ -17,6 +17,7 @@ from burstlab.core.errors import BurstlabError, FetchError, InputError
 from burstlab.core.version import __version__
 
 if TYPE_CHECKING:
+    from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
     from burstlab.trace.fetch import fetch
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
 
 _LAZY = {
+    "analyze": "burstlab.analyze.summary",
+    "compare": "burstlab.analyze.summary",
+    "Comparison": "burstlab.analyze.summary",
+    "Filters": "burstlab.analyze.summary",
+    "Summary": "burstlab.analyze.summary",
     "fetch": "burstlab.trace.fetch",
     "FORMATS": "burstlab.trace.formats",
     "ColumnMap": "burstlab.trace.formats",
@@ -54,12 +60,17 @@ __all__ = [
     "FORMATS",
     "BurstlabError",
     "ColumnMap",
+    "Comparison",
     "FetchError",
+    "Filters",
     "InputError",
     "LoadReport",
     "SchemaError",
+    "Summary",
     "TraceInfo",
     "__version__",
+    "analyze",
+    "compare",
     "fetch",
     "read_table",
     "read_trace",
