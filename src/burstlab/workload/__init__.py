@@ -1,0 +1,1 @@
+"""Workloads from traces: replay windows at any rate, judge their fidelity, export them."""

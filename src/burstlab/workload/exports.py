@@ -1,0 +1,121 @@
+"""Writing workloads for other tools: BurstGPT CSV and Mooncake/AIPerf trace JSONL.
+
+Native tables go through :func:`burstlab.trace.io.write_table` (format from
+the extension). Foreign formats are named with ``--to``; each is read back by
+burstlab's own readers in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+
+from burstlab.core.errors import InputError
+from burstlab.trace.io import write_table
+
+#: Tokens per KV block in Mooncake/AIPerf traces (their ``hash_ids`` cover the input).
+MOONCAKE_BLOCK = 512
+FOREIGN = ("burstgpt", "mooncake")
+
+
+def export(table: pl.DataFrame, path: str | Path, to: str | None = None) -> Path:
+    """Write ``table`` to ``path``: native by extension, or the foreign format ``to``."""
+    if to is None:
+        return write_table(table, path)
+    if to == "burstgpt":
+        return _atomic(Path(path), lambda p: to_burstgpt(table).write_csv(p))
+    if to == "mooncake":
+        return _atomic(Path(path), lambda p: write_mooncake(table, p))
+    raise InputError(f"--to {to!r} is not a known format; known: {', '.join(FOREIGN)}")
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_burstgpt(table: pl.DataFrame) -> pl.DataFrame:
+    """The BurstGPT CSV columns: v3 (with ``Session ID`` and ``Elapsed time``) when the
+    table has sessions or elapsed times, else v1/v2."""
+    log_type = (
+        pl.col("log_type")
+        .cast(pl.String)
+        .replace_strict({"conversation": "Conversation log", "api": "API log"}, default=None)
+        .fill_null("API log")
+    )
+    columns = [pl.col("arrival_s").alias("Timestamp")]
+    if table["session_id"].null_count() < table.height or (
+        table["elapsed_s"].null_count() < table.height
+    ):
+        columns += [
+            pl.col("session_id").alias("Session ID"),
+            pl.col("elapsed_s").alias("Elapsed time"),
+        ]
+    columns += [
+        pl.col("model").cast(pl.String).fill_null("unknown").alias("Model"),
+        pl.col("input_tokens").alias("Request tokens"),
+        pl.col("output_tokens").alias("Response tokens"),
+        (pl.col("input_tokens") + pl.col("output_tokens")).alias("Total tokens"),
+        log_type.alias("Log Type"),
+    ]
+    return table.select(columns)
+
+
+def mooncake_hash_ids(table: pl.DataFrame, block: int = MOONCAKE_BLOCK) -> list[list[int]]:
+    """Block ids covering each request's input: ``ceil(input / block)`` ids per request.
+
+    A turn of a session reuses the ids of the previous turn's full input blocks
+    (its prefix is that turn's conversation so far), so prefix caches see the
+    sharing; every other block gets a fresh id.
+    """
+    if "hash_ids" in table.columns and table["hash_ids"].null_count() == 0:
+        return table["hash_ids"].to_list()
+    need = -(-table["input_tokens"].to_numpy().astype(np.int64) // block)
+    sessions = table["session_id"].to_list()
+    inputs = table["input_tokens"].to_list()
+    last: dict[str, tuple[list[int], int]] = {}
+    out: list[list[int]] = []
+    next_id = 0
+    for i, n in enumerate(need.tolist()):
+        ids: list[int] = []
+        sid = sessions[i]
+        if sid is not None and sid in last:
+            prev_ids, prev_input = last[sid]
+            ids = prev_ids[: min(prev_input // block, n)]
+        fresh = n - len(ids)
+        ids = ids + list(range(next_id, next_id + fresh))
+        next_id += fresh
+        if sid is not None:
+            last[sid] = (ids, inputs[i])
+        out.append(ids)
+    return out
+
+
+def write_mooncake(table: pl.DataFrame, path: Path) -> None:
+    """Mooncake/AIPerf JSONL: ``timestamp`` (integer ms), ``input_length``,
+    ``output_length``, ``hash_ids``."""
+    ms = np.rint(table["arrival_s"].to_numpy() * 1000).astype(np.int64).tolist()
+    hashes = mooncake_hash_ids(table)
+    with path.open("wb") as fh:
+        for t, i, o, h in zip(
+            ms,
+            table["input_tokens"].to_list(),
+            table["output_tokens"].to_list(),
+            hashes,
+            strict=True,
+        ):
+            fh.write(
+                orjson.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h})
+            )
+            fh.write(b"\n")
