@@ -46,7 +46,7 @@ def _root(
 
 
 def _register() -> None:
-    from burstlab.cli import analyze_cmd, demo, trace_cmds
+    from burstlab.cli import analyze_cmd, demo, generate_cmd, trace_cmds
     from burstlab.cli import fetch as fetch_cmd
 
     trace_app.command("info")(trace_cmds.info)
@@ -54,6 +54,7 @@ def _register() -> None:
     trace_app.command("schema")(trace_cmds.schema)
     app.command("demo")(demo.demo)
     app.command("analyze")(analyze_cmd.analyze)
+    app.command("generate")(generate_cmd.generate)
     app.command("fetch")(fetch_cmd.fetch)
 
 

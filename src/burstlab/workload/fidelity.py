@@ -91,7 +91,9 @@ def fidelity(
 
     def ks(column: str) -> float:
         return float(
-            stats.ks_2samp(source[column].to_numpy(), workload[column].to_numpy()).statistic
+            stats.ks_2samp(
+                source[column].to_numpy(), workload[column].to_numpy(), method="asymp"
+            ).statistic
         )
 
     return Fidelity(
@@ -105,7 +107,7 @@ def fidelity(
         window_s=window_s,
         window_rate_error=error,
         ks_interarrival=float(
-            stats.ks_2samp(_normalised_gaps(src), _normalised_gaps(gen)).statistic
+            stats.ks_2samp(_normalised_gaps(src), _normalised_gaps(gen), method="asymp").statistic
         ),
         ks_input_tokens=ks("input_tokens"),
         ks_output_tokens=ks("output_tokens"),

@@ -89,7 +89,7 @@ def test_bad_specs() -> None:
         ReplaySpec(rps=1, speedup=2)
     with pytest.raises(ValueError, match="one of"):
         ReplaySpec(day=1, busiest_s=60)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="greater than 0"):
         ReplaySpec(rps=0)
     with pytest.raises(InputError, match="select 0 requests"):
         replay(table, ReplaySpec(start_s=1e9))

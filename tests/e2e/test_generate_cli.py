@@ -1,0 +1,70 @@
+"""``burstlab generate`` end to end: workload file, fidelity report, exports, bad options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from burstlab import read_trace
+
+BIN = Path(sys.executable).parent / "burstlab"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_busiest_window_at_exact_rate(tmp_path: Path) -> None:
+    target = tmp_path / "w.parquet"
+    out = run("generate", "sample", "--busiest", "10m", "--rps", "20", "-o", str(target))
+    assert out.returncode == 0, out.stderr
+    assert "fidelity" in out.stdout
+    table, _ = read_trace(target)
+    arrival = table["arrival_s"].to_numpy()
+    assert arrival.size / (arrival[-1] - arrival[0]) == pytest.approx(20, rel=0.005)
+    report = json.loads((tmp_path / "w.parquet.fidelity.json").read_text())
+    assert report["cv"]["workload"] == pytest.approx(report["cv"]["source"], rel=0.01)
+    assert report["mean_rps"]["workload"] == pytest.approx(20, rel=0.005)
+
+
+@pytest.mark.parametrize(("to", "fmt"), [("burstgpt", "burstgpt"), ("mooncake", "mooncake")])
+def test_foreign_exports(tmp_path: Path, to: str, fmt: str) -> None:
+    target = tmp_path / f"w.{to}"
+    out = run(
+        "generate",
+        "sample",
+        "--start",
+        "5m",
+        "--end",
+        "10m",
+        "--speedup",
+        "2",
+        "--to",
+        to,
+        "-o",
+        str(target),
+    )
+    assert out.returncode == 0, out.stderr
+    table, report = read_trace(target)
+    assert report.format == fmt
+    assert table["arrival_s"].max() == pytest.approx(150, abs=1)  # type: ignore[arg-type]
+
+
+def test_bad_generate_options(tmp_path: Path) -> None:
+    for args, message in [
+        (["--rps", "0"], "--rps: Input should be greater than 0"),
+        (["--rps", "2", "--speedup", "3"], "give --rps or --speedup"),
+        (["--day", "1", "--busiest", "5m"], "give one of"),
+        (["--start", "9d"], "select 0 requests"),
+        (["--to", "excel"], "not a known format"),
+    ]:
+        out = run("generate", "sample", "-o", str(tmp_path / "x.csv"), *args)
+        assert out.returncode == 2, args
+        assert message in out.stderr
+        assert "Traceback" not in out.stderr
