@@ -1,0 +1,268 @@
+"""Fitted workload models: per-window Gamma arrivals, class mix, length distributions.
+
+``fit`` summarises a trace into a small, versioned JSON model; ``sample`` draws
+a workload of any duration and rate from it, seeded and vectorised. What is
+kept: the Gamma shape/scale and request count of every window (default 20
+min), so daily cycles and bursts survive; the share of each model x log type
+class; per class, the request-length distribution (the best of Zipf,
+lognormal, empirical by KS), the response length conditional on the request
+length (empirical quantiles per request-length bin), and the failure
+probability. Sessions are not modelled yet: a sampled workload has none.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from burstlab.analyze.burstiness import window_series
+from burstlab.analyze.lengths import length_fit
+from burstlab.trace.schema import conform
+
+MODEL_VERSION = 1
+QUANTILES = 1001
+RESPONSE_BINS = 16
+
+
+class LengthModel(BaseModel):
+    """A token-length distribution: the chosen form and an empirical quantile function.
+
+    ``quantiles`` holds the values at probabilities ``0, 1/(Q-1), ..., 1``;
+    the parametric forms use ``mu``/``sigma`` (lognormal) or ``exponent``/
+    ``xmin`` (Zipf tail above ``xmin``, empirical below).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["zipf", "lognormal", "empirical"]
+    quantiles: list[float]
+    mu: float | None = None
+    sigma: float | None = None
+    exponent: float | None = None
+    xmin: int | None = None
+    tail_share: float | None = None
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` token counts (>= 1), vectorised."""
+        u = rng.random(n)
+        q = np.asarray(self.quantiles)
+        x = np.interp(u, np.linspace(0, 1, q.size), q)
+        if self.kind == "lognormal" and self.mu is not None and self.sigma is not None:
+            x = np.exp(self.mu + self.sigma * rng.standard_normal(n))
+        elif self.kind == "zipf" and self.exponent and self.xmin and self.tail_share:
+            tail = u >= 1 - self.tail_share
+            v = (1 - u[tail]) / self.tail_share  # uniform on (0, 1]
+            x[tail] = (self.xmin - 0.5) * v ** (-1 / (self.exponent - 1)) + 0.5
+        out: np.ndarray = np.maximum(np.floor(x), 1).astype(np.int64)
+        return out
+
+
+def _quantiles(x: np.ndarray) -> list[float]:
+    return np.quantile(x, np.linspace(0, 1, QUANTILES)).tolist() if x.size else [1.0, 1.0]
+
+
+def length_model(x: np.ndarray) -> LengthModel:
+    """The best-fitting form of ``x`` (see :mod:`burstlab.analyze.lengths`)."""
+    fit = length_fit(x)
+    model = LengthModel(kind=fit.best, quantiles=_quantiles(x))
+    if fit.best == "lognormal" and fit.lognormal:
+        model.mu, model.sigma = fit.lognormal.mu, fit.lognormal.sigma
+    if fit.best == "zipf" and fit.zipf:
+        model.exponent, model.xmin = fit.zipf.exponent, fit.zipf.xmin
+        model.tail_share = fit.zipf.tail_share
+    return model
+
+
+class ResponseModel(BaseModel):
+    """Response length given request length: empirical quantiles per request-length bin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_edges: list[float]
+    quantiles: list[list[float]]
+
+    def sample(self, rng: np.random.Generator, inputs: np.ndarray) -> np.ndarray:
+        edges = np.asarray(self.input_edges)
+        which = np.clip(
+            np.searchsorted(edges, inputs, side="right") - 1, 0, len(self.quantiles) - 1
+        )
+        table = np.asarray(self.quantiles)
+        pos = rng.random(inputs.size) * (table.shape[1] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, table.shape[1] - 1)
+        frac = pos - lo
+        x = table[which, lo] * (1 - frac) + table[which, hi] * frac
+        out: np.ndarray = np.maximum(np.floor(x), 1).astype(np.int64)
+        return out
+
+
+def response_model(inputs: np.ndarray, outputs: np.ndarray) -> ResponseModel:
+    edges = np.unique(np.quantile(inputs, np.linspace(0, 1, RESPONSE_BINS + 1)))
+    if edges.size < 2:
+        edges = np.array([inputs.min(initial=1), inputs.max(initial=1) + 1], dtype=np.float64)
+    which = np.clip(np.searchsorted(edges, inputs, side="right") - 1, 0, edges.size - 2)
+    probs = np.linspace(0, 1, 101)
+    overall = np.quantile(outputs, probs) if outputs.size else np.ones(probs.size)
+    rows = [
+        np.quantile(outputs[which == b], probs) if (which == b).sum() >= 20 else overall
+        for b in range(edges.size - 1)
+    ]
+    return ResponseModel(input_edges=edges.tolist(), quantiles=[r.tolist() for r in rows])
+
+
+class ClassModel(BaseModel):
+    """One model x log type class: its share of requests, failures and lengths."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None
+    log_type: Literal["conversation", "api"] | None
+    share: float
+    failure_probability: float
+    request: LengthModel
+    response: ResponseModel
+
+
+class ArrivalWindow(BaseModel):
+    """Arrivals in one window: mean rate (req/s over the part of the window the trace
+    covers) and the Gamma fit of its gaps (None when too few to fit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_rps: float
+    shape: float | None
+    scale: float | None
+
+
+class WorkloadModel(BaseModel):
+    """A fitted workload model (saved as JSON; ``version`` guards the format)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["workload-model"] = "workload-model"
+    version: int = MODEL_VERSION
+    source: str
+    window_s: float = Field(gt=0)
+    duration_s: float = Field(gt=0)
+    mean_rps: float = Field(gt=0)
+    windows: list[ArrivalWindow]
+    classes: list[ClassModel]
+
+    def sample(
+        self,
+        *,
+        duration_s: float | None = None,
+        rps: float | None = None,
+        seed: int = 0,
+        burstiness: float = 1.0,
+        shape: float | None = None,
+        length_cap: int | None = None,
+    ) -> pl.DataFrame:
+        """Draw a workload (canonical request table) from the model.
+
+        ``duration_s`` defaults to the fitted span (windows repeat when longer);
+        ``rps`` rescales every window's rate so the mean is ``rps``;
+        ``burstiness`` divides every Gamma shape (2 = burstier, same mean rate);
+        ``shape`` fixes the shape of all windows; ``length_cap`` caps lengths.
+        """
+        rng = np.random.default_rng(seed)
+        duration = duration_s if duration_s is not None else self.duration_s
+        factor = (rps / self.mean_rps) if rps is not None else 1.0
+        n_windows = int(np.ceil(duration / self.window_s))
+        chunks = []
+        for k in range(n_windows):
+            w = self.windows[k % len(self.windows)]
+            rate = w.rate_rps * factor
+            if rate <= 0:
+                continue
+            k_shape = (shape or w.shape or 1.0) / burstiness
+            mean_gap = 1.0 / rate
+            start, end = k * self.window_s, min((k + 1) * self.window_s, duration)
+            count = int(rate * (end - start) * 1.3 + 10 * np.sqrt(rate * (end - start)) + 10)
+            gaps = rng.gamma(k_shape, mean_gap / k_shape, count)
+            offsets = start + rng.random() * gaps[0] + np.cumsum(gaps) - gaps[0]
+            chunks.append(offsets[offsets < end])
+        arrival = np.concatenate(chunks) if chunks else np.zeros(0)
+        return self._requests(rng, arrival, length_cap)
+
+    def _requests(
+        self, rng: np.random.Generator, arrival: np.ndarray, length_cap: int | None
+    ) -> pl.DataFrame:
+        n = arrival.size
+        shares = np.array([c.share for c in self.classes])
+        which = rng.choice(len(self.classes), size=n, p=shares / shares.sum())
+        inputs = np.ones(n, dtype=np.int64)
+        outputs = np.ones(n, dtype=np.int64)
+        failed = np.zeros(n, dtype=bool)
+        for i, c in enumerate(self.classes):
+            rows = np.flatnonzero(which == i)
+            inputs[rows] = c.request.sample(rng, rows.size)
+            outputs[rows] = c.response.sample(rng, inputs[rows])
+            failed[rows] = rng.random(rows.size) < c.failure_probability
+        if length_cap is not None:
+            np.minimum(inputs, length_cap, out=inputs)
+            np.minimum(outputs, length_cap, out=outputs)
+        outputs[failed] = 0  # as in BurstGPT: a failed request has no response tokens
+        models = [c.model for c in self.classes]
+        logs = [c.log_type for c in self.classes]
+        table = pl.DataFrame(
+            {
+                "arrival_s": arrival,
+                "model": pl.Series([models[i] for i in which], dtype=pl.String),
+                "log_type": pl.Series([logs[i] for i in which], dtype=pl.String),
+                "session_id": pl.Series([None] * n, dtype=pl.String),
+                "turn": pl.Series([None] * n, dtype=pl.Int32),
+                "input_tokens": np.minimum(inputs, 2**31 - 1),
+                "output_tokens": np.minimum(outputs, 2**31 - 1),
+                "failed": failed,
+                "elapsed_s": pl.Series([None] * n, dtype=pl.Float64),
+            }
+        )
+        return conform(table).collect()
+
+
+def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table") -> WorkloadModel:
+    """Fit a :class:`WorkloadModel` to a canonical request table."""
+    arrival = table["arrival_s"].to_numpy()
+    arrival = arrival - arrival[0]
+    windows = window_series(arrival, window_s)
+    classes = []
+    groups = (
+        table.group_by("model", "log_type")
+        .agg(
+            n=pl.len(),
+            failed=pl.col("failed").mean(),
+            inp=pl.col("input_tokens"),
+            out=pl.col("output_tokens").filter(~pl.col("failed") & (pl.col("output_tokens") > 0)),
+            ok_inp=pl.col("input_tokens").filter(~pl.col("failed") & (pl.col("output_tokens") > 0)),
+        )
+        .sort("n", descending=True)
+    )
+    for row in groups.iter_rows(named=True):
+        inp = np.asarray(row["inp"], dtype=np.float64)
+        ok_in, ok_out = np.asarray(row["ok_inp"]), np.asarray(row["out"], dtype=np.float64)
+        classes.append(
+            ClassModel(
+                model=None if row["model"] is None else str(row["model"]),
+                log_type=row["log_type"],
+                share=row["n"] / table.height,
+                failure_probability=float(row["failed"]),
+                request=length_model(inp),
+                response=response_model(ok_in, ok_out),
+            )
+        )
+    span = float(arrival[-1]) if arrival.size > 1 else window_s
+    return WorkloadModel(
+        source=source,
+        window_s=window_s,
+        duration_s=span,
+        mean_rps=table.height / span,
+        windows=[
+            ArrivalWindow(rate_rps=r, shape=s, scale=c)
+            for r, s, c in zip(windows.rate_rps, windows.shape, windows.scale, strict=True)
+        ],
+        classes=classes,
+    )
