@@ -74,7 +74,7 @@ def generate(
     from burstlab.core.errors import InputError
     from burstlab.core.units import parse_duration
     from burstlab.workload.exports import export
-    from burstlab.workload.fidelity import fidelity
+    from burstlab.workload.fidelity import fidelity, reference
     from burstlab.workload.replay import ReplaySpec, replay, speedup_for
 
     def seconds(text: str | None, option: str) -> float | None:
@@ -109,7 +109,7 @@ def generate(
     )
     time_scale = speedup_for(unscaled, spec)
     path = export(workload, out, to)
-    result = fidelity(unscaled, workload, time_scale=time_scale)
+    result = fidelity(reference(unscaled), workload, time_scale=time_scale)
     side = out.with_name(out.name + ".fidelity.json")
     side.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     print_fidelity(result)

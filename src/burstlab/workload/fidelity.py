@@ -1,11 +1,13 @@
 """How faithful a workload is to its source: rates, burstiness and length distributions.
 
-A replayed or generated workload usually runs at another rate than its source
-(``time_scale`` = how many times faster). Scale-free statistics (CV, Gamma
-shape, KS of gaps divided by their mean, length KS) compare directly; the
-index of dispersion and per-window rates are compared on the same stretch of
-trace time: the source's bins are ``time_scale`` times longer than the
-workload's.
+The source is summarised once as a :class:`Reference` (from a trace, or stored
+in a fitted model), so replayed and modelled workloads are judged the same way.
+A workload usually runs at another rate than its source: ``time_scale`` says
+how many times faster. Scale-free statistics (CV, Gamma shape, KS of gaps
+divided by their mean, length KS) compare directly; the index of dispersion
+and per-window rates compare over the same stretch of *trace* time, so the
+workload's bins are ``time_scale`` times shorter. KS distances are taken
+against the source's quantile function (1,001 points).
 """
 
 from __future__ import annotations
@@ -17,6 +19,26 @@ from scipy import stats
 
 from burstlab.analyze.burstiness import arrival_stats, window_series
 from burstlab.trace.info import counts_per_bin
+
+QUANTILE_POINTS = 1001
+IDC_TRACE_BINS_S = (1.0, 60.0)
+
+
+class Reference(BaseModel):
+    """What a workload is compared against: the source's statistics (times in trace time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int
+    mean_rps: float
+    cv: float
+    gamma_shape: float | None
+    idc: dict[str, float | None]
+    window_s: float
+    window_rate_rps: list[float]
+    gap_quantiles: list[float]
+    input_quantiles: list[float]
+    output_quantiles: list[float]
 
 
 class Pair(BaseModel):
@@ -64,51 +86,68 @@ def _normalised_gaps(arrival: np.ndarray) -> np.ndarray:
     return gaps / mean if mean > 0 else gaps
 
 
-def fidelity(
-    source: pl.DataFrame,
-    workload: pl.DataFrame,
-    *,
-    time_scale: float = 1.0,
-    window_s: float = 60.0,
-) -> Fidelity:
-    """Compare ``workload`` (times in its own clock) with ``source`` (trace clock).
+def _quantiles(x: np.ndarray) -> list[float]:
+    if x.size == 0:
+        return [0.0, 0.0]
+    values: list[float] = np.quantile(x, np.linspace(0, 1, QUANTILE_POINTS)).tolist()
+    return values
 
-    ``window_s`` is the workload's window for per-window rates; the source's
-    window is ``window_s * time_scale``.
-    """
-    src, gen = source["arrival_s"].to_numpy(), workload["arrival_s"].to_numpy()
-    s_stats, g_stats = arrival_stats(src - src[0]), arrival_stats(gen - gen[0])
-    s_win = window_series(src - src[0], window_s * time_scale)
-    g_win = window_series(gen - gen[0], window_s)
-    n = min(len(s_win.rate_rps), len(g_win.rate_rps))
-    error = None
-    if n:
-        expected = np.asarray(s_win.rate_rps[:n]) * time_scale
-        got = np.asarray(g_win.rate_rps[:n])
-        ok = expected > 0
-        if ok.any():
-            error = float(np.median(np.abs(got[ok] - expected[ok]) / expected[ok]))
 
-    def ks(column: str) -> float:
-        return float(
-            stats.ks_2samp(
-                source[column].to_numpy(), workload[column].to_numpy(), method="asymp"
-            ).statistic
-        )
+def reference(table: pl.DataFrame, *, window_s: float = 60.0) -> Reference:
+    """Summarise a source table for later comparisons."""
+    arrival = table["arrival_s"].to_numpy()
+    arrival = arrival - arrival[0]
+    summary = arrival_stats(arrival)
+    return Reference(
+        requests=arrival.size,
+        mean_rps=_rate(arrival),
+        cv=summary.cv,
+        gamma_shape=summary.gamma.shape,
+        idc={f"{b:g}s": _idc(arrival, b) for b in IDC_TRACE_BINS_S},
+        window_s=window_s,
+        window_rate_rps=window_series(arrival, window_s).rate_rps,
+        gap_quantiles=_quantiles(_normalised_gaps(arrival)),
+        input_quantiles=_quantiles(table["input_tokens"].to_numpy()),
+        output_quantiles=_quantiles(table["output_tokens"].to_numpy()),
+    )
 
+
+def _ks(sample: np.ndarray, quantiles: list[float]) -> float:
+    q = np.asarray(quantiles)
+    probs = np.linspace(0, 1, q.size)
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.interp(x, q, probs, left=0.0, right=1.0)
+        return out
+
+    return float(stats.kstest(sample, cdf, method="asymp").statistic)
+
+
+def fidelity(ref: Reference, workload: pl.DataFrame, *, time_scale: float = 1.0) -> Fidelity:
+    """Compare ``workload`` (its own clock) with the source summarised in ``ref``."""
+    gen = workload["arrival_s"].to_numpy()
+    gen = gen - gen[0]
+    g_stats = arrival_stats(gen)
+    window = ref.window_s / time_scale
+    got = np.asarray(window_series(gen, window).rate_rps)
+    expected = np.asarray(ref.window_rate_rps) * time_scale
+    n = min(got.size, expected.size)
+    ok = expected[:n] > 0
+    error = (
+        float(np.median(np.abs(got[:n][ok] - expected[:n][ok]) / expected[:n][ok]))
+        if ok.any() else None
+    )  # fmt: skip
     return Fidelity(
         time_scale=time_scale,
-        requests=Pair(source=float(src.size), workload=float(gen.size)),
-        mean_rps=Pair(source=_rate(src), workload=_rate(gen)),
-        cv=Pair(source=s_stats.cv, workload=g_stats.cv),
-        gamma_shape=Pair(source=s_stats.gamma.shape, workload=g_stats.gamma.shape),
-        idc_1s=Pair(source=_idc(src, time_scale), workload=_idc(gen, 1.0)),
-        idc_60s=Pair(source=_idc(src, 60.0 * time_scale), workload=_idc(gen, 60.0)),
-        window_s=window_s,
+        requests=Pair(source=float(ref.requests), workload=float(gen.size)),
+        mean_rps=Pair(source=ref.mean_rps, workload=_rate(gen)),
+        cv=Pair(source=ref.cv, workload=g_stats.cv),
+        gamma_shape=Pair(source=ref.gamma_shape, workload=g_stats.gamma.shape),
+        idc_1s=Pair(source=ref.idc.get("1s"), workload=_idc(gen, 1.0 / time_scale)),
+        idc_60s=Pair(source=ref.idc.get("60s"), workload=_idc(gen, 60.0 / time_scale)),
+        window_s=window,
         window_rate_error=error,
-        ks_interarrival=float(
-            stats.ks_2samp(_normalised_gaps(src), _normalised_gaps(gen), method="asymp").statistic
-        ),
-        ks_input_tokens=ks("input_tokens"),
-        ks_output_tokens=ks("output_tokens"),
+        ks_interarrival=_ks(_normalised_gaps(gen), ref.gap_quantiles),
+        ks_input_tokens=_ks(workload["input_tokens"].to_numpy(), ref.input_quantiles),
+        ks_output_tokens=_ks(workload["output_tokens"].to_numpy(), ref.output_quantiles),
     )

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from burstlab.analyze.burstiness import window_series
 from burstlab.analyze.lengths import length_fit
 from burstlab.trace.schema import conform
+from burstlab.workload.fidelity import Reference, reference
 
 MODEL_VERSION = 1
 QUANTILES = 1001
@@ -150,6 +151,7 @@ class WorkloadModel(BaseModel):
     mean_rps: float = Field(gt=0)
     windows: list[ArrivalWindow]
     classes: list[ClassModel]
+    reference: Reference
 
     def sample(
         self,
@@ -265,4 +267,5 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
             for r, s, c in zip(windows.rate_rps, windows.shape, windows.scale, strict=True)
         ],
         classes=classes,
+        reference=reference(table),
     )

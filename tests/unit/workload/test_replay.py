@@ -12,8 +12,8 @@ from burstlab import read_trace
 from burstlab.core.errors import InputError
 from burstlab.trace.schema import conform, validate
 from burstlab.workload.exports import export, mooncake_hash_ids
-from burstlab.workload.fidelity import fidelity
-from burstlab.workload.replay import ReplaySpec, busiest_window, replay
+from burstlab.workload.fidelity import fidelity, reference
+from burstlab.workload.replay import ReplaySpec, busiest_window, replay, speedup_for
 
 
 def synthetic(n: int = 50_000, seed: int = 0) -> pl.DataFrame:
@@ -53,10 +53,15 @@ def test_rps_hit_exactly_and_cv_unchanged() -> None:
         work = replay(table, ReplaySpec(rps=rps))
         arrival = work["arrival_s"].to_numpy()
         assert arrival.size / (arrival[-1] - arrival[0]) == pytest.approx(rps, rel=0.005)
-        report = fidelity(table, work, time_scale=1.0)
+        report = fidelity(
+            reference(table), work, time_scale=speedup_for(table, ReplaySpec(rps=rps))
+        )
         assert report.cv.workload == pytest.approx(report.cv.source, rel=0.01)
         assert report.gamma_shape.workload == pytest.approx(report.gamma_shape.source, rel=0.01)
         assert report.ks_interarrival < 0.01
+        assert report.window_rate_error is not None
+        assert report.window_rate_error < 1e-6
+        assert report.idc_60s.workload == pytest.approx(report.idc_60s.source, rel=0.02)
         validate(work)
 
 
