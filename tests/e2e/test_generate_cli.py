@@ -68,3 +68,38 @@ def test_bad_generate_options(tmp_path: Path) -> None:
         assert out.returncode == 2, args
         assert message in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_fit_then_generate_from_the_model(tmp_path: Path) -> None:
+    model = tmp_path / "model.json"
+    out = run("fit", "sample", "-o", str(model), "--window", "10m")
+    assert out.returncode == 0, out.stderr
+    assert "fitted 6 windows" in out.stdout
+    work = tmp_path / "w.jsonl"
+    out = run(
+        "generate", str(model), "--duration", "30m", "--rps", "12", "--seed", "3", "-o", str(work)
+    )
+    assert out.returncode == 0, out.stderr
+    table, _ = read_trace(work)
+    assert table.height / 1800 == pytest.approx(12, rel=0.1)
+    report = json.loads((tmp_path / "w.jsonl.fidelity.json").read_text())
+    assert report["ks_input_tokens"] < 0.05
+    again = tmp_path / "again.jsonl"
+    run("generate", str(model), "--duration", "30m", "--rps", "12", "--seed", "3", "-o", str(again))
+    assert again.read_bytes() == work.read_bytes()  # seeded: same output
+
+
+def test_model_options_are_checked(tmp_path: Path) -> None:
+    model = tmp_path / "model.json"
+    run("fit", "sample", "-o", str(model))
+    out = run("generate", str(model), "--busiest", "5m", "-o", str(tmp_path / "x.csv"))
+    assert out.returncode == 2
+    assert "--busiest: only for a trace" in out.stderr
+    out = run("generate", "sample", "--duration", "1h", "-o", str(tmp_path / "x.csv"))
+    assert out.returncode == 2
+    assert "apply to a fitted model" in out.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"kind": "workload-model", "version": 1, "source": "x"}')
+    out = run("generate", str(broken), "-o", str(tmp_path / "x.csv"))
+    assert out.returncode == 2
+    assert "field window_s: Field required" in out.stderr

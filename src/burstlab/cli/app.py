@@ -54,6 +54,7 @@ def _register() -> None:
     trace_app.command("schema")(trace_cmds.schema)
     app.command("demo")(demo.demo)
     app.command("analyze")(analyze_cmd.analyze)
+    app.command("fit")(generate_cmd.fit)
     app.command("generate")(generate_cmd.generate)
     app.command("fetch")(fetch_cmd.fetch)
 

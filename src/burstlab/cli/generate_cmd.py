@@ -18,11 +18,16 @@ from burstlab.cli.reading import (
 )
 
 if TYPE_CHECKING:
-    from burstlab.workload.fidelity import Fidelity
+    import polars as pl
+
+    from burstlab.workload.fidelity import Fidelity, Reference
 
 
 def generate(
-    trace: Annotated[str, typer.Argument(help="Source trace (file or 'sample').")],
+    trace: Annotated[
+        str,
+        typer.Argument(help="Source trace (file or 'sample'), or a model.json from 'fit'."),
+    ],
     out: Annotated[
         Path,
         typer.Option(
@@ -57,6 +62,23 @@ def generate(
     to: Annotated[
         str | None, typer.Option("--to", help="Foreign format: burstgpt or mooncake.")
     ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--duration", help="Model: how long a workload (e.g. 1h).")
+    ] = None,
+    burstiness: Annotated[
+        float,
+        typer.Option(
+            "--burstiness",
+            help="Model: divide every Gamma shape by this (2 = burstier at the same rate).",
+        ),
+    ] = 1.0,
+    shape: Annotated[
+        float | None, typer.Option("--shape", help="Model: one Gamma shape for all windows.")
+    ] = None,
+    length_cap: Annotated[
+        int | None, typer.Option("--length-cap", help="Model: cap request/response tokens.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Model: random seed.")] = 0,
     format: FormatOpt = None,
     map: MapOpt = None,
     time_unit: TimeUnitOpt = "s",
@@ -64,17 +86,18 @@ def generate(
     lenient: LenientOpt = False,
     cache: CacheOpt = False,
 ) -> None:
-    """Replay a window of a trace, filtered and time-scaled, and report its fidelity.
+    """Replay a window of a trace at any rate, or sample a fitted model; report fidelity.
 
-    Example: burstlab generate sample --busiest 10m --rps 20 -o w.parquet
+    Examples: burstlab generate sample --busiest 10m --rps 20 -o w.parquet;
+    burstlab generate model.json --duration 1h --rps 50 -o w.parquet
     """
     from pydantic import ValidationError
 
     from burstlab.analyze.periodicity import clock_of
     from burstlab.core.errors import InputError
     from burstlab.core.units import parse_duration
-    from burstlab.workload.exports import export
-    from burstlab.workload.fidelity import fidelity, reference
+    from burstlab.workload.fidelity import reference
+    from burstlab.workload.model import load_model
     from burstlab.workload.replay import ReplaySpec, replay, speedup_for
 
     def seconds(text: str | None, option: str) -> float | None:
@@ -93,6 +116,39 @@ def generate(
             field = str(first["loc"][0]).removesuffix("_s").replace("_", "-")
             message = f"--{field}: {message}"
         raise InputError(message) from None
+    fitted = load_model(trace)
+    if fitted is not None:
+        replay_only = {
+            "--start": start,
+            "--end": end,
+            "--day": day,
+            "--busiest": busiest,
+            "--model": model,
+            "--log-type": log_type,
+            "--limit": limit,
+        }
+        given = [name for name, value in replay_only.items() if value is not None]
+        if given or drop_failed:
+            raise InputError(
+                f"{', '.join(given or ['--drop-failed'])}: only for a trace, not for a fitted model"
+            )
+        target = (
+            rps if rps is not None else (speedup * fitted.mean_rps if speedup is not None else None)
+        )
+        workload = fitted.sample(
+            duration_s=seconds(duration, "--duration"), rps=target, seed=seed,
+            burstiness=burstiness, shape=shape, length_cap=length_cap,
+        )  # fmt: skip
+        if workload.height < 2:
+            raise InputError("the model produced fewer than 2 requests: raise --duration")
+        scale = target / fitted.mean_rps if target is not None else 1.0
+        _finish(workload, fitted.reference, scale, out, to)
+        return
+    if duration is not None or shape is not None or length_cap is not None or burstiness != 1:
+        raise InputError(
+            "--duration, --burstiness, --shape and --length-cap apply to a "
+            "fitted model (see 'burstlab fit')"
+        )
     table, report = load(
         trace,
         format=format,
@@ -108,8 +164,18 @@ def generate(
         table, spec.model_copy(update={"rps": None, "speedup": None}), day_offset_s=offset
     )
     time_scale = speedup_for(unscaled, spec)
+    _finish(workload, reference(unscaled), time_scale, out, to)
+
+
+def _finish(
+    workload: pl.DataFrame, ref: Reference, time_scale: float, out: Path, to: str | None
+) -> None:
+    """Write the workload and its fidelity report (printed and saved beside it)."""
+    from burstlab.workload.exports import export
+    from burstlab.workload.fidelity import fidelity
+
     path = export(workload, out, to)
-    result = fidelity(reference(unscaled), workload, time_scale=time_scale)
+    result = fidelity(ref, workload, time_scale=time_scale)
     side = out.with_name(out.name + ".fidelity.json")
     side.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     print_fidelity(result)
@@ -122,7 +188,9 @@ def print_fidelity(result: Fidelity) -> None:
     from rich.table import Table
 
     def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:,.4g}"
+        if v is None:
+            return "-"
+        return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:,.4g}"
 
     table = Table(
         title=f"fidelity (workload runs {result.time_scale:.4g}x the trace's speed)",
@@ -147,3 +215,50 @@ def print_fidelity(result: Fidelity) -> None:
         f"{result.ks_interarrival:.4f}, request {result.ks_input_tokens:.4f}, response "
         f"{result.ks_output_tokens:.4f}"
     )
+
+
+def fit(
+    trace: Annotated[str, typer.Argument(help="Trace to fit (file or 'sample').")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write model.json.")],
+    window: Annotated[
+        str, typer.Option("--window", help="Window of the per-window Gamma fits.")
+    ] = "20m",
+    format: FormatOpt = None,
+    map: MapOpt = None,
+    time_unit: TimeUnitOpt = "s",
+    strict: StrictOpt = False,
+    lenient: LenientOpt = False,
+    cache: CacheOpt = False,
+) -> None:
+    """Fit a workload model (per-window Gamma arrivals, class mix, lengths, failures).
+
+    Example: burstlab fit sample -o model.json
+    """
+    from burstlab.core.errors import InputError
+    from burstlab.core.units import parse_duration
+    from burstlab.workload.model import fit as fit_model
+    from burstlab.workload.model import save_model
+
+    window_s = parse_duration(window, option="--window")
+    if window_s <= 0:
+        raise InputError("--window must be positive")
+    table, report = load(
+        trace,
+        format=format,
+        map=map,
+        time_unit=time_unit,
+        strict=strict,
+        lenient=lenient,
+        cache=cache,
+    )
+    fitted = fit_model(table, window_s=window_s, source=report.source)
+    save_model(fitted, out)
+    kinds = ", ".join(
+        f"{c.model or '-'}/{c.log_type or '-'} {c.share:.1%} ({c.request.kind})"
+        for c in fitted.classes
+    )
+    typer.echo(
+        f"fitted {len(fitted.windows):,} windows of {window_s:g} s, mean rate "
+        f"{fitted.mean_rps:.4g} req/s; classes: {kinds}"
+    )
+    typer.echo(f"wrote {out}")

@@ -12,14 +12,17 @@ probability. Sessions are not modelled yet: a sampled workload has none.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import orjson
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from burstlab.analyze.burstiness import window_series
 from burstlab.analyze.lengths import length_fit
+from burstlab.core.errors import InputError
 from burstlab.trace.schema import conform
 from burstlab.workload.fidelity import Reference, reference
 
@@ -269,3 +272,42 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
         classes=classes,
         reference=reference(table),
     )
+
+
+def save_model(model: WorkloadModel, path: str | Path) -> Path:
+    """Write ``model`` as JSON atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(model.model_dump_json(indent=1), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def load_model(path: str | Path) -> WorkloadModel | None:
+    """The model in ``path`` if it is a burstlab workload-model JSON file, else None.
+
+    A JSON file that says it is a workload model but does not validate is an
+    error naming the first bad field.
+    """
+    p = Path(str(path))
+    if p.suffix.lower() != ".json" or not p.is_file():
+        return None
+    try:
+        data = orjson.loads(p.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc})", path=p) from None
+    if not isinstance(data, dict) or data.get("kind") != "workload-model":
+        return None
+    if data.get("version") != MODEL_VERSION:
+        raise InputError(
+            f"workload model version {data.get('version')!r} is not supported "
+            f"(this burstlab reads version {MODEL_VERSION})",
+            path=p,
+        )
+    try:
+        return WorkloadModel.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"field {where}: {first['msg']}", path=p) from None
