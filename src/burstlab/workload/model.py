@@ -211,13 +211,16 @@ class WorkloadModel(BaseModel):
             np.minimum(inputs, length_cap, out=inputs)
             np.minimum(outputs, length_cap, out=outputs)
         outputs[failed] = 0  # as in BurstGPT: a failed request has no response tokens
-        models = [c.model for c in self.classes]
-        logs = [c.log_type for c in self.classes]
+        index = pl.Series(which)
         table = pl.DataFrame(
             {
                 "arrival_s": arrival,
-                "model": pl.Series([models[i] for i in which], dtype=pl.String),
-                "log_type": pl.Series([logs[i] for i in which], dtype=pl.String),
+                "model": index.replace_strict(
+                    {i: c.model for i, c in enumerate(self.classes)}, return_dtype=pl.String
+                ),
+                "log_type": index.replace_strict(
+                    {i: c.log_type for i, c in enumerate(self.classes)}, return_dtype=pl.String
+                ),
                 "session_id": pl.Series([None] * n, dtype=pl.String),
                 "turn": pl.Series([None] * n, dtype=pl.Int32),
                 "input_tokens": np.minimum(inputs, 2**31 - 1),
