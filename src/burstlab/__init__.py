@@ -19,6 +19,8 @@ from burstlab.core.version import __version__
 if TYPE_CHECKING:
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
     from burstlab.trace.fetch import fetch
+    from burstlab.workload.model import WorkloadModel, fit
+    from burstlab.workload.replay import ReplaySpec, replay
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
 
 _LAZY = {
+    "fit": "burstlab.workload.model",
+    "WorkloadModel": "burstlab.workload.model",
+    "ReplaySpec": "burstlab.workload.replay",
+    "replay": "burstlab.workload.replay",
     "analyze": "burstlab.analyze.summary",
     "compare": "burstlab.analyze.summary",
     "Comparison": "burstlab.analyze.summary",
@@ -66,12 +72,16 @@ __all__ = [
     "InputError",
     "LoadReport",
     "SchemaError",
+    "ReplaySpec",
     "Summary",
+    "WorkloadModel",
     "TraceInfo",
     "__version__",
     "analyze",
     "compare",
     "fetch",
+    "fit",
+    "replay",
     "read_table",
     "read_trace",
     "sample_trace",
