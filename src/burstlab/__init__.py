@@ -19,14 +19,14 @@ from burstlab.core.version import __version__
 if TYPE_CHECKING:
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
     from burstlab.trace.fetch import fetch
-    from burstlab.workload.model import WorkloadModel, fit
-    from burstlab.workload.replay import ReplaySpec, replay
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
     from burstlab.trace.readers import LoadReport, read_trace
     from burstlab.trace.sample import sample_trace
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
+    from burstlab.workload.model import WorkloadModel, fit
+    from burstlab.workload.replay import ReplaySpec, replay
 
 _LAZY = {
     "fit": "burstlab.workload.model",
@@ -71,19 +71,19 @@ __all__ = [
     "Filters",
     "InputError",
     "LoadReport",
-    "SchemaError",
     "ReplaySpec",
+    "SchemaError",
     "Summary",
-    "WorkloadModel",
     "TraceInfo",
+    "WorkloadModel",
     "__version__",
     "analyze",
     "compare",
     "fetch",
     "fit",
-    "replay",
     "read_table",
     "read_trace",
+    "replay",
     "sample_trace",
     "trace_info",
     "validate",
