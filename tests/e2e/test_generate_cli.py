@@ -103,3 +103,21 @@ def test_model_options_are_checked(tmp_path: Path) -> None:
     out = run("generate", str(broken), "-o", str(tmp_path / "x.csv"))
     assert out.returncode == 2
     assert "field window_s: Field required" in out.stderr
+
+
+def test_history_grows_session_inputs(tmp_path: Path, data_dir: Path) -> None:
+    plain, grown = tmp_path / "plain.parquet", tmp_path / "grown.parquet"
+    trace = str(data_dir / "burstgpt_v3.csv")
+    assert run("generate", trace, "-o", str(plain)).returncode == 0
+    out = run("generate", trace, "--history", "-o", str(grown))
+    assert out.returncode == 0, out.stderr
+    assert "in 2 sessions" in out.stdout
+    a, _ = read_trace(plain)
+    b, _ = read_trace(grown)
+    # session 1722ac82: turns of 906, 1400, 1600 request tokens with 446 and 120 response
+    assert b.filter(a["session_id"].str.starts_with("1722").fill_null(False))[
+        "input_tokens"
+    ].to_list() == [906, 1400 + 906 + 446, 1600 + 906 + 446 + 1400 + 120]
+    assert b.filter(a["session_id"].is_null())["input_tokens"].equals(
+        a.filter(a["session_id"].is_null())["input_tokens"]
+    )

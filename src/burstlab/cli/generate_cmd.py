@@ -79,6 +79,14 @@ def generate(
         int | None, typer.Option("--length-cap", help="Model: cap request/response tokens.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Model: random seed.")] = 0,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Each session turn's input includes the earlier "
+            "turns' tokens (exercises prefix caching).",
+        ),
+    ] = False,
     format: FormatOpt = None,
     map: MapOpt = None,
     time_unit: TimeUnitOpt = "s",
@@ -142,7 +150,7 @@ def generate(
         if workload.height < 2:
             raise InputError("the model produced fewer than 2 requests: raise --duration")
         scale = target / fitted.mean_rps if target is not None else 1.0
-        _finish(workload, fitted.reference, scale, out, to)
+        _finish(workload, fitted.reference, scale, out, to, history=history)
         return
     if duration is not None or shape is not None or length_cap is not None or burstiness != 1:
         raise InputError(
@@ -164,22 +172,38 @@ def generate(
         table, spec.model_copy(update={"rps": None, "speedup": None}), day_offset_s=offset
     )
     time_scale = speedup_for(unscaled, spec)
-    _finish(workload, reference(unscaled), time_scale, out, to)
+    _finish(workload, reference(unscaled), time_scale, out, to, history=history)
 
 
 def _finish(
-    workload: pl.DataFrame, ref: Reference, time_scale: float, out: Path, to: str | None
+    workload: pl.DataFrame,
+    ref: Reference,
+    time_scale: float,
+    out: Path,
+    to: str | None,
+    *,
+    history: bool,
 ) -> None:
-    """Write the workload and its fidelity report (printed and saved beside it)."""
+    """Write the workload and its fidelity report (printed and saved beside it).
+
+    Fidelity is judged before ``--history`` grows the inputs, since the source's
+    lengths are per-turn tokens.
+    """
     from burstlab.workload.exports import export
     from burstlab.workload.fidelity import fidelity
+    from burstlab.workload.sessions import with_history
 
-    path = export(workload, out, to)
     result = fidelity(ref, workload, time_scale=time_scale)
+    path = export(with_history(workload) if history else workload, out, to)
     side = out.with_name(out.name + ".fidelity.json")
     side.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     print_fidelity(result)
-    typer.echo(f"wrote {workload.height:,} requests to {path} (fidelity: {side})")
+    sessions = workload["session_id"].n_unique() - (workload["session_id"].null_count() > 0)
+    grown = "; inputs include earlier turns (--history)" if history and sessions else ""
+    typer.echo(
+        f"wrote {workload.height:,} requests in {sessions:,} sessions to {path} "
+        f"(fidelity: {side}){grown}"
+    )
 
 
 def print_fidelity(result: Fidelity) -> None:

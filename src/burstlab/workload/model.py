@@ -7,7 +7,9 @@ min), so daily cycles and bursts survive; the share of each model x log type
 class; per class, the request-length distribution (the best of Zipf,
 lognormal, empirical by KS), the response length conditional on the request
 length (empirical quantiles per request-length bin), and the failure
-probability. Sessions are not modelled yet: a sampled workload has none.
+probability, and, where the class has sessions, turns per session and think
+times. A session class's arrival events start sessions whose later turns follow
+by sampled think times, with fewer events so the request rate still matches.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from burstlab.analyze.lengths import length_fit
 from burstlab.core.errors import InputError
 from burstlab.trace.schema import conform
 from burstlab.workload.fidelity import Reference, reference
+from burstlab.workload.sessions import SessionModel, expand_sessions, fit_sessions
 
 MODEL_VERSION = 1
 QUANTILES = 1001
@@ -128,6 +131,12 @@ class ClassModel(BaseModel):
     failure_probability: float
     request: LengthModel
     response: ResponseModel
+    sessions: SessionModel | None = None
+
+    @property
+    def turns(self) -> float:
+        """Mean requests per arrival event: a session's turns, else 1."""
+        return self.sessions.mean_turns if self.sessions else 1.0
 
 
 class ArrivalWindow(BaseModel):
@@ -175,7 +184,9 @@ class WorkloadModel(BaseModel):
         """
         rng = np.random.default_rng(seed)
         duration = duration_s if duration_s is not None else self.duration_s
-        factor = (rps / self.mean_rps) if rps is not None else 1.0
+        # a session class's arrival event brings all its turns: draw fewer events
+        per_event = 1.0 / sum(c.share / c.turns for c in self.classes)
+        factor = ((rps / self.mean_rps) if rps is not None else 1.0) / per_event
         n_windows = int(np.ceil(duration / self.window_s))
         chunks = []
         for k in range(n_windows):
@@ -190,15 +201,56 @@ class WorkloadModel(BaseModel):
             gaps = rng.gamma(k_shape, mean_gap / k_shape, count)
             offsets = start + rng.random() * gaps[0] + np.cumsum(gaps) - gaps[0]
             chunks.append(offsets[offsets < end])
-        arrival = np.concatenate(chunks) if chunks else np.zeros(0)
-        return self._requests(rng, arrival, length_cap)
+        events = np.concatenate(chunks) if chunks else np.zeros(0)
+        return self._requests(rng, events, duration, length_cap)
 
     def _requests(
-        self, rng: np.random.Generator, arrival: np.ndarray, length_cap: int | None
+        self,
+        rng: np.random.Generator,
+        events: np.ndarray,
+        duration: float,
+        length_cap: int | None,
+    ) -> pl.DataFrame:
+        weights = np.array([c.share / c.turns for c in self.classes])
+        event_class = rng.choice(len(self.classes), size=events.size, p=weights / weights.sum())
+        arrival, which = [events.copy()], [event_class]
+        session = [np.full(events.size, -1, dtype=np.int64)]
+        turn = [np.full(events.size, -1, dtype=np.int64)]
+        next_session = 0
+        for i, c in enumerate(self.classes):
+            if c.sessions is None:
+                continue
+            starts = np.flatnonzero(event_class == i)
+            arrival[0][starts] = np.inf  # replaced by the session's turns below
+            t, s, k = expand_sessions(rng, events[starts], c.sessions)
+            arrival.append(t)
+            which.append(np.full(t.size, i))
+            session.append(s + next_session)
+            turn.append(k)
+            next_session += starts.size
+        order = np.argsort(np.concatenate(arrival), kind="stable")
+        arrival_all = np.concatenate(arrival)[order]
+        keep = arrival_all < duration
+        arrival_s = arrival_all[keep]
+        which_all = np.concatenate(which)[order][keep]
+        session_all = np.concatenate(session)[order][keep]
+        turn_all = np.concatenate(turn)[order][keep]
+        return self._lengths(
+            rng, arrival_s, which=which_all, session=session_all, turn=turn_all,
+            length_cap=length_cap,
+        )  # fmt: skip
+
+    def _lengths(
+        self,
+        rng: np.random.Generator,
+        arrival: np.ndarray,
+        *,
+        which: np.ndarray,
+        session: np.ndarray,
+        turn: np.ndarray,
+        length_cap: int | None,
     ) -> pl.DataFrame:
         n = arrival.size
-        shares = np.array([c.share for c in self.classes])
-        which = rng.choice(len(self.classes), size=n, p=shares / shares.sum())
         inputs = np.ones(n, dtype=np.int64)
         outputs = np.ones(n, dtype=np.int64)
         failed = np.zeros(n, dtype=bool)
@@ -221,13 +273,19 @@ class WorkloadModel(BaseModel):
                 "log_type": index.replace_strict(
                     {i: c.log_type for i, c in enumerate(self.classes)}, return_dtype=pl.String
                 ),
-                "session_id": pl.Series([None] * n, dtype=pl.String),
-                "turn": pl.Series([None] * n, dtype=pl.Int32),
+                "session_id": pl.Series(session),
+                "turn": pl.Series(turn, dtype=pl.Int32),
                 "input_tokens": np.minimum(inputs, 2**31 - 1),
                 "output_tokens": np.minimum(outputs, 2**31 - 1),
                 "failed": failed,
                 "elapsed_s": pl.Series([None] * n, dtype=pl.Float64),
             }
+        )
+        table = table.with_columns(
+            session_id=pl.when(pl.col("session_id") >= 0).then(
+                pl.format("s{}", pl.col("session_id"))
+            ),
+            turn=pl.when(pl.col("session_id") >= 0).then(pl.col("turn")),
         )
         return conform(table).collect()
 
@@ -250,6 +308,10 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
         .sort("n", descending=True)
     )
     for row in groups.iter_rows(named=True):
+        rows = table.filter(
+            pl.col("model").eq_missing(row["model"])
+            & pl.col("log_type").eq_missing(row["log_type"])
+        )
         inp = np.asarray(row["inp"], dtype=np.float64)
         ok_in, ok_out = np.asarray(row["ok_inp"]), np.asarray(row["out"], dtype=np.float64)
         classes.append(
@@ -260,6 +322,7 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
                 failure_probability=float(row["failed"]),
                 request=length_model(inp),
                 response=response_model(ok_in, ok_out),
+                sessions=fit_sessions(rows),
             )
         )
     span = float(arrival[-1]) if arrival.size > 1 else window_s
