@@ -213,28 +213,41 @@ class WorkloadModel(BaseModel):
     ) -> pl.DataFrame:
         weights = np.array([c.share / c.turns for c in self.classes])
         event_class = rng.choice(len(self.classes), size=events.size, p=weights / weights.sum())
-        arrival, which = [events.copy()], [event_class]
-        session = [np.full(events.size, -1, dtype=np.int64)]
-        turn = [np.full(events.size, -1, dtype=np.int64)]
+        plain = np.ones(events.size, dtype=bool)
+        times, classes, sessions, turns = [], [], [], []
         next_session = 0
         for i, c in enumerate(self.classes):
             if c.sessions is None:
                 continue
             starts = np.flatnonzero(event_class == i)
-            arrival[0][starts] = np.inf  # replaced by the session's turns below
+            plain[starts] = False  # these events become sessions
             t, s, k = expand_sessions(rng, events[starts], c.sessions)
-            arrival.append(t)
-            which.append(np.full(t.size, i))
-            session.append(s + next_session)
-            turn.append(k)
+            times.append(t)
+            classes.append(np.full(t.size, i))
+            sessions.append(s + next_session)
+            turns.append(k)
             next_session += starts.size
-        order = np.argsort(np.concatenate(arrival), kind="stable")
-        arrival_all = np.concatenate(arrival)[order]
+        # plain events are already sorted: sort only the session turns and merge them in
+        base = events[plain]
+        extra = np.concatenate(times) if times else np.zeros(0)
+        order = np.argsort(extra, kind="stable")
+        extra = extra[order]
+        slots = np.searchsorted(base, extra, side="right") + np.arange(extra.size)
+        is_turn = np.zeros(base.size + extra.size, dtype=bool)
+        is_turn[slots] = True
+
+        def merged(plain_values: np.ndarray, turn_values: list[np.ndarray]) -> np.ndarray:
+            out = np.empty(is_turn.size, dtype=plain_values.dtype)
+            out[~is_turn] = plain_values
+            out[is_turn] = (np.concatenate(turn_values) if turn_values else out[:0])[order]
+            return out
+
+        arrival_all = merged(base, times)
         keep = arrival_all < duration
         arrival_s = arrival_all[keep]
-        which_all = np.concatenate(which)[order][keep]
-        session_all = np.concatenate(session)[order][keep]
-        turn_all = np.concatenate(turn)[order][keep]
+        which_all = merged(event_class[plain], classes)[keep]
+        session_all = merged(np.full(base.size, -1, dtype=np.int64), sessions)[keep]
+        turn_all = merged(np.full(base.size, -1, dtype=np.int64), turns)[keep]
         return self._lengths(
             rng, arrival_s, which=which_all, session=session_all, turn=turn_all,
             length_cap=length_cap,
