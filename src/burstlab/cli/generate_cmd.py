@@ -234,7 +234,7 @@ def print_fidelity(result: Fidelity) -> None:
     console = Console(highlight=False)
     console.print(table)
     console.print(
-        f"per-window rate error (median, {result.window_s:g}-s windows): "
+        f"per-window rate error (median, {result.window_s:g}-s windows of trace time): "
         f"{fmt(result.window_rate_error)}; KS distances: inter-arrival (normalised) "
         f"{result.ks_interarrival:.4f}, request {result.ks_input_tokens:.4f}, response "
         f"{result.ks_output_tokens:.4f}"

@@ -50,8 +50,9 @@ class Pair(BaseModel):
 
 
 class Fidelity(BaseModel):
-    """Workload against source; ``window_rate_error`` is the median absolute relative
-    error of per-window rates (source rates times ``time_scale``)."""
+    """Workload against source. ``window_s`` and the IDC bins are in trace time (the
+    workload's times multiplied by ``time_scale``); ``window_rate_error`` is the median
+    absolute relative error of per-window rates there."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,9 +81,11 @@ def _idc(arrival: np.ndarray, width_s: float) -> float | None:
 
 
 def _normalised_gaps(arrival: np.ndarray) -> np.ndarray:
+    """Gaps over their mean, rounded to 1e-9 so float noise cannot split ties."""
     gaps = np.diff(arrival)
     mean = gaps.mean() if gaps.size else 0.0
-    return gaps / mean if mean > 0 else gaps
+    out: np.ndarray = np.round(gaps / mean, 9) if mean > 0 else gaps
+    return out
 
 
 def _quantiles(x: np.ndarray) -> list[float]:
@@ -131,9 +134,10 @@ def fidelity(ref: Reference, workload: pl.DataFrame, *, time_scale: float = 1.0)
     gen = workload["arrival_s"].to_numpy()
     gen = gen - gen[0]
     g_stats = arrival_stats(gen)
-    window = ref.window_s / time_scale
-    got = np.asarray(window_series(gen, window).rate_rps)
-    expected = np.asarray(ref.window_rate_rps) * time_scale
+    # back in trace time (to the microsecond, so a replay lands on the source's own instants)
+    in_trace = np.round(gen * time_scale, 6)
+    got = np.asarray(window_series(in_trace, ref.window_s).rate_rps)
+    expected = np.asarray(ref.window_rate_rps)
     n = min(got.size, expected.size)
     ok = expected[:n] > 0
     error = (
@@ -146,11 +150,11 @@ def fidelity(ref: Reference, workload: pl.DataFrame, *, time_scale: float = 1.0)
         mean_rps=Pair(source=ref.mean_rps, workload=_rate(gen)),
         cv=Pair(source=ref.cv, workload=g_stats.cv),
         gamma_shape=Pair(source=ref.gamma_shape, workload=g_stats.gamma.shape),
-        idc_1s=Pair(source=ref.idc.get("1s"), workload=_idc(gen, 1.0 / time_scale)),
-        idc_60s=Pair(source=ref.idc.get("60s"), workload=_idc(gen, 60.0 / time_scale)),
-        window_s=window,
+        idc_1s=Pair(source=ref.idc.get("1s"), workload=_idc(in_trace, 1.0)),
+        idc_60s=Pair(source=ref.idc.get("60s"), workload=_idc(in_trace, 60.0)),
+        window_s=ref.window_s,
         window_rate_error=error,
-        ks_interarrival=_ks(_normalised_gaps(gen), ref.gap_quantiles),
+        ks_interarrival=_ks(_normalised_gaps(in_trace), ref.gap_quantiles),
         ks_input_tokens=_ks(workload["input_tokens"].to_numpy(), ref.input_quantiles),
         ks_output_tokens=_ks(workload["output_tokens"].to_numpy(), ref.output_quantiles),
     )
