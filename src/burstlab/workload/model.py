@@ -2,7 +2,8 @@
 
 ``fit`` summarises a trace into a small, versioned JSON model; ``sample`` draws
 a workload of any duration and rate from it, seeded and vectorised. What is
-kept: the Gamma shape/scale and request count of every window (default 20
+kept: the share of zero gaps (requests logged in the same instant), the
+Gamma shape/scale of the positive gaps and the rate of every window (default 20
 min), so daily cycles and bursts survive; the share of each model x log type
 class; per class, the request-length distribution (the best of Zipf,
 lognormal, empirical by KS), the response length conditional on the request
@@ -162,6 +163,7 @@ class WorkloadModel(BaseModel):
     duration_s: float = Field(gt=0)
     mean_rps: float = Field(gt=0)
     windows: list[ArrivalWindow]
+    zero_gap_share: float = Field(0.0, ge=0.0, le=0.99)
     classes: list[ClassModel]
     reference: Reference
 
@@ -195,10 +197,13 @@ class WorkloadModel(BaseModel):
             if rate <= 0:
                 continue
             k_shape = (shape or w.shape or 1.0) / burstiness
-            mean_gap = 1.0 / rate
+            # a share of gaps are 0 (requests logged together); the rest carry the rate
+            mean_gap = 1.0 / (rate * (1.0 - self.zero_gap_share))
             start, end = k * self.window_s, min((k + 1) * self.window_s, duration)
             count = int(rate * (end - start) * 1.3 + 10 * np.sqrt(rate * (end - start)) + 10)
             gaps = rng.gamma(k_shape, mean_gap / k_shape, count)
+            if self.zero_gap_share > 0:
+                gaps[rng.random(count) < self.zero_gap_share] = 0.0
             offsets = start + rng.random() * gaps[0] + np.cumsum(gaps) - gaps[0]
             chunks.append(offsets[offsets < end])
         events = np.concatenate(chunks) if chunks else np.zeros(0)
@@ -344,6 +349,9 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
         window_s=window_s,
         duration_s=span,
         mean_rps=table.height / span,
+        zero_gap_share=min(
+            float((np.diff(arrival) == 0).mean()) if arrival.size > 1 else 0.0, 0.99
+        ),
         windows=[
             ArrivalWindow(rate_rps=r, shape=s, scale=c)
             for r, s, c in zip(windows.rate_rps, windows.shape, windows.scale, strict=True)

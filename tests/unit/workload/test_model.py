@@ -83,3 +83,31 @@ def test_rps_burstiness_cap_and_json_round_trip() -> None:
     assert arrival_stats(bursty["arrival_s"].to_numpy()).gamma.shape == pytest.approx(0.5, rel=0.1)
     same = model.sample(duration_s=600, seed=5)
     assert same.equals(model.sample(duration_s=600, seed=5))
+
+
+def test_simultaneous_arrivals_are_modelled() -> None:
+    rng = np.random.default_rng(6)
+    batches = np.cumsum(rng.gamma(0.5, 2.0, 3000))  # batch times, mean gap 1 s
+    arrival = np.repeat(batches, rng.integers(1, 6, batches.size))  # 1-5 requests each
+    n = arrival.size
+    table = conform(
+        pl.DataFrame(
+            {
+                "arrival_s": arrival - arrival[0],
+                "model": ["m"] * n,
+                "log_type": ["api"] * n,
+                "session_id": pl.Series([None] * n, dtype=pl.String),
+                "turn": pl.Series([None] * n, dtype=pl.Int32),
+                "input_tokens": rng.integers(1, 100, n).astype(np.int32),
+                "output_tokens": rng.integers(1, 100, n).astype(np.int32),
+                "failed": [False] * n,
+                "elapsed_s": pl.Series([None] * n, dtype=pl.Float64),
+            }
+        )
+    ).collect()
+    model = fit(table, window_s=600)
+    assert model.zero_gap_share == pytest.approx(2 / 3, abs=0.02)  # mean batch 3: 2 of 3 gaps
+    work = model.sample(seed=7)
+    gaps = np.diff(work["arrival_s"].to_numpy())
+    assert (gaps == 0).mean() == pytest.approx(model.zero_gap_share, abs=0.02)
+    assert work.height == pytest.approx(n, rel=0.05)
