@@ -98,6 +98,14 @@ def test_model_options_are_checked(tmp_path: Path) -> None:
     out = run("generate", "sample", "--duration", "1h", "-o", str(tmp_path / "x.csv"))
     assert out.returncode == 2
     assert "apply to a fitted model" in out.stderr
+    for args, message in [
+        (["--burstiness", "0"], "--burstiness must be positive"),
+        (["--duration", "0"], "--duration must be positive"),
+        (["--length-cap", "-3"], "--length-cap must be positive"),
+    ]:
+        out = run("generate", str(model), *args, "-o", str(tmp_path / "x.csv"))
+        assert out.returncode == 2, args
+        assert message in out.stderr
     broken = tmp_path / "broken.json"
     broken.write_text('{"kind": "workload-model", "version": 1, "source": "x"}')
     out = run("generate", str(broken), "-o", str(tmp_path / "x.csv"))

@@ -99,6 +99,7 @@ def generate(
     Examples: burstlab generate sample --busiest 10m --rps 20 -o w.parquet;
     burstlab generate model.json --duration 1h --rps 50 -o w.parquet
     """
+    import polars as pl
     from pydantic import ValidationError
 
     from burstlab.analyze.periodicity import clock_of
@@ -124,6 +125,13 @@ def generate(
             field = str(first["loc"][0]).removesuffix("_s").replace("_", "-")
             message = f"--{field}: {message}"
         raise InputError(message) from None
+    for name, value, low in (
+        ("--burstiness", burstiness, 0.0),
+        ("--shape", shape, 0.0),
+        ("--length-cap", length_cap, 0.0),
+    ):
+        if value is not None and not value > low:
+            raise InputError(f"{name} must be positive, got {value}")
     fitted = load_model(trace)
     if fitted is not None:
         replay_only = {
@@ -143,8 +151,11 @@ def generate(
         target = (
             rps if rps is not None else (speedup * fitted.mean_rps if speedup is not None else None)
         )
+        duration_s = seconds(duration, "--duration")
+        if duration_s is not None and duration_s <= 0:
+            raise InputError("--duration must be positive")
         workload = fitted.sample(
-            duration_s=seconds(duration, "--duration"), rps=target, seed=seed,
+            duration_s=duration_s, rps=target, seed=seed,
             burstiness=burstiness, shape=shape, length_cap=length_cap,
         )  # fmt: skip
         if workload.height < 2:
@@ -167,11 +178,11 @@ def generate(
         cache=cache,
     )
     offset, _ = clock_of(report)
-    workload = replay(table, spec, day_offset_s=offset)
     unscaled = replay(
         table, spec.model_copy(update={"rps": None, "speedup": None}), day_offset_s=offset
     )
     time_scale = speedup_for(unscaled, spec)
+    workload = unscaled.with_columns(pl.col("arrival_s") / time_scale)
     _finish(workload, reference(unscaled), time_scale, out, to, history=history)
 
 
