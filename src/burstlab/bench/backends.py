@@ -1,0 +1,89 @@
+"""Request bodies for OpenAI-compatible servers, with output-length forcing per backend.
+
+A workload says how many tokens each response should have; servers only
+produce that many if told to ignore their end-of-sequence token. Each backend
+gets the fields it understands (unknown fields make some servers reject the
+request), and every field can be switched on or off.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from burstlab.core.errors import InputError
+
+Api = Literal["chat", "completions"]
+BACKENDS = ("vllm", "sglang", "tgi", "openai", "generic")
+PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+class Forcing(BaseModel):
+    """How a request asks for exactly ``output_tokens`` tokens.
+
+    ``max_field`` is the field carrying the length (``max_tokens``, or OpenAI's
+    ``max_completion_tokens`` for chat); ``ignore_eos`` and ``min_tokens`` are
+    vLLM/SGLang extensions that keep a model from stopping early.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    ignore_eos: bool = False
+    min_tokens: bool = False
+
+
+def default_forcing(backend: str, api: Api) -> Forcing:
+    """The forcing a backend understands: vLLM takes all three; SGLang takes
+    ``ignore_eos``; OpenAI wants ``max_completion_tokens`` on chat; TGI and
+    generic servers get ``max_tokens`` only."""
+    if backend == "vllm":
+        return Forcing(ignore_eos=True, min_tokens=True)
+    if backend == "sglang":
+        return Forcing(ignore_eos=True)
+    if backend == "openai":
+        return Forcing(max_field="max_completion_tokens" if api == "chat" else "max_tokens")
+    if backend in ("tgi", "generic"):
+        return Forcing()
+    raise InputError(
+        f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}", field="--backend"
+    )
+
+
+class BodyBuilder:
+    """Builds the JSON body of one request; one instance per run."""
+
+    __slots__ = ("_api", "_base", "_forcing")
+
+    def __init__(
+        self,
+        api: Api,
+        model: str,
+        forcing: Forcing,
+        *,
+        stream: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._api = api
+        self._forcing = forcing
+        base: dict[str, Any] = {"model": model, "stream": stream, "temperature": 0.0}
+        if stream:
+            base["stream_options"] = {"include_usage": True}
+        if forcing.ignore_eos:
+            base["ignore_eos"] = True
+        base.update(extra or {})
+        self._base = base
+
+    def body(self, prompt: str | list[int] | list[dict[str, str]], max_tokens: int) -> bytes:
+        """The request body: ``prompt`` is completion text or token ids, or chat messages."""
+        body = dict(self._base)
+        if self._api == "chat":
+            body["messages"] = prompt
+        else:
+            body["prompt"] = prompt
+        body[self._forcing.max_field] = max_tokens
+        if self._forcing.min_tokens:
+            body["min_tokens"] = max_tokens
+        return orjson.dumps(body)

@@ -1,0 +1,425 @@
+"""Sending one request to an OpenAI-compatible server and recording what happened.
+
+:class:`HttpTarget` is the real target (one shared aiohttp session, no
+connection cap, no retries, no decompression); anything with the same
+``send`` method can stand in for it (tests use an in-memory fake). ``send``
+fills the request's :class:`~burstlab.bench.records.Record` with its stamps,
+lengths and outcome, and never raises for a server's misbehaviour: every
+failure is classified (RELIABILITY.md section 2.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ssl
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from burstlab.bench.records import Record, clean_text
+from burstlab.bench.sse import MAX_EVENT_BYTES, SSEOversizeError, SSEParser
+
+#: Most response bytes read from one request before it fails as ``stream_error.overrun``.
+MAX_BODY_BYTES = 64 << 20
+
+
+class Clock:
+    """Seconds since the run's ``t0`` on the monotonic ``perf_counter_ns`` clock,
+    shared by every worker process on the host (CLOCK_MONOTONIC is system-wide)."""
+
+    __slots__ = ("t0_ns",)
+
+    def __init__(self, t0_ns: int) -> None:
+        self.t0_ns = t0_ns
+
+    def now(self) -> float:
+        """Seconds since ``t0``."""
+        return (time.perf_counter_ns() - self.t0_ns) / 1e9
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One HTTP request ready to go: its body, id header, and whether the reply
+    text must be kept (chat sessions append it to the history)."""
+
+    body: bytes
+    request_key: str
+    keep_text: bool = False
+
+
+class Target(Protocol):
+    """Anything that can send one request and fill its record."""
+
+    async def send(self, out: Outgoing, rec: Record) -> str:
+        """Send ``out``, fill ``rec`` (stamps, lengths, outcome); return the reply text
+        when ``out.keep_text`` (else an empty string)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds: to connect, between reads (idle), for the whole request, and the
+    grace for a ``[DONE]`` after a ``finish_reason``."""
+
+    connect: float = 10.0
+    idle: float = 60.0
+    total: float = 600.0
+    done_grace: float = 1.0
+
+
+class _RequestError(Exception):
+    def __init__(self, kind: str, subkind: str, text: str = "") -> None:
+        super().__init__(text)
+        self.kind = kind
+        self.subkind = subkind
+        self.text = text
+
+
+class HttpTarget:
+    """Streams requests to ``url + path`` over one aiohttp session.
+
+    Use as ``async with HttpTarget(...) as target``. ``headers`` may hold an
+    ``Authorization`` value; it is sent and never stored anywhere else.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        clock: Clock,
+        *,
+        headers: dict[str, str] | None = None,
+        timeouts: Timeouts = Timeouts(),
+        insecure: bool = False,
+        stream: bool = True,
+    ) -> None:
+        self.endpoint = url.rstrip("/") + path
+        self.clock = clock
+        self.timeouts = timeouts
+        self.stream = stream
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            **(headers or {}),
+        }
+        self._insecure = insecure
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpTarget:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._on_headers_sent)
+        trace.on_connection_queued_start.append(self._on_queued_start)
+        trace.on_connection_queued_end.append(self._on_queued_end)
+        ssl_ctx: ssl.SSLContext | bool = False if self._insecure else ssl.create_default_context()
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=ssl_ctx, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            trace_configs=[trace],
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.idle
+            ),
+            read_bufsize=1 << 16,
+            max_line_size=MAX_EVENT_BYTES,
+            max_field_size=1 << 16,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _on_headers_sent(
+        self, _s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object
+    ) -> None:
+        rec: Record = ctx.trace_request_ctx
+        rec.sent_s = self.clock.now()
+
+    async def _on_queued_start(
+        self, _s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object
+    ) -> None:
+        ctx.queued_at = time.perf_counter()
+
+    async def _on_queued_end(
+        self, _s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object
+    ) -> None:
+        rec: Record = ctx.trace_request_ctx
+        rec.conn_queued_s += time.perf_counter() - ctx.queued_at
+
+    async def send(self, out: Outgoing, rec: Record) -> str:
+        """Send one request and classify its outcome into ``rec``."""
+        assert self._session is not None, "use HttpTarget as an async context manager"
+        state = _Stream(out.keep_text)
+        headers = {**self._headers, "X-Request-Id": out.request_key}
+        deadline = asyncio.timeout(self.timeouts.total)
+        try:
+            async with deadline:
+                await self._exchange(out.body, headers, rec, state)
+        except _RequestError as f:
+            rec.fail(f.kind, f.subkind, f.text)
+        except TimeoutError as exc:
+            if deadline.expired():
+                rec.fail("timeout", "total", f"no end after {self.timeouts.total:g} s")
+            else:
+                rec.fail(*_timeout_kind(exc, state))
+        except aiohttp.ClientError as exc:
+            rec.fail(*_client_error_kind(exc, rec, state))
+        except OSError as exc:
+            kind = ("connect", "emfile") if exc.errno == errno.EMFILE else ("reset", "stale_conn")
+            rec.fail(*kind, f"{type(exc).__name__}: {exc}")
+        if rec.outcome == "failed" and rec.end_s is None:
+            rec.end_s = self.clock.now()
+        state.finish(rec)
+        return state.text()
+
+    async def _exchange(
+        self, body: bytes, headers: dict[str, str], rec: Record, state: _Stream
+    ) -> None:
+        assert self._session is not None
+        async with self._session.post(
+            self.endpoint, data=body, headers=headers, trace_request_ctx=rec
+        ) as resp:
+            rec.http_status = resp.status
+            if resp.status >= 300:
+                await _http_failure(resp, rec)
+                return
+            if self.stream:
+                await self._read_stream(resp, rec, state)
+            else:
+                await self._read_body(resp, rec, state)
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, rec: Record, state: _Stream) -> None:
+        parser = SSEParser()
+        total = 0
+        content = resp.content
+        clock = self.clock
+        while True:
+            if state.finish_reason is not None and not state.done:
+                try:
+                    async with asyncio.timeout(self.timeouts.done_grace):
+                        chunk = await content.readany()
+                except TimeoutError:
+                    rec.done_missing = True
+                    return
+            else:
+                chunk = await content.readany()
+            if not chunk:
+                return
+            now = clock.now()
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                raise _RequestError(
+                    "stream_error", "overrun", f"body passed {MAX_BODY_BYTES} bytes"
+                )
+            try:
+                events = parser.feed(chunk)
+            except SSEOversizeError as exc:
+                raise _RequestError("stream_error", "oversize", str(exc)) from None
+            if len(events) > 1:
+                rec.coalesced_events += len(events) - 1
+            for data in events:
+                if state.event(data, now, rec):
+                    return
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, rec: Record, state: _Stream) -> None:
+        raw = await resp.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise _RequestError("stream_error", "overrun", f"body passed {MAX_BODY_BYTES} bytes")
+        now = self.clock.now()
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _RequestError("stream_error", "bad_json", f"{exc}: {raw[:200]!r}") from None
+        state.whole(obj, now, rec)
+
+
+class _Stream:
+    """What one response has delivered so far."""
+
+    __slots__ = (
+        "done",
+        "end",
+        "finish_reason",
+        "keep",
+        "parts",
+        "prompt_tokens",
+        "tokens",
+        "usage",
+    )
+
+    def __init__(self, keep_text: bool) -> None:
+        self.keep = keep_text
+        self.parts: list[str] = []
+        self.tokens = 0
+        self.usage: int | None = None
+        self.prompt_tokens: int | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+        self.end: float | None = None
+
+    def event(self, data: bytes, now: float, rec: Record) -> bool:
+        """Take one SSE event; return True when the stream is complete."""
+        if data == b"[DONE]":
+            self.done = True
+            self.end = now
+            return True
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise _RequestError("stream_error", "bad_json", f"{exc}: {data[:200]!r}") from None
+        if not isinstance(obj, dict):
+            raise _RequestError("stream_error", "bad_json", f"not an object: {data[:200]!r}")
+        if obj.get("error") is not None:
+            raise _RequestError(
+                "stream_error", "server_error_event", data[:2048].decode(errors="replace")
+            )
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self._usage(usage)
+        choices = obj.get("choices")
+        if choices and isinstance(choices, list) and isinstance(choices[0], dict):
+            choice = choices[0]
+            text = _choice_text(choice)
+            if text:
+                if rec.first_s is None:
+                    rec.first_s = now
+                rec.chunk_s.append(now)
+                rec.chunk_tokens.append(1)
+                self.tokens += 1
+                if self.keep:
+                    self.parts.append(text)
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                self.finish_reason = str(reason)
+                self.end = now
+        return False
+
+    def whole(self, obj: Any, now: float, rec: Record) -> None:
+        """Take a non-streaming response body."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+            raise _RequestError("stream_error", "bad_json", "response has no 'choices' list")
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self._usage(usage)
+        choice = obj["choices"][0] if obj["choices"] else {}
+        message = choice.get("message") or {}
+        text = choice.get("text") or message.get("content") or ""
+        if text:
+            rec.first_s = now
+            self.tokens = 1 if self.usage is None else self.usage
+            if self.keep:
+                self.parts.append(str(text))
+        self.finish_reason = str(choice.get("finish_reason") or "stop")
+        self.done = True
+        self.end = now
+
+    def _usage(self, usage: dict[str, Any]) -> None:
+        completion = usage.get("completion_tokens")
+        prompt = usage.get("prompt_tokens")
+        if isinstance(completion, int):
+            self.usage = completion
+        if isinstance(prompt, int):
+            self.prompt_tokens = prompt
+
+    def finish(self, rec: Record) -> None:
+        """Set the record's lengths, end and outcome from what was received."""
+        rec.finish_reason = self.finish_reason
+        rec.input_tokens_achieved = self.prompt_tokens
+        if self.usage is not None:
+            rec.output_tokens_achieved = self.usage
+            rec.tokens_source = "usage"
+        else:
+            rec.output_tokens_achieved = self.tokens
+            rec.tokens_source = "events"
+        if rec.outcome == "failed":
+            return
+        rec.end_s = self.end
+        if not (self.done or self.finish_reason is not None):
+            sub = "after_tokens" if self.tokens else "no_terminal"
+            rec.fail("truncated", sub, "the stream ended without [DONE] or a finish_reason")
+        elif not self.tokens and not self.usage:
+            rec.fail("empty", "no_tokens", "the response carried no tokens")
+        else:
+            rec.outcome = "ok"
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    """Token text of one choice: completions ``text``, or a chat delta's content or
+    reasoning (a role-only delta carries no token)."""
+    text = choice.get("text")
+    if text:
+        return str(text)
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        for key in ("content", "reasoning_content", "reasoning"):
+            value = delta.get(key)
+            if value:
+                return str(value)
+    return ""
+
+
+async def _http_failure(resp: aiohttp.ClientResponse, rec: Record) -> None:
+    status = resp.status
+    kind = (
+        "http_429"
+        if status == 429
+        else "http_3xx"
+        if status < 400
+        else "http_4xx"
+        if status < 500
+        else "http_5xx"
+    )
+    retry = resp.headers.get("Retry-After")
+    if retry is not None:
+        try:
+            rec.retry_after_s = float(retry)
+        except ValueError:
+            rec.retry_after_s = None
+    try:
+        body = await asyncio.wait_for(resp.content.read(2048), 5.0)
+    except (TimeoutError, aiohttp.ClientError):
+        body = b""
+    raise _RequestError(kind, str(status), f"HTTP {status}: {body.decode(errors='replace')}")
+
+
+def _timeout_kind(exc: BaseException, state: _Stream) -> tuple[str, str, str]:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect", "timeout", str(exc) or "connect timeout"
+    sub = "idle" if state.tokens else "first_byte"
+    return "timeout", sub, f"no data for the idle timeout ({type(exc).__name__})"
+
+
+def _client_error_kind(
+    exc: aiohttp.ClientError, rec: Record, state: _Stream
+) -> tuple[str, str, str]:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "connect", "tls_verify", text
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "connect", "dns", text
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return "connect", "tls_handshake", text
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        sub = "emfile" if exc.os_error.errno == errno.EMFILE else "refused"
+        return "connect", sub, text
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "reset", "mid_stream" if state.tokens else "payload_incomplete", text
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return "reset", "before_headers" if rec.http_status is None else "mid_stream", text
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "stream_error", "protocol", text
+    return "stream_error", "protocol", text
+
+
+def failure_text(rec: Record) -> str:
+    """A one-line description of a failed record, for logs and the console."""
+    where = f"{rec.error_kind}.{rec.error_subkind}" if rec.error_subkind else str(rec.error_kind)
+    return clean_text(f"request {rec.request_id}: {where}: {rec.error_text or ''}")

@@ -1,0 +1,224 @@
+"""Per-request result records: what happened to every scheduled request.
+
+One JSON line per request in ``RUN_DIR/records.jsonl``, appended with one
+``write`` and flushed as the request ends, and fsynced at least once a second,
+so a Ctrl-C or SIGKILL keeps every request that had finished. Times are seconds
+on one monotonic clock (``time.perf_counter_ns``), measured from the run's
+``t0``; ``run.json`` holds the wall-clock anchor to turn them into dates.
+
+A record carries the canonical request-table columns under their canonical
+names (``arrival_s`` is the intended send time, ``input_tokens`` and
+``output_tokens`` the requested lengths, ``failed`` whether the outcome was not
+``ok``), so ``burstlab analyze records.jsonl`` reads a run like a trace;
+:func:`load_records` adds the measured columns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+import orjson
+import polars as pl
+
+from burstlab.core.errors import InputError
+from burstlab.trace.schema import conform
+
+Outcome = Literal["ok", "failed", "cancelled", "not_sent"]
+OUTCOMES: tuple[str, ...] = ("ok", "failed", "cancelled", "not_sent")
+
+#: Failure kinds (DESIGN.md taxonomy plus RELIABILITY.md's ``http_3xx`` and ``internal``).
+ERROR_KINDS: tuple[str, ...] = (
+    "http_429",
+    "http_3xx",
+    "http_4xx",
+    "http_5xx",
+    "timeout",
+    "connect",
+    "reset",
+    "stream_error",
+    "truncated",
+    "empty",
+    "internal",
+)
+
+#: Longest error text kept per record, in characters (control characters stripped).
+ERROR_TEXT_CHARS = 2048
+
+
+@dataclass(slots=True)
+class Record:
+    """One request's fate. ``None`` marks a stamp that was never reached."""
+
+    request_id: int
+    arrival_s: float
+    model: str | None = None
+    log_type: str | None = None
+    session_id: str | None = None
+    turn: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    failed: bool = False
+    outcome: Outcome = "not_sent"
+    error_kind: str | None = None
+    error_subkind: str | None = None
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    error_text: str | None = None
+    worker: int = 0
+    attempt: int = 0
+    dispatched_s: float | None = None
+    sent_s: float | None = None
+    conn_queued_s: float = 0.0
+    first_s: float | None = None
+    end_s: float | None = None
+    chunk_s: list[float] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    input_tokens_achieved: int | None = None
+    output_tokens_achieved: int | None = None
+    tokens_source: str | None = None
+    prompt_exact: bool = True
+    finish_reason: str | None = None
+    done_missing: bool = False
+    coalesced_events: int = 0
+
+    def fail(self, kind: str, subkind: str | None = None, text: str | None = None) -> None:
+        """Mark the request failed under ``kind.subkind`` (kinds in :data:`ERROR_KINDS`)."""
+        self.outcome = "failed"
+        self.failed = True
+        self.error_kind = kind
+        self.error_subkind = subkind
+        if text is not None:
+            self.error_text = clean_text(text)
+
+
+def clean_text(text: str) -> str:
+    """Error text safe to store and print: control characters dropped, bounded length."""
+    kept = "".join(ch if ch.isprintable() or ch == " " else " " for ch in text[:ERROR_TEXT_CHARS])
+    return kept.strip()
+
+
+class RecordWriter:
+    """Appends records to a JSONL file: one write and a flush per record, an fsync
+    at most ``fsync_every_s`` after any write, and at :meth:`close`."""
+
+    def __init__(self, path: Path, fsync_every_s: float = 1.0) -> None:
+        self.path = path
+        self._fh: IO[bytes] = path.open("ab")
+        self._fsync_every = fsync_every_s
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        """Append one record and flush it to the kernel (it survives a SIGKILL)."""
+        self._fh.write(orjson.dumps(record) + b"\n")
+        self._fh.flush()
+        self.count += 1
+        self._dirty = True
+        if time.monotonic() - self._last_sync >= self._fsync_every:
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync the file if anything was written since the last one (power-cut safety)."""
+        if self._dirty:
+            os.fsync(self._fh.fileno())
+            self._dirty = False
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """Sync and close; safe to call twice."""
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()
+
+
+def read_records(path: Path) -> list[dict[str, object]]:
+    """Every complete record line of ``path``; a torn last line (a crash mid-write)
+    is skipped, a bad line elsewhere is an error naming its line."""
+    rows: list[dict[str, object]] = []
+    with path.open("rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines) - 1
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            if number - 1 == last:
+                break  # torn final line: the writer died mid-record
+            raise InputError(f"not a JSON record: {exc}", path=str(path), line=number) from None
+    return rows
+
+
+#: Measured columns added after the canonical ones, with their dtypes.
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.Int64(),
+    "outcome": pl.String(),
+    "error_kind": pl.String(),
+    "error_subkind": pl.String(),
+    "http_status": pl.Int32(),
+    "retry_after_s": pl.Float64(),
+    "error_text": pl.String(),
+    "worker": pl.Int32(),
+    "dispatched_s": pl.Float64(),
+    "sent_s": pl.Float64(),
+    "conn_queued_s": pl.Float64(),
+    "first_s": pl.Float64(),
+    "end_s": pl.Float64(),
+    "chunk_s": pl.List(pl.Float64()),
+    "chunk_tokens": pl.List(pl.Int32()),
+    "input_tokens_achieved": pl.Int32(),
+    "output_tokens_achieved": pl.Int32(),
+    "tokens_source": pl.String(),
+    "finish_reason": pl.String(),
+    "done_missing": pl.Boolean(),
+    "coalesced_events": pl.Int32(),
+}
+
+
+def records_table(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """Records as the canonical request table plus the measured columns, with the
+    derived metrics (DESIGN.md "Metrics"): ``schedule_lag_s``, ``ttft_s``, ``e2e_s``,
+    ``ttft_intended_s``, ``e2e_intended_s``, ``tpot_s``; sorted by intended time."""
+    canonical: tuple[str, ...] = ("arrival_s", "model", "log_type", "session_id", "turn")
+    canonical += ("input_tokens", "output_tokens", "failed")
+    columns = {name: [r.get(name) for r in rows] for name in (*canonical, *RESULT_SCHEMA)}
+    out = conform(
+        pl.DataFrame(
+            columns,
+            schema_overrides={
+                "arrival_s": pl.Float64(),
+                "model": pl.String(),
+                "log_type": pl.String(),
+                "session_id": pl.String(),
+                "turn": pl.Int32(),
+                **RESULT_SCHEMA,
+            },
+        )
+    ).collect()
+    sent, first, end, intended = (pl.col(c) for c in ("sent_s", "first_s", "end_s", "arrival_s"))
+    tokens = pl.col("output_tokens_achieved")
+    out = out.with_columns(
+        (pl.col("dispatched_s") - intended).alias("schedule_lag_s"),
+        (first - sent).alias("ttft_s"),
+        (end - sent).alias("e2e_s"),
+        (first - intended).alias("ttft_intended_s"),
+        (end - intended).alias("e2e_intended_s"),
+        pl.when(tokens > 1).then((end - first) / (tokens - 1)).otherwise(None).alias("tpot_s"),
+    )
+    return out.sort("arrival_s", "request_id", maintain_order=True)
+
+
+def load_records(path: str | Path) -> pl.DataFrame:
+    """Read ``records.jsonl`` (or a run directory holding one) as a result table."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "records.jsonl"
+    if not p.exists():
+        raise InputError("no such records file", path=str(p), hint="pass a run directory")
+    return records_table(read_records(p))

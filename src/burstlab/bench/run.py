@@ -1,0 +1,506 @@
+"""``burstlab bench``: run a workload against a server and keep every measurement.
+
+A run directory holds, in the order they are written:
+
+- ``run.json``: the manifest (config with secrets redacted, versions, host,
+  seed, the wall-clock anchor of ``t0``), written atomically before the first
+  send and rewritten at the end with the outcome counts;
+- ``schedule.parquet``: the workload as scheduled (row ``i`` is request ``i``);
+- ``records.jsonl``: one line per request as it ends (see ``records.py``);
+- ``summary.json``: the summary, once the run is over (or interrupted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from burstlab.bench.backends import PATHS, Api, BodyBuilder, Forcing, default_forcing
+from burstlab.bench.client import Clock, HttpTarget, Target, Timeouts
+from burstlab.bench.records import Record, RecordWriter, load_records
+from burstlab.bench.runner import Runner, Schedule, Settings, make_schedule
+from burstlab.bench.summary import SLO, summarize
+from burstlab.core.errors import BurstlabError, InputError
+from burstlab.core.files import write_json
+from burstlab.core.version import __version__
+from burstlab.trace.io import read_table, write_table
+from burstlab.workload.prompts import make_synth
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - Windows has no uvloop
+    uvloop = None  # type: ignore[assignment]
+
+
+class BenchConfig(BaseModel):
+    """Everything that shapes a run; saved (secrets redacted) in ``run.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    api: Api = "completions"
+    backend: str = "generic"
+    model: str | None = None
+    stream: bool = True
+    forcing: Forcing | None = None
+    prompt: Literal["ids", "text"] | None = None
+    tokenizer: str | None = None
+    seed: int = 0
+    max_concurrency: int | None = Field(default=None, ge=1)
+    max_lag_s: float | None = Field(default=None, gt=0)
+    workers: int = Field(default=1, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    api_key_env: str = "OPENAI_API_KEY"
+    headers: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    slo: SLO | None = None
+
+    def resolved_forcing(self) -> Forcing:
+        return self.forcing or default_forcing(self.backend, self.api)
+
+    def prompt_mode(self) -> Literal["ids", "text"]:
+        """Token-id prompts are exact and cheap, but only completions servers of
+        vLLM and SGLang take them; everything else gets text."""
+        if self.prompt is not None:
+            if self.prompt == "ids" and self.api == "chat":
+                raise InputError("token-id prompts need --api completions", field="--prompt")
+            return self.prompt
+        return "ids" if self.api == "completions" and self.backend in ("vllm", "sglang") else "text"
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as saved: header values hidden, credentials stripped from the URL."""
+        data = self.model_dump(mode="json")
+        data["headers"] = dict.fromkeys(self.headers, "<redacted>")
+        parts = urlsplit(self.url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        data["url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return data
+
+
+class RunResult(BaseModel):
+    """What a finished (or interrupted) run produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path
+    status: Literal["complete", "interrupted"]
+    summary: dict[str, Any]
+    lost: int = 0
+
+
+ProgressHook = Callable[[Record], None]
+
+
+def bench(
+    workload: pl.DataFrame,
+    config: BenchConfig,
+    run_dir: str | Path,
+    *,
+    progress: Any | None = None,
+) -> RunResult:
+    """Run ``workload`` against ``config.url`` and write the run directory.
+
+    ``progress`` is an optional display with ``add(record)``/``start()``/``stop()``
+    (the CLI passes its live view). Ctrl-C stops the run: requests in flight are
+    recorded as cancelled, unsent ones as not_sent, and the summary is written.
+    """
+    out = Path(run_dir)
+    records = out / "records.jsonl"
+    if records.exists() and records.stat().st_size > 0:
+        raise InputError(
+            "already holds a run's records; refusing to overwrite them",
+            path=str(out),
+            hint="pass a new run directory",
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    api_key = os.environ.get(config.api_key_env) or None
+    headers = dict(config.headers)
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    if config.model is None:
+        config = config.model_copy(update={"model": _first_model(config, headers)})
+    config.prompt_mode()
+    table = workload.with_row_index("request_id")
+    write_table(table, out / "schedule.parquet")
+    run_id = uuid.uuid4().hex[:12]
+    manifest = _manifest(config, run_id, table.height, [*headers.values(), api_key or ""])
+    write_json(out / "run.json", manifest)
+    records.touch()
+
+    status: Literal["complete", "interrupted"] = "complete"
+    lead = 0.2 if config.workers == 1 else 0.0
+    anchor: dict[str, int] = {}
+    try:
+        if progress is not None:
+            progress.start(table.height)
+        if config.workers == 1:
+            health = [
+                _run_in_process(
+                    out=out,
+                    config=config,
+                    headers=headers,
+                    run_id=run_id,
+                    lead=lead,
+                    anchor=anchor,
+                    progress=progress,
+                )
+            ]
+        else:
+            health = _run_workers(
+                out=out,
+                config=config,
+                headers=headers,
+                run_id=run_id,
+                anchor=anchor,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        status = "interrupted"
+        health = []
+    finally:
+        if progress is not None:
+            progress.stop()
+    result = load_records(records)
+    lost = table.height - result.height
+    summary = summarize(
+        result, slo=config.slo, health=health, max_concurrency=config.max_concurrency
+    )
+    summary["status"] = status
+    summary["lost"] = lost
+    write_json(out / "summary.json", summary)
+    manifest.update(
+        status=status,
+        t0_wall_ns=anchor.get("t0_wall_ns"),
+        t0_perf_ns=anchor.get("t0_perf_ns"),
+        ended_wall=time.time(),
+        counts=summary["counts"],
+        lost=lost,
+    )
+    write_json(out / "run.json", manifest)
+    return RunResult(run_dir=out, status=status, summary=summary, lost=lost)
+
+
+def _manifest(
+    config: BenchConfig, run_id: str, scheduled: int, secrets: list[str]
+) -> dict[str, Any]:
+    versions = {
+        "burstlab": __version__,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "polars": pl.__version__,
+    }
+    if uvloop is not None:
+        versions["uvloop"] = str(getattr(uvloop, "__version__", "?"))
+    return {
+        "kind": "bench",
+        "run_id": run_id,
+        "status": "running",
+        "scheduled": scheduled,
+        "config": config.redacted(),
+        "forcing": config.resolved_forcing().model_dump(),
+        "prompt_mode": config.prompt_mode(),
+        "versions": versions,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "started_wall": time.time(),
+        "argv": [_redact_arg(a, secrets) for a in sys.argv],
+    }
+
+
+def _redact_arg(arg: str, secrets: list[str]) -> str:
+    """A command-line word with secrets (header values, the API key, URL credentials) hidden."""
+    if any(s and s in arg for s in secrets):
+        return "<redacted>"
+    parts = urlsplit(arg) if "://" in arg else None
+    if parts is not None and (parts.username or parts.password):
+        return "<redacted>"
+    return arg
+
+
+def _first_model(config: BenchConfig, headers: dict[str, str]) -> str:
+    """The first model the server lists at ``/v1/models``."""
+
+    async def ask() -> str:
+        url = config.url.rstrip("/") + "/v1/models"
+        ssl_arg = not config.insecure
+        timeout = aiohttp.ClientTimeout(total=config.connect_timeout_s + 10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers=headers, ssl=ssl_arg) as resp,
+        ):
+            if resp.status != 200:
+                raise BurstlabError(f"{url} answered HTTP {resp.status}", hint="pass --model NAME")
+            data = orjson.loads(await resp.content.read(1 << 20))
+        models = data.get("data") if isinstance(data, dict) else None
+        if not models or not isinstance(models[0], dict) or "id" not in models[0]:
+            raise BurstlabError(f"{url} lists no models", hint="pass --model NAME")
+        return str(models[0]["id"])
+
+    try:
+        return asyncio.run(ask())
+    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        raise BurstlabError(
+            f"cannot reach {config.redacted()['url']}: {exc}",
+            hint="check --url, or start a server with `burstlab serve --fixed ...`",
+        ) from None
+
+
+def _settings(config: BenchConfig, run_id: str) -> Settings:
+    assert config.model is not None
+    builder = BodyBuilder(config.api, config.model, config.resolved_forcing(), stream=config.stream)
+    synth = make_synth(config.prompt_mode(), tokenizer=config.tokenizer, seed=config.seed)
+    return Settings(
+        api=config.api,
+        builder=builder,
+        synth=synth,
+        run_id=run_id,
+        max_concurrency=config.max_concurrency,
+        max_lag_s=config.max_lag_s,
+    )
+
+
+def _target(config: BenchConfig, headers: dict[str, str], clock: Clock) -> HttpTarget:
+    return HttpTarget(
+        config.url,
+        PATHS[config.api],
+        clock,
+        headers=headers,
+        timeouts=Timeouts(
+            connect=config.connect_timeout_s,
+            idle=config.idle_timeout_s,
+            total=config.timeout_s,
+        ),
+        insecure=config.insecure,
+        stream=config.stream,
+    )
+
+
+async def run_schedule(
+    schedule: Schedule,
+    roots: list[int],
+    target: Target,
+    *,
+    writer: RecordWriter,
+    settings: Settings,
+    clock: Clock,
+    worker: int = 0,
+    on_record: ProgressHook | None = None,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``roots`` of ``schedule`` (and their sessions' later turns) on ``target``;
+    return the client-health readings. The entry point shared by every executor."""
+    runner = Runner(
+        schedule,
+        roots,
+        target,
+        writer=writer,
+        settings=settings,
+        clock=clock,
+        worker=worker,
+        on_record=on_record,
+    )
+    ticker = asyncio.create_task(_tick(tick)) if tick is not None else None
+    try:
+        await runner.run()
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+    return runner.health.as_dict()
+
+
+async def _tick(tick: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        tick()
+
+
+def _new_loop_policy() -> None:
+    if uvloop is not None:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _run_in_process(
+    *,
+    out: Path,
+    config: BenchConfig,
+    headers: dict[str, str],
+    run_id: str,
+    lead: float,
+    anchor: dict[str, int],
+    progress: Any | None,
+) -> dict[str, Any]:
+    schedule = make_schedule(read_table(out / "schedule.parquet")[0])
+    settings = _settings(config, run_id)
+    writer = RecordWriter(out / "records.jsonl")
+
+    async def main() -> dict[str, Any]:
+        t0 = time.perf_counter_ns() + int(lead * 1e9)
+        anchor["t0_perf_ns"] = t0
+        anchor["t0_wall_ns"] = time.time_ns() + int(lead * 1e9)
+        clock = Clock(t0)
+        async with _target(config, headers, clock) as target:
+            return await run_schedule(
+                schedule,
+                schedule.roots,
+                target,
+                writer=writer,
+                settings=settings,
+                clock=clock,
+                on_record=progress.add if progress is not None else None,
+                tick=progress.refresh if progress is not None else None,
+            )
+
+    _new_loop_policy()
+    try:
+        return asyncio.run(main())
+    finally:
+        writer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerJob:
+    worker: int
+    workers: int
+    out: str
+    config_json: str
+    headers: dict[str, str]
+    run_id: str
+
+
+def _worker_main(job: _WorkerJob, ready: Any, start: Any, done: Any) -> None:
+    """One worker process: its share of the schedule (every ``workers``-th session),
+    on its own event loop, appending to the shared records file."""
+    worker, workers, out, config_json = job.worker, job.workers, job.out, job.config_json
+    headers, run_id = job.headers, job.run_id
+    config = BenchConfig.model_validate_json(config_json)
+    schedule = make_schedule(read_table(Path(out) / "schedule.parquet")[0])
+    settings = _settings(config, run_id)
+    writer = RecordWriter(Path(out) / "records.jsonl")
+    roots = schedule.roots[worker::workers]
+    ready.put(worker)
+    t0 = start.get()
+    clock = Clock(t0)
+
+    async def main() -> dict[str, Any]:
+        async with _target(config, headers, clock) as target:
+            return await run_schedule(
+                schedule,
+                roots,
+                target,
+                writer=writer,
+                settings=settings,
+                clock=clock,
+                worker=worker,
+            )
+
+    _new_loop_policy()
+    health: dict[str, Any] = {}
+    try:
+        health = asyncio.run(main())
+    except KeyboardInterrupt:
+        health = {}
+    finally:
+        writer.close()
+        done.put(health)
+
+
+def _run_workers(
+    *,
+    out: Path,
+    config: BenchConfig,
+    headers: dict[str, str],
+    run_id: str,
+    anchor: dict[str, int],
+    progress: Any | None,
+) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    ready, start, done = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(
+                k,
+                config.workers,
+                str(out),
+                config.model_dump_json(),
+                headers,
+                run_id,
+                ready,
+                start,
+                done,
+            ),
+            daemon=True,
+        )
+        for k in range(config.workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=120)
+        t0 = time.perf_counter_ns() + 200_000_000
+        anchor["t0_perf_ns"] = t0
+        anchor["t0_wall_ns"] = time.time_ns() + 200_000_000
+        for _ in procs:
+            start.put(t0)
+        tail = _Tail(out / "records.jsonl")
+        health: list[dict[str, Any]] = []
+        while len(health) < len(procs):
+            with contextlib.suppress(Exception):
+                health.append(done.get(timeout=0.5))
+            if progress is not None:
+                for row in tail.read():
+                    progress.add(row)
+                progress.refresh()
+            if not any(p.is_alive() for p in procs) and done.empty():
+                break
+        return health
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+
+
+class _Tail:
+    """New complete lines of a growing JSONL file, as records for the progress view."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.rest = b""
+
+    def read(self) -> list[Record]:
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        self.offset += len(data)
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        out = []
+        for line in lines:
+            if line:
+                row = orjson.loads(line)
+                out.append(Record(**{k: row[k] for k in row if k in Record.__slots__}))
+        return out

@@ -1,0 +1,175 @@
+"""The open-loop runner with an in-memory target: schedule, sessions, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from burstlab.bench.backends import BodyBuilder, Forcing
+from burstlab.bench.client import Clock, Outgoing
+from burstlab.bench.records import Record, RecordWriter, load_records
+from burstlab.bench.run import run_schedule
+from burstlab.bench.runner import Settings, make_schedule
+from burstlab.bench.summary import summarize
+from burstlab.trace.schema import conform
+from burstlab.workload.prompts import make_synth
+
+
+class FakeTarget:
+    """Answers after ``latency`` seconds with ``output_tokens`` one-token chunks."""
+
+    def __init__(self, clock: Clock, latency: float = 0.02) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.bodies: list[dict[str, object]] = []
+
+    async def send(self, out: Outgoing, rec: Record) -> str:
+        body = orjson.loads(out.body)
+        self.bodies.append(body)
+        rec.sent_s = self.clock.now()
+        await asyncio.sleep(self.latency)
+        n = int(body["max_tokens"])  # type: ignore[call-overload]
+        now = self.clock.now()
+        rec.first_s = now
+        rec.chunk_s = [now] * n
+        rec.chunk_tokens = [1] * n
+        rec.end_s = now
+        rec.output_tokens_achieved = n
+        rec.outcome = "ok"
+        return "reply " * n
+
+
+def workload(arrivals: list[float], sessions: list[str | None] | None = None) -> pl.DataFrame:
+    n = len(arrivals)
+    sessions = sessions or [None] * n
+    turns: list[int | None] = []
+    seen: dict[str, int] = {}
+    for s in sessions:
+        if s is None:
+            turns.append(None)
+        else:
+            turns.append(seen.get(s, 0))
+            seen[s] = seen.get(s, 0) + 1
+    return conform(
+        pl.DataFrame(
+            {
+                "arrival_s": arrivals,
+                "model": ["m"] * n,
+                "log_type": ["api"] * n,
+                "session_id": sessions,
+                "turn": turns,
+                "input_tokens": [8] * n,
+                "output_tokens": [3] * n,
+                "failed": [False] * n,
+            },
+            schema_overrides={"session_id": pl.String, "turn": pl.Int32},
+        )
+    ).collect()
+
+
+def run(
+    table: pl.DataFrame, tmp_path: Path, api: str = "completions", **kw: object
+) -> pl.DataFrame:
+    schedule = make_schedule(table)
+    settings = Settings(
+        api=api,  # type: ignore[arg-type]
+        builder=BodyBuilder(api, "m", Forcing(), stream=True),  # type: ignore[arg-type]
+        synth=make_synth("text", seed=0),
+        run_id="t",
+        **kw,  # type: ignore[arg-type]
+    )
+    path = tmp_path / "records.jsonl"
+    writer = RecordWriter(path)
+
+    async def main() -> None:
+        clock = Clock(time.perf_counter_ns() + 50_000_000)
+        await run_schedule(
+            schedule,
+            schedule.roots,
+            FakeTarget(clock),
+            writer=writer,
+            settings=settings,
+            clock=clock,
+        )
+
+    asyncio.run(main())
+    writer.close()
+    return load_records(path)
+
+
+def test_open_loop_sends_on_schedule(tmp_path: Path) -> None:
+    arrivals = [i * 0.01 for i in range(50)]
+    result = run(workload(arrivals), tmp_path)
+    assert result.height == 50
+    assert (result["outcome"] == "ok").all()
+    lag = result["schedule_lag_s"].to_numpy()
+    assert lag.min() >= 0
+    assert sorted(lag)[int(0.9 * 50)] < 0.01
+    assert (result["input_tokens"] == 8).all()
+
+
+def test_sessions_wait_for_the_previous_turn(tmp_path: Path) -> None:
+    table = workload([0.0, 0.05, 0.10, 0.30], ["s", "s", None, "s"])
+    result = run(table, tmp_path, api="chat").sort("request_id")
+    s = result.filter(pl.col("session_id") == "s").sort("turn")
+    ends = s["end_s"].to_list()
+    intended = s["arrival_s"].to_list()
+    # turn k+1 is due its think time (the workload's gap) after turn k ended
+    assert intended[1] == pytest.approx(ends[0] + 0.05, abs=1e-6)
+    assert intended[2] == pytest.approx(ends[1] + 0.25, abs=1e-6)
+    # chat history carries the earlier turns, so the prompt grows
+    assert s["input_tokens"].to_list()[2] > s["input_tokens"].to_list()[0]
+
+
+def test_max_concurrency_shows_as_lag(tmp_path: Path) -> None:
+    result = run(workload([0.0] * 10), tmp_path, max_concurrency=1)
+    summary = summarize(result, max_concurrency=1)
+    assert summary["counts"]["ok"] == 10
+    assert summary["schedule_lag_s"]["max"] > 0.15
+    assert summary["client"]["bound"]
+
+
+def test_cancel_accounts_for_every_request(tmp_path: Path) -> None:
+    table = workload([i * 0.02 for i in range(100)])
+    schedule = make_schedule(table)
+    settings = Settings(
+        api="completions",
+        builder=BodyBuilder("completions", "m", Forcing()),
+        synth=make_synth("text"),
+        run_id="t",
+    )
+    path = tmp_path / "records.jsonl"
+    writer = RecordWriter(path)
+
+    async def main() -> None:
+        clock = Clock(time.perf_counter_ns())
+        task = asyncio.create_task(
+            run_schedule(
+                schedule,
+                schedule.roots,
+                FakeTarget(clock, latency=0.2),
+                writer=writer,
+                settings=settings,
+                clock=clock,
+            )
+        )
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    writer.close()
+    result = load_records(path)
+    counts = summarize(result)["counts"]
+    assert result.height == 100
+    assert sorted(result["request_id"].to_list()) == list(range(100))
+    assert counts["ok"] + counts["failed"] + counts["cancelled"] + counts["not_sent"] == 100
+    assert counts["cancelled"] > 0
+    assert counts["not_sent"] > 0
+    assert counts["ok"] > 0
