@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from burstlab import read_trace
+from burstlab.workload.prompts import count_fallback_tokens
 
 BIN = Path(sys.executable).parent / "burstlab"
 
@@ -54,6 +55,36 @@ def test_foreign_exports(tmp_path: Path, to: str, fmt: str) -> None:
     table, report = read_trace(target)
     assert report.format == fmt
     assert table["arrival_s"].max() == pytest.approx(150, abs=1)  # type: ignore[arg-type]
+
+
+def test_vllm_exports(tmp_path: Path, data_dir: Path) -> None:
+    timed = tmp_path / "timed.jsonl"
+    source = str(data_dir / "mooncake_head.jsonl")
+    out = run("generate", source, "--to", "vllm-timed", "-o", str(timed))
+    assert out.returncode == 0, out.stderr
+    back, _ = read_trace(timed, format="mooncake")
+    trace, _ = read_trace(source)
+    assert back["hash_ids"].equals(trace["hash_ids"])  # Mooncake's own prefix blocks survive
+    assert back["input_tokens"].equals(trace["input_tokens"])
+
+    custom = tmp_path / "custom.jsonl"
+    source = str(data_dir / "burstgpt_v3.csv")
+    out = run("generate", source, "--to", "vllm-custom", "-o", str(custom))
+    assert out.returncode == 0, out.stderr
+    trace, _ = read_trace(source)
+    rows = [json.loads(line) for line in custom.read_text().splitlines()]
+    assert [count_fallback_tokens(r["prompt"]) for r in rows] == trace["input_tokens"].to_list()
+    assert [r["output_tokens"] for r in rows] == trace["output_tokens"].clip(1).to_list()
+
+    for args, message in [
+        (["--to", "vllm-custom", "-o", str(tmp_path / "c.json")], "only files named *.jsonl"),
+        (["--to", "mooncake", "--tokenizer", "x", "-o", str(custom)], "--tokenizer applies only"),
+        (["--to", "vllm-custom", "--tokenizer", str(tmp_path), "-o", str(custom)], "no tokenizer"),
+    ]:
+        out = run("generate", source, *args)
+        assert out.returncode == 2, args
+        assert message in out.stderr
+        assert "Traceback" not in out.stderr
 
 
 def test_bad_generate_options(tmp_path: Path) -> None:

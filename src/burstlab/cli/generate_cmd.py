@@ -60,7 +60,23 @@ def generate(
         float | None, typer.Option("--speedup", help="Play K times as fast (2 = twice).")
     ] = None,
     to: Annotated[
-        str | None, typer.Option("--to", help="Foreign format: burstgpt or mooncake.")
+        str | None,
+        typer.Option(
+            "--to",
+            help="Foreign format: burstgpt (CSV); mooncake (AIPerf trace JSONL); vllm-timed "
+            "(vllm bench serve --dataset-name timed_trace --self-timed "
+            "--timed-trace-sec-multiplier 0.001 --timed-trace-chunk-hash-size 512); "
+            "vllm-custom (--dataset-name custom --custom-output-len -1: prompts, but vLLM "
+            "ignores timing and shuffles unless --disable-shuffle).",
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer",
+            help="vllm-custom: make prompts exact under this tokenizer.json (or folder, or hub "
+            "name; needs the tokenizers extra); without it a word is counted as a token.",
+        ),
     ] = None,
     duration: Annotated[
         str | None, typer.Option("--duration", help="Model: how long a workload (e.g. 1h).")
@@ -161,7 +177,7 @@ def generate(
         if workload.height < 2:
             raise InputError("the model produced fewer than 2 requests: raise --duration")
         scale = target / fitted.mean_rps if target is not None else 1.0
-        _finish(workload, fitted.reference, scale, out, to, history=history)
+        _finish(workload, fitted.reference, scale, out, to, history=history, tokenizer=tokenizer)
         return
     if duration is not None or shape is not None or length_cap is not None or burstiness != 1:
         raise InputError(
@@ -183,7 +199,9 @@ def generate(
     )
     time_scale = speedup_for(unscaled, spec)
     workload = unscaled.with_columns(pl.col("arrival_s") / time_scale)
-    _finish(workload, reference(unscaled), time_scale, out, to, history=history)
+    _finish(
+        workload, reference(unscaled), time_scale, out, to, history=history, tokenizer=tokenizer
+    )
 
 
 def _finish(
@@ -194,6 +212,7 @@ def _finish(
     to: str | None,
     *,
     history: bool,
+    tokenizer: str | None = None,
 ) -> None:
     """Write the workload and its fidelity report (printed and saved beside it).
 
@@ -205,7 +224,7 @@ def _finish(
     from burstlab.workload.sessions import with_history
 
     result = fidelity(ref, workload, time_scale=time_scale)
-    path = export(with_history(workload) if history else workload, out, to)
+    path = export(with_history(workload) if history else workload, out, to, tokenizer=tokenizer)
     side = out.with_name(out.name + ".fidelity.json")
     side.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     print_fidelity(result)

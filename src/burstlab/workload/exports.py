@@ -1,8 +1,8 @@
-"""Writing workloads for other tools: BurstGPT CSV and Mooncake/AIPerf trace JSONL.
+"""Writing workloads for other tools: BurstGPT CSV, Mooncake/AIPerf and vLLM JSONL.
 
 Native tables go through :func:`burstlab.trace.io.write_table` (format from
-the extension). Foreign formats are named with ``--to``; each is read back by
-burstlab's own readers in the tests.
+the extension). Foreign formats are named with ``--to`` (:data:`FOREIGN`);
+each is read back in the tests.
 """
 
 from __future__ import annotations
@@ -16,20 +16,37 @@ import polars as pl
 
 from burstlab.core.errors import InputError
 from burstlab.trace.io import write_table
+from burstlab.workload.prompts import make_synth
 
 #: Tokens per KV block in Mooncake/AIPerf traces (their ``hash_ids`` cover the input).
 MOONCAKE_BLOCK = 512
-FOREIGN = ("burstgpt", "mooncake")
+FOREIGN = ("burstgpt", "mooncake", "vllm-timed", "vllm-custom")
 
 
-def export(table: pl.DataFrame, path: str | Path, to: str | None = None) -> Path:
-    """Write ``table`` to ``path``: native by extension, or the foreign format ``to``."""
+def export(
+    table: pl.DataFrame, path: str | Path, to: str | None = None, *, tokenizer: str | None = None
+) -> Path:
+    """Write ``table`` to ``path``: native by extension, or the foreign format ``to``.
+
+    ``tokenizer`` (a ``tokenizer.json``, a folder holding one, or a hub name)
+    makes ``vllm-custom`` prompts exact under it; no other format has prompts.
+    """
+    path = Path(path)
+    if tokenizer is not None and to != "vllm-custom":
+        raise InputError("--tokenizer applies only to --to vllm-custom (prompt text)")
     if to is None:
         return write_table(table, path)
     if to == "burstgpt":
-        return _atomic(Path(path), lambda p: to_burstgpt(table).write_csv(p))
-    if to == "mooncake":
-        return _atomic(Path(path), lambda p: write_mooncake(table, p))
+        return _atomic(path, lambda p: to_burstgpt(table).write_csv(p))
+    if to in ("mooncake", "vllm-timed"):
+        return _atomic(path, lambda p: write_mooncake(table, p))
+    if to == "vllm-custom":
+        if path.suffix != ".jsonl":
+            raise InputError(
+                f"{path}: vLLM's custom dataset reads only files named *.jsonl",
+                hint="name the output file with a .jsonl extension",
+            )
+        return _atomic(path, lambda p: write_vllm_custom(table, p, tokenizer=tokenizer))
     raise InputError(f"--to {to!r} is not a known format; known: {', '.join(FOREIGN)}")
 
 
@@ -104,7 +121,14 @@ def mooncake_hash_ids(table: pl.DataFrame, block: int = MOONCAKE_BLOCK) -> list[
 
 def write_mooncake(table: pl.DataFrame, path: Path) -> None:
     """Mooncake/AIPerf JSONL: ``timestamp`` (integer ms), ``input_length``,
-    ``output_length``, ``hash_ids``."""
+    ``output_length``, ``hash_ids`` (blocks of :data:`MOONCAKE_BLOCK` tokens).
+
+    The same file is ``--to vllm-timed``: vLLM's ``timed_trace`` dataset reads
+    these four fields by default. Replay it at the trace's times with
+    ``vllm bench serve --dataset-name timed_trace --dataset-path FILE
+    --self-timed --timed-trace-sec-multiplier 0.001`` (ms to s)
+    ``--timed-trace-chunk-hash-size 512`` (vLLM's default block is 16 tokens).
+    """
     ms = np.rint(table["arrival_s"].to_numpy() * 1000).astype(np.int64).tolist()
     hashes = mooncake_hash_ids(table)
     with path.open("wb") as fh:
@@ -118,4 +142,28 @@ def write_mooncake(table: pl.DataFrame, path: Path) -> None:
             fh.write(
                 orjson.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h})
             )
+            fh.write(b"\n")
+
+
+def write_vllm_custom(table: pl.DataFrame, path: Path, *, tokenizer: str | None = None) -> None:
+    """vLLM ``bench serve --dataset-name custom`` JSONL: ``{"prompt", "output_tokens"}``.
+
+    Prompts come from :mod:`burstlab.workload.prompts`: exactly
+    ``input_tokens`` tokens under ``tokenizer`` when one is given, else the
+    fallback's word-per-token estimate. Blocks of :func:`mooncake_hash_ids`
+    become shared text, so session turns share their prefixes. A failed
+    request (0 output tokens) is written with 1, since a server rejects
+    ``max_tokens`` 0. vLLM's custom dataset keeps no timing (it sends at
+    ``--request-rate``), shuffles unless ``--disable-shuffle``, wraps each
+    prompt in the chat template unless ``--skip-chat-template``, and uses
+    ``output_tokens`` only with ``--custom-output-len -1``.
+    """
+    synth = make_synth("text", tokenizer=tokenizer, block=MOONCAKE_BLOCK)
+    outputs = np.maximum(table["output_tokens"].to_numpy(), 1).tolist()
+    with path.open("wb") as fh:
+        for key, (n, out, hashes) in enumerate(
+            zip(table["input_tokens"].to_list(), outputs, mooncake_hash_ids(table), strict=True)
+        ):
+            prompt = synth.build(n, key, hashes)
+            fh.write(orjson.dumps({"prompt": prompt.text, "output_tokens": out}))
             fh.write(b"\n")
