@@ -329,6 +329,7 @@ class _Stream:
     def finish(self, rec: Record) -> None:
         """Set the record's lengths, end and outcome from what was received."""
         rec.finish_reason = self.finish_reason
+        rec.done_missing = self.finish_reason is not None and not self.done
         rec.input_tokens_achieved = self.prompt_tokens
         if self.usage is not None:
             rec.output_tokens_achieved = self.usage

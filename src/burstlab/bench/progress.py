@@ -65,6 +65,7 @@ class LiveProgress:
             self._live.update(self._render(), refresh=True)
             self._live.stop()
             self._live = None
+            self.console.print()
 
     def _render(self) -> Table:
         table = Table(title="burstlab bench", show_header=True, header_style="bold")

@@ -15,6 +15,7 @@ names (``arrival_s`` is the intended send time, ``input_tokens`` and
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -136,23 +137,20 @@ class RecordWriter:
             self._fh.close()
 
 
-def read_records(path: Path) -> list[dict[str, object]]:
-    """Every complete record line of ``path``; a torn last line (a crash mid-write)
-    is skipped, a bad line elsewhere is an error naming its line."""
-    rows: list[dict[str, object]] = []
-    with path.open("rb") as fh:
-        lines = fh.read().split(b"\n")
-    last = len(lines) - 1
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+def read_records(path: Path) -> bytes:
+    """The complete record lines of ``path``. A torn last line (the writer died
+    mid-record) is left out; a bad line elsewhere is an error naming its line."""
+    data = path.read_bytes()
+    body, sep, tail = data.rpartition(b"\n")
+    if tail.strip():
         try:
-            rows.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            if number - 1 == last:
-                break  # torn final line: the writer died mid-record
-            raise InputError(f"not a JSON record: {exc}", path=str(path), line=number) from None
-    return rows
+            orjson.loads(tail)
+            body = data
+        except orjson.JSONDecodeError:
+            pass  # torn final line
+    elif not sep:
+        body = b""
+    return body
 
 
 #: Measured columns added after the canonical ones, with their dtypes.
@@ -181,26 +179,36 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def records_table(rows: list[dict[str, object]]) -> pl.DataFrame:
-    """Records as the canonical request table plus the measured columns, with the
-    derived metrics (DESIGN.md "Metrics"): ``schedule_lag_s``, ``ttft_s``, ``e2e_s``,
-    ``ttft_intended_s``, ``e2e_intended_s``, ``tpot_s``; sorted by intended time."""
-    canonical: tuple[str, ...] = ("arrival_s", "model", "log_type", "session_id", "turn")
-    canonical += ("input_tokens", "output_tokens", "failed")
-    columns = {name: [r.get(name) for r in rows] for name in (*canonical, *RESULT_SCHEMA)}
-    out = conform(
-        pl.DataFrame(
-            columns,
-            schema_overrides={
-                "arrival_s": pl.Float64(),
-                "model": pl.String(),
-                "log_type": pl.String(),
-                "session_id": pl.String(),
-                "turn": pl.Int32(),
-                **RESULT_SCHEMA,
-            },
-        )
-    ).collect()
+#: The canonical columns as records store them (categoricals as text).
+_CANONICAL: dict[str, pl.DataType] = {
+    "arrival_s": pl.Float64(),
+    "model": pl.String(),
+    "log_type": pl.String(),
+    "session_id": pl.String(),
+    "turn": pl.Int32(),
+    "input_tokens": pl.Int32(),
+    "output_tokens": pl.Int32(),
+    "failed": pl.Boolean(),
+}
+
+
+def records_table(data: bytes | list[dict[str, object]], path: str | None = None) -> pl.DataFrame:
+    """Records (JSONL bytes, or dicts) as the canonical request table plus the
+    measured columns, with the derived metrics (DESIGN.md "Metrics"):
+    ``schedule_lag_s``, ``ttft_s``, ``e2e_s``, ``ttft_intended_s``,
+    ``e2e_intended_s``, ``tpot_s``; sorted by intended time."""
+    if isinstance(data, list):
+        data = b"\n".join(orjson.dumps(row) for row in data)
+    schema = _CANONICAL | RESULT_SCHEMA
+    if not data.strip():
+        raw = pl.DataFrame(schema=schema)
+    else:
+        try:
+            raw = pl.read_ndjson(io.BytesIO(data), schema=schema)
+        except pl.exceptions.ComputeError as exc:
+            line = _bad_line(data)
+            raise InputError(f"not a record: {exc}", path=path, line=line) from None
+    out = conform(raw).collect()
     sent, first, end, intended = (pl.col(c) for c in ("sent_s", "first_s", "end_s", "arrival_s"))
     tokens = pl.col("output_tokens_achieved")
     out = out.with_columns(
@@ -221,4 +229,14 @@ def load_records(path: str | Path) -> pl.DataFrame:
         p = p / "records.jsonl"
     if not p.exists():
         raise InputError("no such records file", path=str(p), hint="pass a run directory")
-    return records_table(read_records(p))
+    return records_table(read_records(p), path=str(p))
+
+
+def _bad_line(data: bytes) -> int | None:
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.strip():
+            try:
+                orjson.loads(line)
+            except orjson.JSONDecodeError:
+                return number
+    return None

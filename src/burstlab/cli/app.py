@@ -16,7 +16,7 @@ from burstlab.core.errors import BurstlabError
 
 app = typer.Typer(
     name="burstlab",
-    help="LLM serving workloads from real traces: read, analyze, generate, benchmark.",
+    help="LLM serving workloads from real traces: read, analyze, generate, benchmark, serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,7 +46,15 @@ def _root(
 
 
 def _register() -> None:
-    from burstlab.cli import analyze_cmd, demo, generate_cmd, trace_cmds
+    from burstlab.cli import (
+        analyze_cmd,
+        bench_cmd,
+        demo,
+        generate_cmd,
+        report_cmd,
+        serve_cmd,
+        trace_cmds,
+    )
     from burstlab.cli import fetch as fetch_cmd
 
     trace_app.command("info")(trace_cmds.info)
@@ -57,6 +65,9 @@ def _register() -> None:
     app.command("fit")(generate_cmd.fit)
     app.command("generate")(generate_cmd.generate)
     app.command("fetch")(fetch_cmd.fetch)
+    app.command("bench")(bench_cmd.bench)
+    app.command("report")(report_cmd.report)
+    app.command("serve")(serve_cmd.serve)
 
 
 _register()

@@ -2,11 +2,13 @@
 
 Figures are built without pyplot, so matplotlib runs headless with no global
 state. Each function takes plain analysis results and returns one PNG, so the
-report can embed it as a ``data:`` URI.
+report can embed it as a ``data:`` URI. The small public helpers (:func:`grid`,
+:func:`to_png`, :func:`data_uri`) serve every report's figures.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import TYPE_CHECKING
 
@@ -27,11 +29,29 @@ def _figure(rows: int = 1, height: float = 3.2) -> tuple[Figure, np.ndarray]:
     return fig, axes[:, 0]
 
 
-def _png(fig: Figure) -> bytes:
+def grid(
+    rows: int = 1, cols: int = 1, *, height: float = 3.2, width: float = 9.0
+) -> tuple[Figure, np.ndarray]:
+    """A ``rows`` x ``cols`` figure outside pyplot; axes as a 2-D array.
+    ``height`` is inches per row, ``width`` inches in all."""
+    fig = Figure(figsize=(width, height * rows))
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def to_png(fig: Figure) -> bytes:
+    """``fig`` laid out tightly as PNG bytes (90 dpi: sharp enough, small inline)."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
+
+
+_png = to_png
+
+
+def data_uri(png: bytes | None) -> str | None:
+    """PNG bytes as a ``data:`` URI to inline in a page (``None`` passes through)."""
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _none_to_nan(values: list[float | None]) -> np.ndarray:

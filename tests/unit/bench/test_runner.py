@@ -66,8 +66,9 @@ def workload(arrivals: list[float], sessions: list[str | None] | None = None) ->
                 "input_tokens": [8] * n,
                 "output_tokens": [3] * n,
                 "failed": [False] * n,
+                "elapsed_s": [None] * n,
             },
-            schema_overrides={"session_id": pl.String, "turn": pl.Int32},
+            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
         )
     ).collect()
 

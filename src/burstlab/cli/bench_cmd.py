@@ -1,0 +1,224 @@
+"""``burstlab bench WORKLOAD --url URL -o RUN_DIR`` and ``burstlab report RUN_DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from burstlab.cli.reading import FormatOpt, load
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: Exit status of a run that finished but whose numbers measure the client (``--strict``).
+EXIT_CLIENT_BOUND = 3
+#: Exit status when scheduled requests are missing from the records (a bug: never expected).
+EXIT_LOST = 4
+
+
+def bench(
+    workload: Annotated[
+        str, typer.Argument(help="Workload or trace file (any format burstlab reads), or 'sample'.")
+    ],
+    url: Annotated[str, typer.Option("--url", help="Server base URL, e.g. http://127.0.0.1:8000.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (must not hold a run).")],
+    api: Annotated[str, typer.Option("--api", help="completions or chat.")] = "completions",
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="vllm, sglang, tgi, openai or generic: which length-forcing fields to send.",
+        ),
+    ] = "generic",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model name to request (default: first of /v1/models)."),
+    ] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream with SSE.")] = True,
+    ignore_eos: Annotated[
+        bool | None,
+        typer.Option("--ignore-eos/--no-ignore-eos", help="Send ignore_eos (backend default)."),
+    ] = None,
+    min_tokens: Annotated[
+        bool | None,
+        typer.Option("--min-tokens/--no-min-tokens", help="Send min_tokens (backend default)."),
+    ] = None,
+    max_field: Annotated[
+        str | None,
+        typer.Option("--max-field", help="max_tokens or max_completion_tokens (backend default)."),
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", help="ids (token-id prompts, completions only) or text."),
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option("--tokenizer", help="tokenizer.json path or hub name for exact text prompts."),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option("--max-concurrency", help="Cap on requests in flight.")
+    ] = None,
+    max_lag: Annotated[
+        float | None,
+        typer.Option("--max-lag", help="Do not send requests more than this many seconds late."),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Client processes.")] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds per request, total.")
+    ] = 600.0,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", help="Seconds without data before giving up.")
+    ] = 60.0,
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="Extra header 'Name: value' (repeatable).")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
+    ] = False,
+    slo: Annotated[
+        str | None,
+        typer.Option("--slo", help="Goodput SLOs in seconds: ttft=0.5,tpot=0.05,e2e=10."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt synthesizer.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 3 when the client was the bottleneck.")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Also write report.html.")
+    ] = True,
+    format: FormatOpt = None,
+) -> None:
+    """Fire a workload at an OpenAI-compatible server at its intended times (open loop)
+    and record every request.
+
+    Example: burstlab bench w.parquet --url http://127.0.0.1:8000 -o runs/a
+    """
+    from rich.console import Console
+
+    from burstlab.bench.backends import Forcing, default_forcing
+    from burstlab.bench.progress import LiveProgress
+    from burstlab.bench.run import BenchConfig, bench
+    from burstlab.bench.summary import parse_slo
+    from burstlab.core.errors import InputError
+
+    console = Console(stderr=True)
+    if api not in ("chat", "completions"):
+        raise InputError(f"--api {api!r} is not chat or completions", field="--api")
+    forcing = default_forcing(backend, api)  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    if ignore_eos is not None:
+        changes["ignore_eos"] = ignore_eos
+    if min_tokens is not None:
+        changes["min_tokens"] = min_tokens
+    if max_field is not None:
+        if max_field not in ("max_tokens", "max_completion_tokens"):
+            raise InputError(
+                f"--max-field {max_field!r} is not max_tokens or max_completion_tokens"
+            )
+        changes["max_field"] = max_field
+    if prompt not in (None, "ids", "text"):
+        raise InputError(f"--prompt {prompt!r} is not ids or text")
+    config = BenchConfig(
+        url=url,
+        api=api,
+        backend=backend,
+        model=model,
+        stream=stream,
+        forcing=Forcing.model_validate(forcing.model_dump() | changes),
+        prompt=prompt,
+        tokenizer=tokenizer,
+        seed=seed,
+        max_concurrency=max_concurrency,
+        max_lag_s=max_lag,
+        workers=workers,
+        timeout_s=timeout,
+        idle_timeout_s=idle_timeout,
+        api_key_env=api_key_env,
+        headers=_headers(header or []),
+        insecure=insecure,
+        slo=parse_slo(slo) if slo else None,
+    )
+    with console.status(f"reading {workload}"):
+        table, _ = load(workload, format=format)
+    result = bench(table, config, out, progress=None if quiet else LiveProgress(console))
+    print_summary(result.summary, Console())
+    if report:
+        from burstlab.report.bench import render_run
+
+        html = render_run(out)
+        typer.echo(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and {html}")
+    if result.status == "interrupted":
+        raise typer.Exit(130)
+    if result.lost:
+        raise typer.Exit(EXIT_LOST)
+    if strict and result.summary["client"]["bound"]:
+        raise typer.Exit(EXIT_CLIENT_BOUND)
+
+
+def _headers(values: list[str]) -> dict[str, str]:
+    from burstlab.core.errors import InputError
+
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition(":")
+        if not sep or not name.strip():
+            raise InputError("expected 'Name: value'", field="--header")
+        out[name.strip()] = rest.strip()
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:.1f}"
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    """The summary as a rich table: the verdict first, then latency from sent and
+    from intended, then counts, throughput and failures by kind."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    client = summary["client"]
+    if client["bound"]:
+        console.print(
+            "[bold red]CLIENT-BOUND RUN: these numbers measure the load generator, "
+            "not the server.[/]"
+        )
+        for reason in client["reasons"]:
+            console.print(f"[red]  - {escape(reason)}[/]")
+    table = Table(title="latency (ms), ok requests", header_style="bold")
+    table.add_column("metric")
+    for col in ("mean", "p50", "p90", "p95", "p99", "max", "n"):
+        table.add_column(col, justify="right")
+    rows = [(name, summary["metrics"][name]) for name in summary["metrics"]]
+    rows.append(("schedule_lag_s", summary["schedule_lag_s"]))
+    for name, s in rows:
+        table.add_row(
+            name.removesuffix("_s"),
+            *(_ms(s.get(k)) for k in ("mean", "p50", "p90", "p95", "p99", "max")),
+            str(s.get("count", 0)),
+        )
+    console.print(table)
+    c = summary["counts"]
+    t = summary["throughput"]
+    console.print(
+        f"scheduled {c['scheduled']}: ok {c['ok']}, failed {c['failed']}, cancelled "
+        f"{c['cancelled']}, not sent {c['not_sent']}  |  {t['requests_per_s']:.2f} req/s, "
+        f"{t['output_tokens_per_s']:.1f} output tok/s over {summary['duration_s']:.1f} s"
+    )
+    if summary["failures_by_subkind"]:
+        kinds = ", ".join(
+            f"{escape(str(k))} {v}" for k, v in summary["failures_by_subkind"].items()
+        )
+        console.print(f"failures: {kinds}")
+    if "goodput" in summary:
+        g = summary["goodput"]
+        console.print(
+            f"goodput: {g['requests_per_s']:.2f} req/s meet the SLO from sent "
+            f"({g['good_requests']} requests), {g['requests_per_s_intended']:.2f} from intended"
+        )

@@ -1,0 +1,132 @@
+"""The client against a server that misbehaves on purpose: every fault is recorded
+under its class, the run goes on, and nothing recorded is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from faulty_server import FaultyServer
+
+from burstlab.bench.records import load_records
+from burstlab.bench.run import BenchConfig, bench
+from burstlab.trace.schema import conform
+
+#: fault -> (outcome, error_kind, error_subkind) expected in the record.
+EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
+    "ok": ("ok", None, None),
+    "reset_mid_stream": ("failed", "reset", "mid_stream"),
+    "reset_before_headers": ("failed", "reset", "before_headers"),
+    "http_429": ("failed", "http_429", "429"),
+    "http_500": ("failed", "http_5xx", "500"),
+    "http_503": ("failed", "http_5xx", "503"),
+    "http_400": ("failed", "http_4xx", "400"),
+    "stall": ("failed", "timeout", "first_byte"),
+    "stall_before_headers": ("failed", "timeout", "first_byte"),
+    "malformed_sse": ("failed", "stream_error", "bad_json"),
+    "no_done": ("failed", "truncated", "after_tokens"),
+    "finish_no_done": ("ok", None, None),
+    "oversized_chunk": ("failed", "stream_error", "oversize"),
+    "empty": ("failed", "empty", "no_tokens"),
+    "trickle": ("ok", None, None),
+    "error_event": ("failed", "stream_error", "server_error_event"),
+    "split_utf8": ("ok", None, None),
+    "crlf": ("ok", None, None),
+}
+
+
+def workload(n: int, gap: float = 0.02) -> pl.DataFrame:
+    return conform(
+        pl.DataFrame(
+            {
+                "arrival_s": [i * gap for i in range(n)],
+                "model": ["m"] * n,
+                "log_type": ["api"] * n,
+                "session_id": [None] * n,
+                "turn": [None] * n,
+                "input_tokens": [16] * n,
+                "output_tokens": [4] * n,
+                "failed": [False] * n,
+                "elapsed_s": [None] * n,
+            },
+            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
+        )
+    ).collect()
+
+
+def config(url: str, **kw: object) -> BenchConfig:
+    return BenchConfig(
+        url=url, model="m", timeout_s=3.0, idle_timeout_s=1.0, connect_timeout_s=2.0, **kw
+    )
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str) -> None:
+    faults = list(EXPECTED)
+    with FaultyServer(faults, tokens=4, trickle_s=0.2, oversize_bytes=2 << 20) as server:
+        result = bench(workload(2 * len(faults)), config(server.url, api=api), tmp_path / "run")
+    table = load_records(tmp_path / "run").sort("request_id")
+    assert table.height == 2 * len(faults)
+    for row in table.iter_rows(named=True):
+        fault = faults[row["request_id"] % len(faults)]
+        got = (row["outcome"], row["error_kind"], row["error_subkind"])
+        assert got == EXPECTED[fault], (fault, row["error_text"])
+    retry = table.filter(pl.col("error_kind") == "http_429")["retry_after_s"].to_list()
+    assert retry == [2.0, 2.0]
+    done_missing = table.filter(
+        pl.col("request_id") % len(faults) == faults.index("finish_no_done")
+    )
+    assert done_missing["done_missing"].all()
+    counts = result.summary["counts"]
+    assert counts["ok"] + counts["failed"] == counts["scheduled"] == table.height
+    assert result.lost == 0
+
+
+def test_connection_refused_is_recorded_for_every_request(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = bench(workload(5), config(f"http://127.0.0.1:{port}"), tmp_path / "run")
+    table = load_records(tmp_path / "run")
+    assert table["error_kind"].to_list() == ["connect"] * 5
+    assert set(table["error_subkind"].to_list()) == {"refused"}
+    assert result.summary["failures_by_kind"] == {"connect": 5}
+
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_bench_faults import config, workload
+from burstlab.bench.run import bench
+bench(workload(int(sys.argv[2]), gap=0.05), config(sys.argv[1]), Path(sys.argv[4]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_kib(url: str, n: int, run_dir: Path) -> int:
+    here = str(Path(__file__).parent)
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, url, str(n), here, str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+def test_hostile_streams_keep_client_memory_bounded(tmp_path: Path) -> None:
+    """Twenty 8 MiB events cost the client no more than one: each is cut off at
+    the parser's 1 MiB bound (the client runs in its own process to measure it)."""
+    with FaultyServer(["oversized_chunk"], oversize_bytes=8 << 20) as server:
+        one = peak_rss_kib(server.url, 1, tmp_path / "one")
+        many = peak_rss_kib(server.url, 20, tmp_path / "many")
+    table = load_records(tmp_path / "many")
+    assert set(table["error_subkind"].to_list()) == {"oversize"}
+    assert (many - one) / 1024 < 30
