@@ -28,11 +28,24 @@ def test_help_lists_commands() -> None:
         assert word in out.stdout
 
 
-def test_demo_prints_trace_info_of_sample() -> None:
-    out = run("demo")
+def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    """Trace info, a replay of the busiest minutes, the mock server, bench, report."""
+    out = subprocess.run(
+        [str(BIN), "demo", "-q", "-o", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "19,366" in out.stdout
     assert "peak rate (1 s bins)" in out.stdout
+    assert "mock server: http://127.0.0.1:" in out.stdout
+    for name in ("records.jsonl", "summary.json", "run.json", "report.html"):
+        assert (tmp_path / "run" / name).exists(), name
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["counts"]["ok"] == summary["counts"]["scheduled"] > 500
+    assert abs(summary["metrics"]["ttft_s"]["p50"] - 0.05) < 0.01
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,23 @@ from burstlab.bench.backends import Api, BodyBuilder
 from burstlab.bench.client import Clock, Outgoing, Target
 from burstlab.bench.records import Record, RecordWriter
 from burstlab.workload.prompts import PromptSynth
+
+
+#: Seconds before a send that the timer aims for; the rest is waited out by yielding
+#: to the event loop. uvloop's timers round to the nearest millisecond and count
+#: from the loop's cached time, so they fire up to about 0.5 ms early; yielding
+#: until the exact instant makes sure no request goes out before its time. A
+#: larger value buys precision with CPU (each yield is a loop iteration).
+SPIN_S = 0.0
+
+
+async def sleep_until(clock: Clock, target: float) -> None:
+    """Return at ``target`` (seconds on ``clock``), never before it."""
+    wait = target - clock.now() - SPIN_S
+    if wait > 0:
+        await asyncio.sleep(wait)
+    while clock.now() < target:
+        await asyncio.sleep(0)
 
 
 @dataclass(slots=True)
@@ -164,6 +182,10 @@ class Runner:
         in-flight requests as cancelled and unsent ones as not_sent."""
         for i in self.roots:
             self._pending.update(self._chain(i))
+        # What exists now lives for the whole run: keep the collector from walking it
+        # again and again (its pauses would show as schedule lag).
+        gc.collect()
+        gc.freeze()
         probe = asyncio.create_task(self._watch())
         try:
             await self._dispatch()
@@ -176,6 +198,7 @@ class Runner:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
             raise
         finally:
+            gc.unfreeze()
             probe.cancel()
             for i in sorted(self._pending):
                 self._emit(self._record(i, float(self.s.arrival_s[i])))
@@ -191,9 +214,7 @@ class Runner:
         clock = self.clock
         arrival = self.s.arrival_s
         for i in self.roots:
-            wait = float(arrival[i]) - clock.now()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await sleep_until(clock, float(arrival[i]))
             task = asyncio.create_task(self._session(i, float(arrival[i])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -202,9 +223,7 @@ class Runner:
         state = _Session()
         request: int = i
         while True:
-            wait = intended - self.clock.now()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await sleep_until(self.clock, intended)
             end = await self._one(request, intended, state)
             nxt = self.s.follow[request]
             if nxt < 0 or self._stopping:
@@ -321,4 +340,4 @@ class Runner:
             if self.health.cpu_busy_s >= 2:
                 self.health.cpu_saturated = True
             with contextlib.suppress(OSError):
-                self.writer.sync()
+                await asyncio.get_running_loop().run_in_executor(None, self.writer.sync)

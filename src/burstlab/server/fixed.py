@@ -310,16 +310,15 @@ class _Handlers:
         if ask.stream:
             resp = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
         else:
-            resp = web.Response(content_type="application/json", headers=headers)
+            await sleep_until(first + (ask.tokens - 1) * self.timing.itl)
+            resp = web.Response(
+                body=chunks.whole(ask), content_type="application/json", headers=headers
+            )
         try:
+            await resp.prepare(request)
             if ask.stream:
-                await self._stream(request, resp, ask, chunks, first)
-            else:
-                await sleep_until(first + (ask.tokens - 1) * self.timing.itl)
-                assert isinstance(resp, web.Response)
-                resp.body = chunks.whole(ask)
-                await resp.prepare(request)
-                await resp.write_eof()
+                await self._stream(resp, ask, chunks, first)
+            await resp.write_eof()
         except ConnectionResetError:
             # The client went away mid-response: not a server error, and not finished.
             return resp
@@ -327,14 +326,9 @@ class _Handlers:
         return resp
 
     async def _stream(
-        self,
-        request: web.Request,
-        resp: web.StreamResponse,
-        ask: Ask,
-        chunks: _Chunks,
-        first: float,
+        self, resp: web.StreamResponse, ask: Ask, chunks: _Chunks, first: float
     ) -> None:
-        await resp.prepare(request)
+        """Write the SSE events of a prepared response, each token at its scheduled time."""
         if chunks.chat:
             # Role first, before any token, as OpenAI does: a client must not take it as TTFT.
             await resp.write(chunks.role())
@@ -347,7 +341,6 @@ class _Handlers:
         if ask.include_usage:
             await resp.write(chunks.usage(ask))
         await resp.write(_DONE)
-        await resp.write_eof()
 
     def _finished(self, request_id: str | None, tokens: int) -> None:
         """Append one line per finished request, flushed, so it survives a crash of the client."""

@@ -1,0 +1,182 @@
+"""``burstlab bench`` against the fixed-timing server in its own process: accuracy,
+no hidden connection cap, crash safety and secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from burstlab.bench.records import load_records
+from burstlab.bench.run import BenchConfig, bench
+from burstlab.trace.io import write_table
+from burstlab.trace.schema import conform
+
+BIN = Path(sys.executable).parent / "burstlab"
+READY = re.compile(r"serving \S+ at (http://127\.0\.0\.1:\d+)")
+
+
+def workload(n: int, rate: float, output: int, input_tokens: int = 32) -> pl.DataFrame:
+    return conform(
+        pl.DataFrame(
+            {
+                "arrival_s": [i / rate for i in range(n)],
+                "model": ["m"] * n,
+                "log_type": ["api"] * n,
+                "session_id": [None] * n,
+                "turn": [None] * n,
+                "input_tokens": [input_tokens] * n,
+                "output_tokens": [output] * n,
+                "failed": [False] * n,
+                "elapsed_s": [None] * n,
+            },
+            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
+        )
+    ).collect()
+
+
+class Served:
+    def __init__(self, fixed: str, log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--fixed", fixed, "--port", "0", "--log", str(log)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else ""
+        match = READY.search(line)
+        if match is None:
+            self.proc.kill()
+            pytest.fail(f"server did not start: {line!r} {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served("ttft=0.05,itl=0.01", tmp_path / "server.jsonl")
+    yield server
+    server.stop()
+
+
+def test_fixed_timing_is_measured_exactly(served: Served, tmp_path: Path) -> None:
+    config = BenchConfig(url=served.url, backend="vllm")
+    result = bench(workload(200, 40.0, 20), config, tmp_path / "run")
+    m = result.summary["metrics"]
+    assert result.summary["counts"]["ok"] == 200
+    assert abs(m["ttft_s"]["p50"] - 0.050) <= 0.002
+    assert abs(m["tpot_s"]["p50"] - 0.010) <= 0.001
+    table = load_records(tmp_path / "run")
+    assert (table["output_tokens_achieved"] == 20).all()
+    assert (table["input_tokens_achieved"] == table["input_tokens"]).all()
+
+
+def test_schedule_lag_at_500_requests_per_second(served: Served, tmp_path: Path) -> None:
+    config = BenchConfig(url=served.url, backend="vllm")
+    result = bench(workload(2000, 500.0, 4), config, tmp_path / "run")
+    assert result.summary["counts"]["ok"] == 2000
+    assert result.summary["schedule_lag_s"]["p99"] <= 0.002
+
+
+def test_no_hidden_connection_cap(tmp_path: Path) -> None:
+    """400 streams in flight at once: none waits for a pooled connection."""
+    server = Served("ttft=1.0,itl=0.01", tmp_path / "server.jsonl")
+    try:
+        config = BenchConfig(url=server.url, backend="vllm")
+        result = bench(workload(400, 2000.0, 2), config, tmp_path / "run")
+    finally:
+        server.stop()
+    s = result.summary
+    assert s["counts"]["ok"] == 400
+    assert s["conn_queued_max_s"] == 0.0
+    assert s["metrics"]["ttft_s"]["max"] < 1.5
+
+
+def test_sigkill_loses_no_finished_request(served: Served, tmp_path: Path) -> None:
+    path = write_table(workload(4000, 200.0, 10), tmp_path / "w.parquet")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            str(BIN),
+            "bench",
+            str(path),
+            "--url",
+            served.url,
+            "-o",
+            str(run_dir),
+            "-q",
+            "--backend",
+            "vllm",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    proc.wait()
+    assert (run_dir / "run.json").exists()
+    assert (run_dir / "schedule.parquet").exists()
+    recorded = set(load_records(run_dir)["request_id"].to_list())
+    finished = [json.loads(line) for line in served.log.read_text().splitlines() if line]
+    # the server's log: every request it finished well before the kill
+    due = {
+        int(f["request_id"].rpartition("-")[2]) for f in finished if f["t_end"] < killed_at - 0.25
+    }
+    assert len(due) > 100
+    assert due <= recorded
+
+
+def test_secrets_never_reach_outputs(served: Served, tmp_path: Path) -> None:
+    key, header = "sk-canary-7f3a9", "hdr-canary-c41d"
+    path = write_table(workload(20, 50.0, 3), tmp_path / "w.parquet")
+    run_dir = tmp_path / "run"
+    out = subprocess.run(
+        [
+            str(BIN),
+            "bench",
+            str(path),
+            "--url",
+            served.url,
+            "-o",
+            str(run_dir),
+            "-q",
+            "--header",
+            f"X-Token: {header}",
+            "--api-key-env",
+            "CANARY_KEY",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CANARY_KEY": key},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    texts = [out.stdout, out.stderr]
+    texts += [p.read_bytes().decode(errors="replace") for p in run_dir.iterdir() if p.is_file()]
+    for text in texts:
+        assert key not in text
+        assert header not in text
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["config"]["headers"] == {"X-Token": "<redacted>"}
+    assert manifest["config"]["api_key_env"] == "CANARY_KEY"
