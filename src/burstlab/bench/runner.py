@@ -27,7 +27,6 @@ from burstlab.bench.client import Clock, Outgoing, Target
 from burstlab.bench.records import Record, RecordWriter
 from burstlab.workload.prompts import PromptSynth
 
-
 #: Seconds before a send that the timer aims for; the rest is waited out by yielding
 #: to the event loop. uvloop's timers round to the nearest millisecond and count
 #: from the loop's cached time, so they fire up to about 0.5 ms early; yielding
