@@ -18,6 +18,11 @@ from burstlab.core.version import __version__
 
 if TYPE_CHECKING:
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
+    from burstlab.bench.records import load_records
+    from burstlab.bench.run import BenchConfig, RunResult
+    from burstlab.bench.run import bench as run_bench
+    from burstlab.report.bench import render_run
+    from burstlab.server.fixed import FixedTiming
     from burstlab.trace.fetch import fetch
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
@@ -29,6 +34,12 @@ if TYPE_CHECKING:
     from burstlab.workload.replay import ReplaySpec, replay
 
 _LAZY = {
+    "BenchConfig": "burstlab.bench.run",
+    "RunResult": "burstlab.bench.run",
+    "run_bench": "burstlab.bench.run:bench",
+    "load_records": "burstlab.bench.records",
+    "render_run": "burstlab.report.bench",
+    "FixedTiming": "burstlab.server.fixed",
     "fit": "burstlab.workload.model",
     "WorkloadModel": "burstlab.workload.model",
     "ReplaySpec": "burstlab.workload.replay",
@@ -55,23 +66,27 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module 'burstlab' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    module, _, attr = where.partition(":")
+    return getattr(importlib.import_module(module), attr or name)
 
 
 __all__ = [
     "COLUMNS",
     "FORMATS",
+    "BenchConfig",
     "BurstlabError",
     "ColumnMap",
     "Comparison",
     "FetchError",
     "Filters",
+    "FixedTiming",
     "InputError",
     "LoadReport",
     "ReplaySpec",
+    "RunResult",
     "SchemaError",
     "Summary",
     "TraceInfo",
@@ -81,9 +96,12 @@ __all__ = [
     "compare",
     "fetch",
     "fit",
+    "load_records",
     "read_table",
     "read_trace",
+    "render_run",
     "replay",
+    "run_bench",
     "sample_trace",
     "trace_info",
     "validate",

