@@ -180,3 +180,56 @@ def test_secrets_never_reach_outputs(served: Served, tmp_path: Path) -> None:
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["config"]["headers"] == {"X-Token": "<redacted>"}
     assert manifest["config"]["api_key_env"] == "CANARY_KEY"
+
+
+def test_workers_share_one_schedule(served: Served, tmp_path: Path) -> None:
+    config = BenchConfig(url=served.url, backend="vllm", workers=2)
+    result = bench(workload(300, 100.0, 5), config, tmp_path / "run")
+    table = load_records(tmp_path / "run")
+    assert sorted(table["request_id"].to_list()) == list(range(300))
+    assert set(table["worker"].to_list()) == {0, 1}
+    assert result.summary["counts"]["ok"] == 300
+    assert result.summary["schedule_lag_s"]["p50"] < 0.005
+
+
+def test_ctrl_c_keeps_the_accounting(served: Served, tmp_path: Path) -> None:
+    path = write_table(workload(600, 50.0, 30), tmp_path / "w.parquet")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [str(BIN), "bench", str(path), "--url", served.url, "-o", str(run_dir), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    c = summary["counts"]
+    assert summary["status"] == "interrupted"
+    assert c["scheduled"] == 600
+    assert c["ok"] + c["failed"] + c["cancelled"] + c["not_sent"] == 600
+    assert c["ok"] > 50
+    assert c["cancelled"] > 0
+    assert c["not_sent"] > 300
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert (run_dir / "report.html").exists()
+
+
+def test_chat_sessions_carry_the_real_history(served: Served, tmp_path: Path) -> None:
+    n = 6
+    table = workload(n, 10.0, 8).with_columns(
+        pl.Series("session_id", ["a", "a", "a", "b", "b", "b"]),
+        pl.Series("turn", [0, 1, 2, 0, 1, 2], dtype=pl.Int32),
+    )
+    config = BenchConfig(url=served.url, api="chat")
+    bench(table, config, tmp_path / "run")
+    rows = load_records(tmp_path / "run").sort("session_id", "turn")
+    achieved = rows["input_tokens_achieved"].to_list()
+    # each turn sends the earlier prompts and replies (8 tokens each) plus its own 32
+    assert achieved[:3] == [32, 32 + 8 + 32, 2 * (32 + 8) + 32]
+    ends = rows["end_s"].to_list()
+    starts = rows["arrival_s"].to_list()
+    assert starts[1] >= ends[0]
+    assert starts[2] >= ends[1]

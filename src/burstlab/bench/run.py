@@ -440,12 +440,7 @@ def _run_workers(
         ctx.Process(
             target=_worker_main,
             args=(
-                k,
-                config.workers,
-                str(out),
-                config.model_dump_json(),
-                headers,
-                run_id,
+                _WorkerJob(k, config.workers, str(out), config.model_dump_json(), headers, run_id),
                 ready,
                 start,
                 done,
@@ -458,7 +453,7 @@ def _run_workers(
         p.start()
     try:
         for _ in procs:
-            ready.get(timeout=120)
+            _wait_for(ready, procs)
         t0 = time.perf_counter_ns() + 200_000_000
         anchor["t0_perf_ns"] = t0
         anchor["t0_wall_ns"] = time.time_ns() + 200_000_000
@@ -481,6 +476,18 @@ def _run_workers(
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
+
+
+def _wait_for(queue: Any, procs: list[Any], timeout: float = 120.0) -> Any:
+    """The next item of ``queue``; an error if a worker died or none came in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            return queue.get(timeout=0.2)
+        dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+        if dead:
+            raise BurstlabError(f"a client worker process died (exit code {dead[0].exitcode})")
+    raise BurstlabError(f"client workers did not start within {timeout:g} s")
 
 
 class _Tail:
