@@ -13,7 +13,7 @@ from faulty_server import FaultyServer
 
 from burstlab.bench.records import load_records
 from burstlab.bench.run import BenchConfig, bench
-from burstlab.trace.schema import conform
+from helpers import constant_rate
 
 #: fault -> (outcome, error_kind, error_subkind) expected in the record.
 EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
@@ -39,22 +39,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
 
 
 def workload(n: int, gap: float = 0.02) -> pl.DataFrame:
-    return conform(
-        pl.DataFrame(
-            {
-                "arrival_s": [i * gap for i in range(n)],
-                "model": ["m"] * n,
-                "log_type": ["api"] * n,
-                "session_id": [None] * n,
-                "turn": [None] * n,
-                "input_tokens": [16] * n,
-                "output_tokens": [4] * n,
-                "failed": [False] * n,
-                "elapsed_s": [None] * n,
-            },
-            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
-        )
-    ).collect()
+    return constant_rate(n, 1 / gap)
 
 
 def config(url: str, **kw: object) -> BenchConfig:
@@ -101,7 +86,7 @@ def test_connection_refused_is_recorded_for_every_request(tmp_path: Path) -> Non
 PEAK_RSS_SCRIPT = """
 import resource, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[3])
+sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]
 from test_bench_faults import config, workload
 from burstlab.bench.run import bench
 bench(workload(int(sys.argv[2]), gap=0.05), config(sys.argv[1]), Path(sys.argv[4]))

@@ -20,29 +20,10 @@ import pytest
 from burstlab.bench.records import load_records
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.trace.io import write_table
-from burstlab.trace.schema import conform
+from helpers import constant_rate as workload
 
 BIN = Path(sys.executable).parent / "burstlab"
 READY = re.compile(r"serving \S+ at (http://127\.0\.0\.1:\d+)")
-
-
-def workload(n: int, rate: float, output: int, input_tokens: int = 32) -> pl.DataFrame:
-    return conform(
-        pl.DataFrame(
-            {
-                "arrival_s": [i / rate for i in range(n)],
-                "model": ["m"] * n,
-                "log_type": ["api"] * n,
-                "session_id": [None] * n,
-                "turn": [None] * n,
-                "input_tokens": [input_tokens] * n,
-                "output_tokens": [output] * n,
-                "failed": [False] * n,
-                "elapsed_s": [None] * n,
-            },
-            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
-        )
-    ).collect()
 
 
 class Served:

@@ -17,7 +17,7 @@ from aiohttp import web
 from burstlab.bench.records import load_records
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.server.fixed import FixedTiming, make_app
-from burstlab.trace.schema import conform
+from helpers import constant_rate
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -76,23 +76,8 @@ def tls_url(tmp_path: Path) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def workload(n: int) -> pl.DataFrame:
-    return conform(
-        pl.DataFrame(
-            {
-                "arrival_s": [i * 0.01 for i in range(n)],
-                "model": ["m"] * n,
-                "log_type": ["api"] * n,
-                "session_id": [None] * n,
-                "turn": [None] * n,
-                "input_tokens": [8] * n,
-                "output_tokens": [3] * n,
-                "failed": [False] * n,
-                "elapsed_s": [None] * n,
-            },
-            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
-        )
-    ).collect()
+def workload(n: int, gap: float = 0.01) -> pl.DataFrame:
+    return constant_rate(n, 1 / gap)
 
 
 def test_self_signed_certificate_is_refused_by_default(tls_url: str, tmp_path: Path) -> None:

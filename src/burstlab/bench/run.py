@@ -33,9 +33,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from burstlab.bench.backends import PATHS, Api, BodyBuilder, Forcing, default_forcing
-from burstlab.bench.client import Clock, HttpTarget, Target, Timeouts
+from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.records import Record, RecordWriter, load_records
-from burstlab.bench.runner import Runner, Schedule, Settings, make_schedule
+from burstlab.bench.runner import Runner, Settings, make_schedule
 from burstlab.bench.summary import SLO, summarize
 from burstlab.core.errors import BurstlabError, InputError
 from burstlab.core.files import write_json
@@ -155,17 +155,14 @@ def bench(
         if progress is not None:
             progress.start(table.height)
         if config.workers == 1:
-            health = [
-                _run_in_process(
-                    out=out,
-                    config=config,
-                    headers=headers,
-                    run_id=run_id,
-                    lead=lead,
-                    anchor=anchor,
-                    progress=progress,
-                )
-            ]
+
+            def await_t0() -> int:
+                anchor["t0_wall_ns"] = time.time_ns() + int(lead * 1e9)
+                anchor["t0_perf_ns"] = time.perf_counter_ns() + int(lead * 1e9)
+                return anchor["t0_perf_ns"]
+
+            job = _Job(str(out), config.model_dump_json(), headers, run_id)
+            health = [_execute(job, await_t0, progress)]
         else:
             health = _run_workers(
                 out=out,
@@ -296,80 +293,48 @@ def _target(config: BenchConfig, headers: dict[str, str], clock: Clock) -> HttpT
     )
 
 
-async def run_schedule(
-    schedule: Schedule,
-    roots: list[int],
-    target: Target,
-    *,
-    writer: RecordWriter,
-    settings: Settings,
-    clock: Clock,
-    worker: int = 0,
-    on_record: ProgressHook | None = None,
-    tick: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Run ``roots`` of ``schedule`` (and their sessions' later turns) on ``target``;
-    return the client-health readings. The entry point shared by every executor."""
-    runner = Runner(
-        schedule,
-        roots,
-        target,
-        writer=writer,
-        settings=settings,
-        clock=clock,
-        worker=worker,
-        on_record=on_record,
-    )
-    ticker = asyncio.create_task(_tick(tick)) if tick is not None else None
-    try:
-        await runner.run()
-    finally:
-        if ticker is not None:
-            ticker.cancel()
-    return runner.health.as_dict()
-
-
-async def _tick(tick: Callable[[], None]) -> None:
-    while True:
-        await asyncio.sleep(0.5)
-        tick()
-
-
 def _new_loop_policy() -> None:
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _run_in_process(
-    *,
-    out: Path,
-    config: BenchConfig,
-    headers: dict[str, str],
-    run_id: str,
-    lead: float,
-    anchor: dict[str, int],
-    progress: Any | None,
-) -> dict[str, Any]:
-    schedule = make_schedule(read_table(out / "schedule.parquet")[0])
-    settings = _settings(config, run_id)
-    writer = RecordWriter(out / "records.jsonl")
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One client process's part of a run: every ``workers``-th root of the schedule."""
+
+    out: str
+    config_json: str
+    headers: dict[str, str]
+    run_id: str
+    worker: int = 0
+    workers: int = 1
+
+
+def _execute(job: _Job, await_t0: Callable[[], int], progress: Any | None = None) -> dict[str, Any]:
+    """Run one job on a fresh event loop, appending to the shared records file; return
+    the client-health readings. ``await_t0`` is called once everything is ready and
+    returns ``t0`` (``perf_counter_ns``; the same clock in every process)."""
+    config = BenchConfig.model_validate_json(job.config_json)
+    schedule = make_schedule(read_table(Path(job.out) / "schedule.parquet")[0])
+    settings = _settings(config, job.run_id)
+    writer = RecordWriter(Path(job.out) / "records.jsonl")
+    roots = schedule.roots[job.worker :: job.workers]
 
     async def main() -> dict[str, Any]:
-        t0 = time.perf_counter_ns() + int(lead * 1e9)
-        anchor["t0_perf_ns"] = t0
-        anchor["t0_wall_ns"] = time.time_ns() + int(lead * 1e9)
-        clock = Clock(t0)
-        async with _target(config, headers, clock) as target:
-            return await run_schedule(
+        clock = Clock(await_t0())
+        async with _target(config, job.headers, clock) as target:
+            runner = Runner(
                 schedule,
-                schedule.roots,
+                roots,
                 target,
                 writer=writer,
                 settings=settings,
                 clock=clock,
+                worker=job.worker,
                 on_record=progress.add if progress is not None else None,
-                tick=progress.refresh if progress is not None else None,
             )
+            await runner.run(tick=progress.refresh if progress is not None else None)
+            return runner.health.as_dict()
 
     _new_loop_policy()
     try:
@@ -378,50 +343,19 @@ def _run_in_process(
         writer.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _WorkerJob:
-    worker: int
-    workers: int
-    out: str
-    config_json: str
-    headers: dict[str, str]
-    run_id: str
+def _worker_main(job: _Job, ready: Any, start: Any, done: Any) -> None:
+    """A worker process: report ready, wait for the shared ``t0``, run, report health."""
 
+    def await_t0() -> int:
+        ready.put(job.worker)
+        return int(start.get())
 
-def _worker_main(job: _WorkerJob, ready: Any, start: Any, done: Any) -> None:
-    """One worker process: its share of the schedule (every ``workers``-th session),
-    on its own event loop, appending to the shared records file."""
-    worker, workers, out, config_json = job.worker, job.workers, job.out, job.config_json
-    headers, run_id = job.headers, job.run_id
-    config = BenchConfig.model_validate_json(config_json)
-    schedule = make_schedule(read_table(Path(out) / "schedule.parquet")[0])
-    settings = _settings(config, run_id)
-    writer = RecordWriter(Path(out) / "records.jsonl")
-    roots = schedule.roots[worker::workers]
-    ready.put(worker)
-    t0 = start.get()
-    clock = Clock(t0)
-
-    async def main() -> dict[str, Any]:
-        async with _target(config, headers, clock) as target:
-            return await run_schedule(
-                schedule,
-                roots,
-                target,
-                writer=writer,
-                settings=settings,
-                clock=clock,
-                worker=worker,
-            )
-
-    _new_loop_policy()
     health: dict[str, Any] = {}
     try:
-        health = asyncio.run(main())
+        health = _execute(job, await_t0)
     except KeyboardInterrupt:
         health = {}
     finally:
-        writer.close()
         done.put(health)
 
 
@@ -440,7 +374,7 @@ def _run_workers(
         ctx.Process(
             target=_worker_main,
             args=(
-                _WorkerJob(k, config.workers, str(out), config.model_dump_json(), headers, run_id),
+                _Job(str(out), config.model_dump_json(), headers, run_id, k, config.workers),
                 ready,
                 start,
                 done,

@@ -176,16 +176,17 @@ class Runner:
         )
         self._stopping = False
 
-    async def run(self) -> None:
+    async def run(self, tick: Callable[[], None] | None = None) -> None:
         """Send everything, then wait for the stragglers; on cancellation, record
-        in-flight requests as cancelled and unsent ones as not_sent."""
+        in-flight requests as cancelled and unsent ones as not_sent. ``tick`` (a
+        progress display's refresh) is called twice a second."""
         for i in self.roots:
             self._pending.update(self._chain(i))
         # What exists now lives for the whole run: keep the collector from walking it
         # again and again (its pauses would show as schedule lag).
         gc.collect()
         gc.freeze()
-        probe = asyncio.create_task(self._watch())
+        probe = asyncio.create_task(self._watch(tick))
         try:
             await self._dispatch()
             while self._tasks:
@@ -317,19 +318,22 @@ class Runner:
         if self.on_record is not None:
             self.on_record(rec)
 
-    async def _watch(self) -> None:
-        """Once a second: the event loop's lateness (a 10 ms sleep that overshoots)
-        and this process's CPU share; two busy seconds in a row mark saturation."""
+    async def _watch(self, tick: Callable[[], None] | None) -> None:
+        """Every 10 ms: the event loop's lateness (a 10 ms sleep that overshoots);
+        every 0.5 s: ``tick``; every second: this process's CPU share (two busy
+        seconds in a row mark saturation) and an fsync of the records."""
         cpu = time.process_time()
         wall = time.perf_counter()
-        tick = 0
+        count = 0
         while True:
             start = time.perf_counter()
             await asyncio.sleep(0.01)
             late = time.perf_counter() - start - 0.01
             self.health.loop_lag_max_s = max(self.health.loop_lag_max_s, late)
-            tick += 1
-            if tick % 100:
+            count += 1
+            if tick is not None and count % 50 == 0:
+                tick()
+            if count % 100:
                 continue
             now_cpu, now_wall = time.process_time(), time.perf_counter()
             share = (now_cpu - cpu) / max(now_wall - wall, 1e-9)

@@ -13,11 +13,10 @@ import pytest
 from burstlab.bench.backends import BodyBuilder, Forcing
 from burstlab.bench.client import Clock, Outgoing
 from burstlab.bench.records import Record, RecordWriter, load_records
-from burstlab.bench.run import run_schedule
-from burstlab.bench.runner import Settings, make_schedule
+from burstlab.bench.runner import Runner, Settings, make_schedule
 from burstlab.bench.summary import summarize
-from burstlab.trace.schema import conform
 from burstlab.workload.prompts import make_synth
+from helpers import workload as make_workload
 
 
 class FakeTarget:
@@ -45,32 +44,7 @@ class FakeTarget:
 
 
 def workload(arrivals: list[float], sessions: list[str | None] | None = None) -> pl.DataFrame:
-    n = len(arrivals)
-    sessions = sessions or [None] * n
-    turns: list[int | None] = []
-    seen: dict[str, int] = {}
-    for s in sessions:
-        if s is None:
-            turns.append(None)
-        else:
-            turns.append(seen.get(s, 0))
-            seen[s] = seen.get(s, 0) + 1
-    return conform(
-        pl.DataFrame(
-            {
-                "arrival_s": arrivals,
-                "model": ["m"] * n,
-                "log_type": ["api"] * n,
-                "session_id": sessions,
-                "turn": turns,
-                "input_tokens": [8] * n,
-                "output_tokens": [3] * n,
-                "failed": [False] * n,
-                "elapsed_s": [None] * n,
-            },
-            schema_overrides={"session_id": pl.String, "turn": pl.Int32, "elapsed_s": pl.Float64},
-        )
-    ).collect()
+    return make_workload(arrivals, input_tokens=8, output_tokens=3, sessions=sessions)
 
 
 def run(
@@ -89,14 +63,14 @@ def run(
 
     async def main() -> None:
         clock = Clock(time.perf_counter_ns() + 50_000_000)
-        await run_schedule(
+        await Runner(
             schedule,
             schedule.roots,
             FakeTarget(clock),
             writer=writer,
             settings=settings,
             clock=clock,
-        )
+        ).run()
 
     asyncio.run(main())
     writer.close()
@@ -150,14 +124,14 @@ def test_cancel_accounts_for_every_request(tmp_path: Path) -> None:
     async def main() -> None:
         clock = Clock(time.perf_counter_ns())
         task = asyncio.create_task(
-            run_schedule(
+            Runner(
                 schedule,
                 schedule.roots,
                 FakeTarget(clock, latency=0.2),
                 writer=writer,
                 settings=settings,
                 clock=clock,
-            )
+            ).run()
         )
         await asyncio.sleep(0.5)
         task.cancel()
