@@ -10,8 +10,6 @@ table. Entries live under ``<cache>/tables`` and are written atomically.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ import polars as pl
 import xxhash
 
 from burstlab.core.dirs import cache_dir
+from burstlab.core.files import atomic_file, atomic_write
 from burstlab.core.version import __version__
 from burstlab.trace.readers import LoadReport
 from burstlab.trace.schema import SCHEMA_VERSION
@@ -75,18 +74,7 @@ def cached_read(
     table, report = read()
     report = report.model_copy(update={"cache": "miss"})
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic(table_path, table.write_parquet)
-    _atomic(report_path, lambda fh: fh.write(report.model_dump_json().encode()))
+    with atomic_file(table_path) as fh:
+        table.write_parquet(fh)
+    atomic_write(report_path, report.model_dump_json().encode())
     return table, report
-
-
-def _atomic(target: Path, write: Callable[[Any], object]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

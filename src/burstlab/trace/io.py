@@ -8,13 +8,12 @@ JSON array in one field (``"[1,2,3]"``) and decoded on read.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
 from burstlab.core.errors import InputError
+from burstlab.core.files import atomic_file
 from burstlab.trace import schema
 from burstlab.trace.readers import LoadReport, read_trace
 
@@ -43,23 +42,13 @@ def write_table(table: pl.DataFrame, path: str | Path) -> Path:
     schema.validate(table)
     target = Path(path)
     suffix = table_suffix(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if suffix == ".parquet":
-                table.write_parquet(fh)
-            elif suffix == ".jsonl":
-                table.write_ndjson(fh)
-            else:
-                _csv_ready(table).write_csv(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as fh:
+        if suffix == ".parquet":
+            table.write_parquet(fh)
+        elif suffix == ".jsonl":
+            table.write_ndjson(fh)
+        else:
+            _csv_ready(table).write_csv(fh)
     return target
 
 

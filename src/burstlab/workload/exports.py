@@ -7,14 +7,15 @@ each is read back in the tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import orjson
 import polars as pl
 
 from burstlab.core.errors import InputError
+from burstlab.core.files import atomic_file
 from burstlab.trace.io import write_table
 from burstlab.workload.prompts import make_synth
 
@@ -37,29 +38,23 @@ def export(
     if to is None:
         return write_table(table, path)
     if to == "burstgpt":
-        return _atomic(path, lambda p: to_burstgpt(table).write_csv(p))
+        with atomic_file(path) as fh:
+            to_burstgpt(table).write_csv(fh)
+        return path
     if to in ("mooncake", "vllm-timed"):
-        return _atomic(path, lambda p: write_mooncake(table, p))
+        with atomic_file(path) as fh:
+            write_mooncake(table, fh)
+        return path
     if to == "vllm-custom":
         if path.suffix != ".jsonl":
             raise InputError(
                 f"{path}: vLLM's custom dataset reads only files named *.jsonl",
                 hint="name the output file with a .jsonl extension",
             )
-        return _atomic(path, lambda p: write_vllm_custom(table, p, tokenizer=tokenizer))
+        with atomic_file(path) as fh:
+            write_vllm_custom(table, fh, tokenizer=tokenizer)
+        return path
     raise InputError(f"--to {to!r} is not a known format; known: {', '.join(FOREIGN)}")
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def to_burstgpt(table: pl.DataFrame) -> pl.DataFrame:
@@ -119,7 +114,7 @@ def mooncake_hash_ids(table: pl.DataFrame, block: int = MOONCAKE_BLOCK) -> list[
     return out
 
 
-def write_mooncake(table: pl.DataFrame, path: Path) -> None:
+def write_mooncake(table: pl.DataFrame, fh: BinaryIO) -> None:
     """Mooncake/AIPerf JSONL: ``timestamp`` (integer ms), ``input_length``,
     ``output_length``, ``hash_ids`` (blocks of :data:`MOONCAKE_BLOCK` tokens).
 
@@ -131,21 +126,20 @@ def write_mooncake(table: pl.DataFrame, path: Path) -> None:
     """
     ms = np.rint(table["arrival_s"].to_numpy() * 1000).astype(np.int64).tolist()
     hashes = mooncake_hash_ids(table)
-    with path.open("wb") as fh:
-        for t, i, o, h in zip(
-            ms,
-            table["input_tokens"].to_list(),
-            table["output_tokens"].to_list(),
-            hashes,
-            strict=True,
-        ):
-            fh.write(
-                orjson.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h})
-            )
-            fh.write(b"\n")
+    for t, i, o, h in zip(
+        ms,
+        table["input_tokens"].to_list(),
+        table["output_tokens"].to_list(),
+        hashes,
+        strict=True,
+    ):
+        fh.write(
+            orjson.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h})
+        )
+        fh.write(b"\n")
 
 
-def write_vllm_custom(table: pl.DataFrame, path: Path, *, tokenizer: str | None = None) -> None:
+def write_vllm_custom(table: pl.DataFrame, fh: BinaryIO, *, tokenizer: str | None = None) -> None:
     """vLLM ``bench serve --dataset-name custom`` JSONL: ``{"prompt", "output_tokens"}``.
 
     Prompts come from :mod:`burstlab.workload.prompts`: exactly
@@ -160,10 +154,9 @@ def write_vllm_custom(table: pl.DataFrame, path: Path, *, tokenizer: str | None 
     """
     synth = make_synth("text", tokenizer=tokenizer, block=MOONCAKE_BLOCK)
     outputs = np.maximum(table["output_tokens"].to_numpy(), 1).tolist()
-    with path.open("wb") as fh:
-        for key, (n, out, hashes) in enumerate(
-            zip(table["input_tokens"].to_list(), outputs, mooncake_hash_ids(table), strict=True)
-        ):
-            prompt = synth.build(n, key, hashes)
-            fh.write(orjson.dumps({"prompt": prompt.text, "output_tokens": out}))
-            fh.write(b"\n")
+    for key, (n, out, hashes) in enumerate(
+        zip(table["input_tokens"].to_list(), outputs, mooncake_hash_ids(table), strict=True)
+    ):
+        prompt = synth.build(n, key, hashes)
+        fh.write(orjson.dumps({"prompt": prompt.text, "output_tokens": out}))
+        fh.write(b"\n")
