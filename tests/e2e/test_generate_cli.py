@@ -116,8 +116,15 @@ def test_fit_then_generate_from_the_model(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "w.jsonl.fidelity.json").read_text())
     assert report["ks_input_tokens"] < 0.05
     again = tmp_path / "again.jsonl"
-    run("generate", str(model), "--duration", "30m", "--rps", "12", "--seed", "3", "-o", str(again))
-    assert again.read_bytes() == work.read_bytes()  # seeded: same output
+    out = run(
+        "generate", "--model", str(model), "--duration", "30m", "--rps", "12", "--seed", "3",
+        "-o", str(again),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert again.read_bytes() == work.read_bytes()  # seeded: same output, either spelling
+    out = run("generate", "--model", "GPT-4", "-o", str(again))
+    assert out.returncode == 2
+    assert "give a TRACE" in out.stderr
 
 
 def test_model_options_are_checked(tmp_path: Path) -> None:

@@ -24,16 +24,19 @@ if TYPE_CHECKING:
 
 
 def generate(
-    trace: Annotated[
-        str,
-        typer.Argument(help="Source trace (file or 'sample'), or a model.json from 'fit'."),
-    ],
     out: Annotated[
         Path,
         typer.Option(
             "--out", "-o", help="Workload file: .parquet, .csv, .jsonl (or any name with --to)."
         ),
     ],
+    trace: Annotated[
+        str | None,
+        typer.Argument(
+            help="Source trace (file or 'sample'), or a model.json from 'fit' "
+            "(also accepted as --model model.json)."
+        ),
+    ] = None,
     start: Annotated[
         str | None,
         typer.Option("--start", help="Window start (90, 30m, 2h, 3d) from the trace's start."),
@@ -45,7 +48,13 @@ def generate(
     busiest: Annotated[
         str | None, typer.Option("--busiest", help="The densest window of this length, e.g. 30m.")
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Only this LLM (e.g. GPT-4); or, with no TRACE, a fitted model.json to sample.",
+        ),
+    ] = None,
     log_type: Annotated[
         str | None, typer.Option("--log-type", help="Only conversation or api.")
     ] = None,
@@ -113,7 +122,7 @@ def generate(
     """Replay a window of a trace at any rate, or sample a fitted model; report fidelity.
 
     Examples: burstlab generate sample --busiest 10m --rps 20 -o w.parquet;
-    burstlab generate model.json --duration 1h --rps 50 -o w.parquet
+    burstlab generate --model model.json --duration 1h --rps 50 -o w.parquet
     """
     import polars as pl
     from pydantic import ValidationError
@@ -124,6 +133,11 @@ def generate(
     from burstlab.workload.fidelity import reference
     from burstlab.workload.model import load_model
     from burstlab.workload.replay import ReplaySpec, replay, speedup_for
+
+    if trace is None:
+        if model is None or load_model(model) is None:
+            raise InputError("give a TRACE, or a fitted model as TRACE or --model model.json")
+        trace, model = model, None
 
     def seconds(text: str | None, option: str) -> float | None:
         return None if text is None else parse_duration(text, option=option)

@@ -148,3 +148,13 @@ def test_cancel_accounts_for_every_request(tmp_path: Path) -> None:
     assert counts["cancelled"] > 0
     assert counts["not_sent"] > 0
     assert counts["ok"] > 0
+
+
+def test_max_lag_drops_late_requests_as_not_sent(tmp_path: Path) -> None:
+    result = run(workload([0.0] * 10), tmp_path, max_concurrency=1, max_lag_s=0.05)
+    counts = summarize(result)["counts"]
+    dropped = result.filter(pl.col("outcome") == "not_sent")
+    assert counts["ok"] >= 1
+    assert counts["not_sent"] == dropped.height > 0
+    assert set(dropped["error_subkind"].to_list()) == {"dropped_late"}
+    assert counts["ok"] + counts["not_sent"] == 10
