@@ -27,6 +27,7 @@ class LiveProgress:
         self.console = console or Console(stderr=True)
         self.scheduled = 0
         self.done = 0
+        self.sent: int | None = None
         self.ok = 0
         self.failed = 0
         self.other = 0
@@ -41,6 +42,10 @@ class LiveProgress:
         self._started = time.monotonic()
         self._live = Live(self._render(), console=self.console, auto_refresh=False, transient=False)
         self._live.start()
+
+    def sent_one(self) -> None:
+        """A request went out (known only in-process; worker runs show completions)."""
+        self.sent = (self.sent or 0) + 1
 
     def add(self, rec: Record) -> None:
         self.done += 1
@@ -70,6 +75,7 @@ class LiveProgress:
     def _render(self) -> Table:
         table = Table(title="burstlab bench", show_header=True, header_style="bold")
         for name in (
+            "sent",
             "done",
             "ok",
             "failed",
@@ -90,6 +96,7 @@ class LiveProgress:
         lag = np.percentile(self.lags, 99) * 1e3 if self.lags else float("nan")
         ttft = np.percentile(self.ttfts, 50) * 1e3 if self.ttfts else float("nan")
         table.add_row(
+            "-" if self.sent is None else str(self.sent),
             f"{self.done}/{self.scheduled}",
             str(self.ok),
             str(self.failed),

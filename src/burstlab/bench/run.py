@@ -332,6 +332,7 @@ def _execute(job: _Job, await_t0: Callable[[], int], progress: Any | None = None
                 clock=clock,
                 worker=job.worker,
                 on_record=progress.add if progress is not None else None,
+                on_dispatch=progress.sent_one if progress is not None else None,
             )
             await runner.run(tick=progress.refresh if progress is not None else None)
             return runner.health.as_dict()

@@ -159,6 +159,7 @@ class Runner:
         clock: Clock,
         worker: int = 0,
         on_record: Callable[[Record], None] | None = None,
+        on_dispatch: Callable[[], None] | None = None,
     ) -> None:
         self.s = schedule
         self.roots = roots
@@ -168,6 +169,7 @@ class Runner:
         self.clock = clock
         self.worker = worker
         self.on_record = on_record
+        self.on_dispatch = on_dispatch
         self.health = Health()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: set[int] = set()
@@ -244,6 +246,8 @@ class Runner:
                 rec.outcome, rec.error_subkind = "not_sent", "dropped_late"
                 self._emit(rec)
                 return rec.dispatched_s
+            if self.on_dispatch is not None:
+                self.on_dispatch()
             out, sent_tokens, exact = self._build(i, state)
             rec.input_tokens = sent_tokens
             rec.prompt_exact = exact
