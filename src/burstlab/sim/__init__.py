@@ -1,0 +1,1 @@
+"""Discrete-event serving-engine simulator: batching, paged KV, schedulers."""
