@@ -18,7 +18,6 @@ from burstlab.core.version import __version__
 
 if TYPE_CHECKING:
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
-    from burstlab.bench.records import load_records
     from burstlab.bench.run import BenchConfig, RunResult
     from burstlab.bench.run import bench as run_bench
     from burstlab.report.bench import render_run
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
     from burstlab.trace.readers import LoadReport, read_trace
+    from burstlab.trace.records import load_records
     from burstlab.trace.sample import sample_trace
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
     from burstlab.workload.model import WorkloadModel, fit
@@ -37,7 +37,7 @@ _LAZY = {
     "BenchConfig": "burstlab.bench.run",
     "RunResult": "burstlab.bench.run",
     "run_bench": "burstlab.bench.run:bench",
-    "load_records": "burstlab.bench.records",
+    "load_records": "burstlab.trace.records",
     "render_run": "burstlab.report.bench",
     "FixedTiming": "burstlab.server.fixed",
     "fit": "burstlab.workload.model",

@@ -17,9 +17,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from burstlab.bench.records import load_records
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.trace.io import write_table
+from burstlab.trace.records import load_records
 from helpers import constant_rate as workload
 
 BIN = Path(sys.executable).parent / "burstlab"

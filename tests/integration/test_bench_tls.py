@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 from aiohttp import web
 
-from burstlab.bench.records import load_records
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.server.fixed import FixedTiming, make_app
+from burstlab.trace.records import load_records
 from helpers import constant_rate
 
 

@@ -24,7 +24,7 @@ import polars as pl
 
 from burstlab.bench.backends import Api, BodyBuilder
 from burstlab.bench.client import Clock, Outgoing, Target
-from burstlab.bench.records import Record, RecordWriter
+from burstlab.trace.records import Record, RecordWriter
 from burstlab.workload.prompts import PromptSynth
 
 #: Seconds before a send that the timer aims for; the rest is waited out by yielding

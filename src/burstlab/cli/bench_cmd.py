@@ -101,10 +101,10 @@ def bench(
     """
     from rich.console import Console
 
+    from burstlab.analyze.results import parse_slo
     from burstlab.bench.backends import Forcing, default_forcing
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, bench
-    from burstlab.bench.summary import parse_slo
     from burstlab.core.errors import InputError
 
     console = Console(stderr=True)

@@ -36,9 +36,9 @@ def demo(
     import polars as pl
     from rich.console import Console
 
+    from burstlab.analyze.results import parse_slo
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, bench
-    from burstlab.bench.summary import parse_slo
     from burstlab.cli.bench_cmd import print_summary
     from burstlab.cli.trace_cmds import print_info, warn
     from burstlab.core.units import parse_duration

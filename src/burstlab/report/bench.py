@@ -26,11 +26,11 @@ import orjson
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from burstlab.bench.records import ERROR_KINDS, load_records
-from burstlab.bench.summary import SLO, summarize
+from burstlab.analyze.results import SLO, summarize
 from burstlab.core.errors import InputError
 from burstlab.core.files import atomic_write
 from burstlab.report import plots
+from burstlab.trace.records import ERROR_KINDS, load_records
 
 #: At most this many points in a scatter plot; more are thinned evenly (deterministic).
 MAX_POINTS = 20_000

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from burstlab.bench.progress import LiveProgress
-from burstlab.bench.records import Record
+from burstlab.trace.records import Record
 
 
 def test_live_view_shows_counts_rate_lag_and_ttft() -> None:

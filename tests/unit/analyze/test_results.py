@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from burstlab.bench.records import Record, records_table
-from burstlab.bench.summary import parse_slo, summarize
+from burstlab.analyze.results import parse_slo, summarize
 from burstlab.core.errors import InputError
+from burstlab.trace.records import Record, records_table
 
 
 def ok(i: int, intended: float, lag: float, ttft: float, itl: float, n: int) -> Record:

@@ -1,5 +1,7 @@
 """Per-request result records: what happened to every scheduled request.
 
+Written by the benchmark client (``burstlab bench``) and by the simulator
+(``burstlab simulate``) alike, so one report and one analysis read both.
 One JSON line per request in ``RUN_DIR/records.jsonl``, appended with one
 ``write`` and flushed as the request ends, and fsynced at least once a second,
 so a Ctrl-C or SIGKILL keeps every request that had finished. Times are seconds
