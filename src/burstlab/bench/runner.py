@@ -27,21 +27,41 @@ from burstlab.bench.client import Clock, Outgoing, Target
 from burstlab.trace.records import Record, RecordWriter
 from burstlab.workload.prompts import PromptSynth
 
-#: Seconds before a send that the timer aims for; the rest is waited out by yielding
-#: to the event loop. uvloop's timers round to the nearest millisecond and count
-#: from the loop's cached time, so they fire up to about 0.5 ms early; yielding
-#: until the exact instant makes sure no request goes out before its time. A
-#: larger value buys precision with CPU (each yield is a loop iteration).
-SPIN_S = 0.0
 
+class Pacer:
+    """Waits until absolute instants on ``clock``, never returning early.
 
-async def sleep_until(clock: Clock, target: float) -> None:
-    """Return at ``target`` (seconds on ``clock``), never before it."""
-    wait = target - clock.now() - SPIN_S
-    if wait > 0:
-        await asyncio.sleep(wait)
-    while clock.now() < target:
-        await asyncio.sleep(0)
+    uvloop's timers round to the nearest millisecond and count from the loop's
+    cached time, so they fire up to about 0.5 ms early; the rest is waited out
+    by yielding to the event loop (other requests' work runs meanwhile). Those
+    idle yields cost CPU that is not work: ``spins`` counts them and
+    ``spin_cpu_s`` (measured by :meth:`calibrate`) is the CPU one costs, so the
+    client's saturation check can leave them out.
+    """
+
+    __slots__ = ("clock", "spin_cpu_s", "spins")
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.spins = 0
+        self.spin_cpu_s = 0.0
+
+    async def calibrate(self, rounds: int = 500) -> None:
+        """Measure the CPU seconds of one idle yield of this event loop."""
+        start = time.process_time()
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+        self.spin_cpu_s = (time.process_time() - start) / rounds
+
+    async def until(self, target: float) -> None:
+        """Return at ``target`` (seconds on the clock) or as soon after as the loop allows."""
+        clock = self.clock
+        wait = target - clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        while clock.now() < target:
+            self.spins += 1
+            await asyncio.sleep(0)
 
 
 @dataclass(slots=True)
@@ -171,6 +191,7 @@ class Runner:
         self.on_record = on_record
         self.on_dispatch = on_dispatch
         self.health = Health()
+        self.pacer = Pacer(clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: set[int] = set()
         self._sem = (
@@ -216,7 +237,7 @@ class Runner:
         clock = self.clock
         arrival = self.s.arrival_s
         for i in self.roots:
-            await sleep_until(clock, float(arrival[i]))
+            await self.pacer.until(float(arrival[i]))
             task = asyncio.create_task(self._session(i, float(arrival[i])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -225,7 +246,7 @@ class Runner:
         state = _Session()
         request: int = i
         while True:
-            await sleep_until(self.clock, intended)
+            await self.pacer.until(intended)
             end = await self._one(request, intended, state)
             nxt = self.s.follow[request]
             if nxt < 0 or self._stopping:
@@ -324,8 +345,11 @@ class Runner:
 
     async def _watch(self, tick: Callable[[], None] | None) -> None:
         """Every 10 ms: the event loop's lateness (a 10 ms sleep that overshoots);
-        every 0.5 s: ``tick``; every second: this process's CPU share (two busy
-        seconds in a row mark saturation) and an fsync of the records."""
+        every 0.5 s: ``tick``; every second: this process's CPU share spent on work
+        (idle pacing yields left out; two busy seconds in a row mark saturation)
+        and an fsync of the records."""
+        await self.pacer.calibrate()
+        spins = self.pacer.spins
         cpu = time.process_time()
         wall = time.perf_counter()
         count = 0
@@ -340,8 +364,9 @@ class Runner:
             if count % 100:
                 continue
             now_cpu, now_wall = time.process_time(), time.perf_counter()
-            share = (now_cpu - cpu) / max(now_wall - wall, 1e-9)
-            cpu, wall = now_cpu, now_wall
+            idle = (self.pacer.spins - spins) * self.pacer.spin_cpu_s
+            share = max(0.0, now_cpu - cpu - idle) / max(now_wall - wall, 1e-9)
+            cpu, wall, spins = now_cpu, now_wall, self.pacer.spins
             self.health.cpu_share_max = max(self.health.cpu_share_max, share)
             self.health.cpu_busy_s = self.health.cpu_busy_s + 1 if share >= 0.9 else 0
             if self.health.cpu_busy_s >= 2:

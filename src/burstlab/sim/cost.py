@@ -1,0 +1,419 @@
+"""How long one engine iteration takes: the simulator's swappable cost models.
+
+The engine (:mod:`burstlab.sim.engine`) describes every iteration by four numbers
+and asks a cost model for its duration. Between batch-composition events it asks
+for many iterations at once, so every model here is evaluated on numpy arrays:
+
+``prefill_tokens``
+    tokens prefilled this iteration (sum of the prefill chunks' lengths).
+``prefill_attn``
+    attention token pairs of those chunks,
+    ``sum(chunk_len * (context_before + (chunk_len + 1) / 2))``: each new token
+    attends to the context already cached and, causally, to the chunk up to itself.
+``decode_seqs``
+    sequences decoding one token this iteration.
+``decode_ctx``
+    sum of those sequences' context lengths (tokens already in their KV cache).
+
+All four are float64 token (or sequence) counts, non-negative, and broadcast
+against each other like numpy arguments; plain Python numbers work too. The
+result is a float64 ``ndarray`` of seconds with the broadcast shape (0-d for
+scalar arguments, so ``float(result)`` works). Inputs are not validated: this is
+the simulator's hot path, and the engine only passes counts.
+
+Two models:
+
+- :class:`Roofline`: analytical, from a :class:`GPU` datasheet and a
+  :class:`ModelSpec`, with efficiency factors; needs no measurement.
+- :class:`Linear`: five non-negative coefficients, fitted by :func:`fit_linear`
+  from per-iteration timings of a real engine (``burstlab calibrate``).
+
+And the KV-cache capacity an engine would get on a GPU: :func:`kv_bytes_per_token`
+and :func:`kv_blocks`. GPU and model presets live in :mod:`burstlab.sim.presets`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.optimize import nnls
+
+from burstlab.core.errors import InputError
+
+GiB = 1 << 30
+
+#: Query rows a FlashAttention-style prefill kernel processes per tile. Every tile
+#: streams the keys and values it attends to from HBM once, so a prefill chunk
+#: reads about ``attention pairs / Q_TILE`` tokens' worth of KV cache. 128 is
+#: FlashAttention-2's forward tile height on A100/H100 for head_dim 128.
+Q_TILE = 128
+
+
+class GPU(BaseModel):
+    """One accelerator's datasheet figures, in SI units.
+
+    ``flops`` is the peak *dense* tensor-core rate for the dtype the model runs in
+    (FLOP/s; no 2:4 sparsity), ``mem_bw`` the HBM/GDDR bandwidth (bytes/s) and
+    ``memory`` the capacity (bytes, as the driver reports it: that is what
+    ``gpu_memory_utilization`` multiplies). ``link_bw`` is the GPU-to-GPU
+    bandwidth in one direction (bytes/s; NVLink, or PCIe where there is none),
+    used only for tensor-parallel all-reduces; ``None`` means unknown, and then
+    ``tp > 1`` is refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    flops: float = Field(gt=0)
+    mem_bw: float = Field(gt=0)
+    memory: int = Field(gt=0)
+    link_bw: float | None = Field(None, gt=0)
+
+
+class ModelSpec(BaseModel):
+    """A dense decoder-only transformer (Llama family) as the cost model sees it.
+
+    Sizes are counts; ``params`` is the total parameter count including the
+    embedding table and the LM head; ``dtype_bytes`` is the size of one weight and
+    one KV-cache element (2 for fp16/bf16). ``head_dim`` defaults to
+    ``hidden // heads``. ``intermediate`` (the MLP width) is descriptive: the
+    FLOP count comes from ``params``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    layers: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(0, ge=0, description="0: hidden // heads")
+    intermediate: int = Field(gt=0)
+    vocab: int = Field(gt=0)
+    params: int = Field(gt=0)
+    dtype_bytes: int = Field(2, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.head_dim == 0:
+            if self.hidden % self.heads:
+                raise ValueError("hidden is not a multiple of heads; give head_dim")
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
+        if self.heads % self.kv_heads:
+            raise ValueError("heads must be a multiple of kv_heads")
+        if self.params <= self.vocab * self.hidden:
+            raise ValueError("params must exceed the embedding table (vocab * hidden)")
+        return self
+
+    @property
+    def matmul_params(self) -> int:
+        """Parameters that multiply every token: all but the input embedding
+        table, which is a row lookup (no FLOPs, and only the looked-up rows are read)."""
+        return self.params - self.vocab * self.hidden
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes the weights occupy in GPU memory (all GPUs together)."""
+        return self.params * self.dtype_bytes
+
+
+def kv_bytes_per_token(model: ModelSpec, tp: int = 1) -> int:
+    """KV-cache bytes one token occupies on one GPU:
+    ``2 (K and V) * layers * kv_heads_per_gpu * head_dim * dtype_bytes``.
+
+    With tensor parallelism the KV heads are split over ``tp`` GPUs
+    (``ceil(kv_heads / tp)`` each; replicated when ``tp`` exceeds ``kv_heads``).
+    For Llama-2-7B in fp16 at ``tp=1`` this is 524,288 bytes (0.5 MiB).
+    """
+    if tp < 1:
+        raise InputError(f"tp must be at least 1, got {tp}")
+    kv_heads = -(-model.kv_heads // tp)
+    return 2 * model.layers * kv_heads * model.head_dim * model.dtype_bytes
+
+
+def kv_blocks(
+    gpu: GPU,
+    model: ModelSpec,
+    block_size: int = 16,
+    *,
+    gpu_memory_utilization: float = 0.9,
+    activation_reserve_bytes: int = 5 * GiB // 4,
+    tp: int = 1,
+) -> int:
+    """Paged-KV blocks a vLLM-like engine gets on each of ``tp`` GPUs (count).
+
+    ``floor((memory * util - weight_bytes / tp - reserve) / (block_size * kv))``,
+    at least 0, where ``kv`` is :func:`kv_bytes_per_token` and ``reserve`` is what
+    the engine keeps for activations and the runtime (bytes). vLLM measures that
+    reserve with a profiling forward pass at its token budget; the default,
+    1.25 GiB, reproduces the 7,449 blocks vLLM 0.2 logged for Llama-2-7B (fp16,
+    max_model_len 4096) on an A100-80GB at utilisation 0.9. A larger
+    ``max_num_batched_tokens`` needs a larger reserve.
+    """
+    if block_size < 1:
+        raise InputError(f"block_size must be at least 1, got {block_size}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise InputError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    if activation_reserve_bytes < 0:
+        raise InputError(
+            f"activation_reserve_bytes must be non-negative, got {activation_reserve_bytes}"
+        )
+    per_block = block_size * kv_bytes_per_token(model, tp)
+    free = gpu.memory * gpu_memory_utilization - model.weight_bytes / tp
+    return max(math.floor((free - activation_reserve_bytes) / per_block), 0)
+
+
+def _arrays(*args: Any) -> list[np.ndarray]:
+    return [np.asarray(a, dtype=np.float64) for a in args]
+
+
+class Roofline(BaseModel):
+    """Analytical iteration time from datasheet figures (no measurements needed).
+
+    One iteration runs every layer once over the batch. Its time, per GPU, is::
+
+        t = overhead_s + t_linear + t_attn + t_allreduce
+
+    **Linear layers** (QKV/O projections, MLP, LM head), with ``T =
+    prefill_tokens + decode_seqs`` tokens and ``P = model.matmul_params``::
+
+        flops_linear = 2 * P * T / tp                      # one multiply-add per weight per token
+        bytes_linear = P * dtype_bytes / tp                # every weight read once per iteration
+        t_linear     = max(flops_linear / (gpu.flops * mfu),
+                           bytes_linear / (gpu.mem_bw * mbu))
+
+    Small batches are bound by reading the weights, large ones by compute. The LM
+    head is counted for every token (vLLM computes logits only for sampled
+    positions; the excess is about 2% of a Llama-2-7B prefill).
+
+    **Attention** (scores and weighted values; its projections are linear layers),
+    per layer, with ``pairs = prefill_attn + decode_ctx + decode_seqs`` query-key
+    pairs (a decoding token also attends to itself) and ``kv =
+    kv_bytes_per_token(model, tp) / layers`` bytes per token per layer::
+
+        flops_layer = 4 * (heads / tp) * head_dim * pairs    # QK^T and PV, 2 FLOPs per MAC
+        kv_read     = decode_ctx + decode_seqs + prefill_attn / Q_TILE
+        kv_written  = prefill_tokens + decode_seqs
+        t_layer     = max(flops_layer / (gpu.flops * attn_mfu),
+                          kv * (kv_read + kv_written) / (gpu.mem_bw * mbu),
+                          decode_seqs * attn_seq_s,
+                          kernel_floor_s if pairs > 0 else 0)
+        t_attn      = layers * t_layer
+
+    Decoding reads every cached token once per sequence (memory-bound); a prefill
+    tile of :data:`Q_TILE` queries shares one read of its keys (compute-bound).
+    FlashAttention-style kernels reach a smaller fraction of peak than GEMMs,
+    hence ``attn_mfu``. A paged decode kernel spends a fixed time per sequence
+    (its thread blocks, the query load, the softmax reduction) that dominates
+    short contexts: ``attn_seq_s``. And no kernel is shorter than
+    ``kernel_floor_s``.
+
+    **Tensor parallelism** (``tp > 1``): weights, heads and KV heads are split over
+    ``tp`` GPUs, which run in lock step; each layer adds two all-reduces of the
+    ``T * hidden * dtype_bytes`` activations, as a ring::
+
+        t_allreduce = 2 * layers * (allreduce_latency_s
+                                    + 2 * (tp - 1) / tp * T * hidden * dtype_bytes / gpu.link_bw)
+
+    Summing the parts, rather than taking one max over the whole iteration, reflects
+    that the kernels run one after another: a compute-bound prefill GEMM does not
+    hide the memory-bound decode attention of the same batch.
+
+    Units: seconds, FLOP/s and bytes/s; ``mfu``, ``attn_mfu`` and ``mbu`` are
+    fractions of the datasheet peak. An all-zero batch still costs
+    ``overhead_s`` plus one weight pass (the engine never runs an empty step).
+    The kernel-level defaults (``attn_*``, ``kernel_floor_s``) were read off an
+    A100; on other GPUs they are a guess of the right order.
+
+    Defaults and where they come from:
+
+    - ``mfu = 0.6``: large bf16 GEMMs reach 60-70% of A100/H100 dense peak; with it
+      this model gives 40 ms for a 512-token Llama-2-7B prefill on an A100 (36 ms
+      of it GEMMs), where vLLM took 40.4 ms to the first token (FlightLLM artifact,
+      FlightLLM/flightllm_test_demo: profile/README.md).
+    - ``mbu = 0.8``: the usual planning figure for streaming weights from HBM.
+      Vidur's long-context decode kernels stream KV at up to 98% of 2.039 TB/s,
+      so this model overestimates them by up to 1.25x.
+    - ``overhead_s = 3 ms``: scheduler, sampling, and the dozens of small
+      per-layer kernels (norms, rotary, activation, residual) that neither FLOPs nor
+      bytes account for. vLLM decodes Llama-2-7B at batch 1 on an A100-80GB in
+      11.2-11.4 ms per token at contexts of 128-2,000 tokens (same artifact);
+      its weights at 80% of 2.039 TB/s take 8.1 ms, which leaves about 3 ms.
+    - ``attn_mfu = 0.2``, ``attn_seq_s = 1.4 us`` and ``kernel_floor_s = 9 us``:
+      read off Vidur's A100 profile of Llama-2-7B attention kernels
+      (microsoft/vidur, MIT): prefill attention reaches 10-30% of peak there,
+      decode at context 32 grows by 1.4 us per sequence per layer, and the
+      shortest kernel takes 9 us. The tests compare this model with those kernels.
+    - ``allreduce_latency_s = 10 us``: a small-message all-reduce over NVLink
+      with vLLM's custom kernel takes 9-10 us on H100 (sgl-project/sglang#2904).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["roofline"] = "roofline"
+    gpu: GPU
+    model: ModelSpec
+    tp: int = Field(1, ge=1)
+    mfu: float = Field(0.6, gt=0, le=1)
+    attn_mfu: float = Field(0.2, gt=0, le=1)
+    mbu: float = Field(0.8, gt=0, le=1)
+    overhead_s: float = Field(3e-3, ge=0)
+    kernel_floor_s: float = Field(9e-6, ge=0)
+    attn_seq_s: float = Field(1.4e-6, ge=0)
+    allreduce_latency_s: float = Field(10e-6, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Roofline:
+        if self.tp > 1 and self.gpu.link_bw is None:
+            raise ValueError(f"tp={self.tp} needs gpu.link_bw (GPU-to-GPU bytes/s)")
+        if self.model.heads % self.tp:
+            raise ValueError(f"tp={self.tp} does not divide heads={self.model.heads}")
+        return self
+
+    def _constants(self) -> tuple[float, float, float, float, float, float]:
+        """Seconds per linear-layer token, for one weight pass, per attention pair
+        per layer, per KV token per layer, per iteration of all-reduce latency, and
+        per token all-reduced. Derived on every call (a few float operations) so
+        that a copy with updated fields can never use stale values."""
+        m, g, tp = self.model, self.gpu, self.tp
+        gemm_s_per_token = 2 * m.matmul_params / tp / (g.flops * self.mfu)
+        weights_s = m.matmul_params * m.dtype_bytes / tp / (g.mem_bw * self.mbu)
+        attn_s_per_pair = 4 * (m.heads // tp) * m.head_dim / (g.flops * self.attn_mfu)
+        kv_s_per_token = kv_bytes_per_token(m, tp) / m.layers / (g.mem_bw * self.mbu)
+        ar_fixed = ar_s_per_token = 0.0
+        if tp > 1 and g.link_bw is not None:
+            ar_fixed = 2 * m.layers * self.allreduce_latency_s
+            ring = 2 * (tp - 1) / tp * m.hidden * m.dtype_bytes / g.link_bw
+            ar_s_per_token = 2 * m.layers * ring
+        return (
+            gemm_s_per_token,
+            weights_s,
+            attn_s_per_pair,
+            kv_s_per_token,
+            ar_fixed,
+            ar_s_per_token,
+        )
+
+    def attention_s(
+        self,
+        prefill_tokens: Any,
+        prefill_attn: Any,
+        decode_seqs: Any,
+        decode_ctx: Any,
+    ) -> np.ndarray:
+        """Seconds the attention kernels of one iteration take, all layers together
+        (``t_attn`` in the class docstring); divide by ``model.layers`` for one layer."""
+        pt, pa, ds, dc = _arrays(prefill_tokens, prefill_attn, decode_seqs, decode_ctx)
+        _, _, s_pair, s_kv, _, _ = self._constants()
+        pairs = pa + dc + ds
+        kv_tokens = dc + ds + pa / Q_TILE + pt + ds
+        floor = np.where(pairs > 0, self.kernel_floor_s, 0.0)
+        work = np.maximum(np.maximum(pairs * s_pair, kv_tokens * s_kv), ds * self.attn_seq_s)
+        layer = np.maximum(work, floor)
+        return np.asarray(self.model.layers * layer, dtype=np.float64)
+
+    def iteration_s(
+        self,
+        prefill_tokens: Any,
+        prefill_attn: Any,
+        decode_seqs: Any,
+        decode_ctx: Any,
+    ) -> np.ndarray:
+        """Seconds one iteration takes (see the class docstring for the formulas and
+        the module docstring for the arguments)."""
+        pt, pa, ds, dc = _arrays(prefill_tokens, prefill_attn, decode_seqs, decode_ctx)
+        s_gemm, s_weights, _, _, ar_fixed, s_ar = self._constants()
+        tokens = pt + ds
+        linear = np.maximum(tokens * s_gemm, s_weights)
+        total = self.overhead_s + linear + self.attention_s(pt, pa, ds, dc)
+        if ar_fixed:
+            total = total + ar_fixed + tokens * s_ar
+        return np.asarray(total, dtype=np.float64)
+
+
+class Linear(BaseModel):
+    """Iteration time as a non-negative linear function of the batch description::
+
+        iteration_s = c0 + c_prefill * prefill_tokens + c_attn * prefill_attn
+                      + c_decode * decode_seqs + c_ctx * decode_ctx
+
+    Units: ``c0`` seconds per iteration, ``c_prefill`` seconds per prefilled
+    token, ``c_attn`` seconds per prefill attention pair, ``c_decode`` seconds per
+    decoding sequence, ``c_ctx`` seconds per token of decode context. The form is
+    what a real engine's per-iteration timings can pin down by least squares
+    (:func:`fit_linear`); coefficients are non-negative so that more work never
+    takes less time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["linear"] = "linear"
+    c0: float = Field(ge=0)
+    c_prefill: float = Field(0.0, ge=0)
+    c_attn: float = Field(0.0, ge=0)
+    c_decode: float = Field(0.0, ge=0)
+    c_ctx: float = Field(0.0, ge=0)
+
+    def iteration_s(
+        self,
+        prefill_tokens: Any,
+        prefill_attn: Any,
+        decode_seqs: Any,
+        decode_ctx: Any,
+    ) -> np.ndarray:
+        """Seconds one iteration takes (the class docstring's formula)."""
+        pt, pa, ds, dc = _arrays(prefill_tokens, prefill_attn, decode_seqs, decode_ctx)
+        total = (
+            self.c0 + self.c_prefill * pt + self.c_attn * pa + self.c_decode * ds + self.c_ctx * dc
+        )
+        return np.asarray(total, dtype=np.float64)
+
+    def coefficients(self) -> np.ndarray:
+        """``[c0, c_prefill, c_attn, c_decode, c_ctx]`` as a float64 array."""
+        return np.array([self.c0, self.c_prefill, self.c_attn, self.c_decode, self.c_ctx])
+
+
+def fit_linear(features: np.ndarray, seconds: np.ndarray) -> Linear:
+    """Fit :class:`Linear` to measured iterations by non-negative least squares.
+
+    ``features`` is ``(n, 4)``: one row per iteration with ``prefill_tokens,
+    prefill_attn, decode_seqs, decode_ctx`` (the engine's four arguments);
+    ``seconds`` is ``(n,)``, each iteration's measured duration. Minimises
+    ``sum((intercept + features @ c - seconds) ** 2)`` subject to every
+    coefficient, the intercept included, being >= 0 (``scipy.optimize.nnls``).
+    Columns are scaled to unit maximum before solving, because they span ten
+    orders of magnitude (attention pairs vs sequences), then scaled back.
+    A column that is all zeros gets coefficient 0. Raises :class:`InputError`
+    on shapes that do not match, non-finite or negative values, or no rows.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(seconds, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 4:
+        raise InputError(f"features must have shape (n, 4), got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise InputError(f"seconds must have shape ({x.shape[0]},), got {y.shape}")
+    if x.shape[0] == 0:
+        raise InputError("no iterations to fit")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise InputError("features and seconds must be finite")
+    if (x < 0).any() or (y < 0).any():
+        raise InputError("features and seconds must be non-negative")
+    design = np.column_stack([np.ones(x.shape[0]), x])
+    scale = design.max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(design / scale, y)
+    c = np.asarray(coef, dtype=np.float64) / scale
+    return Linear(
+        c0=float(c[0]),
+        c_prefill=float(c[1]),
+        c_attn=float(c[2]),
+        c_decode=float(c[3]),
+        c_ctx=float(c[4]),
+    )
+
+
+#: A cost model as it appears in a saved config: picked by its ``kind``.
+CostSpec = Annotated[Roofline | Linear, Field(discriminator="kind")]
