@@ -234,7 +234,6 @@ class Runner:
         return out
 
     async def _dispatch(self) -> None:
-        clock = self.clock
         arrival = self.s.arrival_s
         for i in self.roots:
             await self.pacer.until(float(arrival[i]))
