@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import platform
@@ -321,6 +322,10 @@ def _execute(job: _Job, await_t0: Callable[[], int], progress: Any | None = None
     roots = schedule.roots[job.worker :: job.workers]
 
     async def main() -> dict[str, Any]:
+        # What exists now lives for the whole run: keep the collector from walking
+        # it again and again (its pauses would show as schedule lag). Before t0.
+        gc.collect()
+        gc.freeze()
         clock = Clock(await_t0())
         async with _target(config, job.headers, clock) as target:
             runner = Runner(
@@ -341,6 +346,7 @@ def _execute(job: _Job, await_t0: Callable[[], int], progress: Any | None = None
     try:
         return asyncio.run(main())
     finally:
+        gc.unfreeze()
         writer.close()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,10 +204,6 @@ class Runner:
         progress display's refresh) is called twice a second."""
         for i in self.roots:
             self._pending.update(self._chain(i))
-        # What exists now lives for the whole run: keep the collector from walking it
-        # again and again (its pauses would show as schedule lag).
-        gc.collect()
-        gc.freeze()
         probe = asyncio.create_task(self._watch(tick))
         try:
             await self._dispatch()
@@ -221,7 +216,6 @@ class Runner:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
             raise
         finally:
-            gc.unfreeze()
             probe.cancel()
             for i in sorted(self._pending):
                 self._emit(self._record(i, float(self.s.arrival_s[i])))

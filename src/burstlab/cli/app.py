@@ -53,6 +53,7 @@ def _register() -> None:
         generate_cmd,
         report_cmd,
         serve_cmd,
+        simulate_cmd,
         trace_cmds,
     )
     from burstlab.cli import fetch as fetch_cmd
@@ -68,6 +69,7 @@ def _register() -> None:
     app.command("bench")(bench_cmd.bench)
     app.command("report")(report_cmd.report)
     app.command("serve")(serve_cmd.serve)
+    app.command("simulate")(simulate_cmd.simulate)
 
 
 _register()

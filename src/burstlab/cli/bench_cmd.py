@@ -174,7 +174,10 @@ def _headers(values: list[str]) -> dict[str, str]:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.1f}"
+    """Milliseconds, or seconds (with an ``s``) from 100 s up, so columns stay narrow."""
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.1f}" if abs(value) < 100 else f"{value:.1f} s"
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
@@ -192,7 +195,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         for reason in client["reasons"]:
             console.print(f"[red]  - {escape(reason)}[/]")
     table = Table(title="latency (ms), ok requests", header_style="bold")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for col in ("mean", "p50", "p90", "p95", "p99", "max", "n"):
         table.add_column(col, justify="right")
     rows = [(name, summary["metrics"][name]) for name in summary["metrics"]]

@@ -150,8 +150,10 @@ def kv_blocks(
     the engine keeps for activations and the runtime (bytes). vLLM measures that
     reserve with a profiling forward pass at its token budget; the default,
     1.25 GiB, reproduces the 7,449 blocks vLLM 0.2 logged for Llama-2-7B (fp16,
-    max_model_len 4096) on an A100-80GB at utilisation 0.9. A larger
-    ``max_num_batched_tokens`` needs a larger reserve.
+    max_model_len 4096) on an A100-80GB at utilisation 0.9
+    (FlightLLM/flightllm_test_demo: profile/README.md). A larger
+    ``max_num_batched_tokens`` needs a larger reserve; to match a real engine,
+    pass the block count it logs to the engine config instead.
     """
     if block_size < 1:
         raise InputError(f"block_size must be at least 1, got {block_size}")

@@ -1,0 +1,120 @@
+"""``engine.yaml``: what replica to simulate, in one file a person can read and edit.
+
+Every field has a default, so an empty file (or no file) is the documented
+default preset: one Llama-2-7B replica on an A100-80G, vLLM-like scheduler
+settings, the roofline cost model, and as many KV blocks as vLLM would find at
+90% memory utilisation (7,449 blocks of 16 tokens)::
+
+    gpu: A100-80G              # preset name, or a mapping of GPU fields
+    model: Llama-2-7B          # preset name, or a mapping of model fields
+    tp: 1
+    gpu_memory_utilization: 0.9
+    cost:                      # optional; default: the roofline of gpu x model
+      kind: roofline           # or: kind: linear, c0: ..., c_prefill: ... (from calibrate)
+      mfu: 0.6
+    engine:                    # scheduler and memory (EngineConfig); num_blocks derived
+      max_num_seqs: 256
+      max_batched_tokens: 8192
+      scheduler: fcfs          # fcfs | srf | lrf
+      preemption: recompute    # recompute | swap
+      queue_cap: 1000
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from burstlab.core.errors import InputError
+from burstlab.sim import presets
+from burstlab.sim.cost import GPU, CostSpec, ModelSpec, Roofline, kv_blocks, kv_bytes_per_token
+from burstlab.sim.engine import Engine, EngineConfig
+
+
+class EngineSpec(BaseModel):
+    """A replica: hardware, model, cost model and scheduler settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu: str | GPU = "A100-80G"
+    model: str | ModelSpec = "Llama-2-7B"
+    tp: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    cost: CostSpec | None = None
+    engine: dict[str, Any] = Field(default_factory=dict)
+
+    def hardware(self) -> tuple[GPU, ModelSpec]:
+        g = presets.gpu(self.gpu) if isinstance(self.gpu, str) else self.gpu
+        m = presets.model(self.model) if isinstance(self.model, str) else self.model
+        return g, m
+
+    def config(self) -> EngineConfig:
+        """The scheduler settings, with the KV block count and bytes per token
+        derived from the hardware unless given."""
+        g, m = self.hardware()
+        values = dict(self.engine)
+        block = int(values.get("block_size", 16))
+        values.setdefault(
+            "num_blocks",
+            max(
+                1,
+                kv_blocks(
+                    g, m, block, gpu_memory_utilization=self.gpu_memory_utilization, tp=self.tp
+                ),
+            ),
+        )
+        values.setdefault("kv_bytes_per_token", kv_bytes_per_token(m, self.tp))
+        try:
+            return EngineConfig(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InputError(f"engine.{where}: {first['msg']}") from None
+
+    def build(self) -> Engine:
+        g, m = self.hardware()
+        cost = self.cost or Roofline(gpu=g, model=m, tp=self.tp)
+        return Engine(self.config(), cost)
+
+    def describe(self) -> dict[str, Any]:
+        """The spec with everything resolved, for ``run.json``."""
+        g, m = self.hardware()
+        cost = self.cost or Roofline(gpu=g, model=m, tp=self.tp)
+        return {
+            "gpu": g.model_dump(),
+            "model": m.model_dump(),
+            "tp": self.tp,
+            "cost": cost.model_dump(),
+            "engine": self.config().model_dump(),
+        }
+
+
+def load_spec(path: str | Path | None) -> EngineSpec:
+    """The spec in ``path`` (YAML or JSON; ``None``: the default preset)."""
+    if path is None:
+        return EngineSpec()
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read the engine file: {exc.strerror}", path=p) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        raise InputError(f"not valid YAML: {exc}", path=p, line=line, column=column) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError("an engine file is a mapping of fields", path=p)
+    try:
+        spec = EngineSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"{first['msg']}", path=p, field=where) from None
+    spec.config()  # engine settings are checked now, with the file named
+    return spec

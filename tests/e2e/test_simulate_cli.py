@@ -1,0 +1,56 @@
+"""``burstlab simulate`` end to end: default preset, an engine file, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "burstlab"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_simulate_sample_with_the_default_engine(tmp_path: Path) -> None:
+    work = tmp_path / "w.parquet"
+    assert run("generate", "sample", "--busiest", "2m", "-o", str(work)).returncode == 0
+    out = run("simulate", str(work), "-o", str(tmp_path / "run"), "--slo", "ttft=2,e2e=60")
+    assert out.returncode == 0, out.stderr
+    assert "simulated" in out.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["counts"]["ok"] == summary["counts"]["scheduled"]
+    assert "goodput" in summary
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["engine"]["engine"]["num_blocks"] == 7449
+    assert (tmp_path / "run" / "report.html").exists()
+
+
+def test_engine_file_and_errors(tmp_path: Path) -> None:
+    work = tmp_path / "w.parquet"
+    run("generate", "sample", "--busiest", "1m", "--speedup", "4", "-o", str(work))
+    engine = tmp_path / "engine.yaml"
+    engine.write_text(
+        "gpu: H100-80G\nmodel: Llama-3-8B\nengine:\n  num_blocks: 300\n  queue_cap: 20\n"
+    )
+    out = run("simulate", str(work), "--engine", str(engine), "-o", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["counts"]["failed"] > 0
+    assert "http_429" in summary["failures_by_kind"]
+    engine.write_text("gpu: B200\n")
+    out = run("simulate", str(work), "--engine", str(engine), "-o", str(tmp_path / "bad"))
+    assert out.returncode == 2
+    assert "B200" in out.stderr
+    engine.write_text("engine:\n  scheduler: random\n")
+    out = run("simulate", str(work), "--engine", str(engine), "-o", str(tmp_path / "bad2"))
+    assert out.returncode == 2
+    assert "scheduler" in out.stderr
+    engine.write_text("gpu: [unclosed\n")
+    out = run("simulate", str(work), "--engine", str(engine), "-o", str(tmp_path / "bad3"))
+    assert out.returncode == 2
+    assert "not valid YAML" in out.stderr
