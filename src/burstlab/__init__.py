@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from burstlab.bench.run import bench as run_bench
     from burstlab.report.bench import render_run
     from burstlab.server.fixed import FixedTiming
+    from burstlab.sim.engine import Engine, EngineConfig
+    from burstlab.sim.simulate import simulate
+    from burstlab.sim.spec import EngineSpec, load_spec
     from burstlab.trace.fetch import fetch
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
@@ -40,6 +43,11 @@ _LAZY = {
     "load_records": "burstlab.trace.records",
     "render_run": "burstlab.report.bench",
     "FixedTiming": "burstlab.server.fixed",
+    "Engine": "burstlab.sim.engine",
+    "EngineConfig": "burstlab.sim.engine",
+    "EngineSpec": "burstlab.sim.spec",
+    "load_spec": "burstlab.sim.spec",
+    "simulate": "burstlab.sim.simulate",
     "fit": "burstlab.workload.model",
     "WorkloadModel": "burstlab.workload.model",
     "ReplaySpec": "burstlab.workload.replay",
@@ -80,6 +88,9 @@ __all__ = [
     "BurstlabError",
     "ColumnMap",
     "Comparison",
+    "Engine",
+    "EngineConfig",
+    "EngineSpec",
     "FetchError",
     "Filters",
     "FixedTiming",
@@ -97,12 +108,14 @@ __all__ = [
     "fetch",
     "fit",
     "load_records",
+    "load_spec",
     "read_table",
     "read_trace",
     "render_run",
     "replay",
     "run_bench",
     "sample_trace",
+    "simulate",
     "trace_info",
     "validate",
     "write_table",
