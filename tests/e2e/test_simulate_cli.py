@@ -54,3 +54,17 @@ def test_engine_file_and_errors(tmp_path: Path) -> None:
     out = run("simulate", str(work), "--engine", str(engine), "-o", str(tmp_path / "bad3"))
     assert out.returncode == 2
     assert "not valid YAML" in out.stderr
+
+
+def test_experiment_scheduling(tmp_path: Path) -> None:
+    work = tmp_path / "w.parquet"
+    run("generate", "sample", "--busiest", "2m", "-o", str(work))
+    out = run("experiment", "scheduling", str(work), "-o", str(tmp_path / "exp"))
+    assert out.returncode == 0, out.stderr
+    for name in ("experiment.csv", "experiment.json", "experiment.png"):
+        assert (tmp_path / "exp" / name).exists()
+    rows = json.loads((tmp_path / "exp" / "experiment.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["fcfs", "srf", "lrf"]
+    out = run("experiment", "pd", str(work), "-o", str(tmp_path / "pd"))
+    assert out.returncode == 2
+    assert "pd needs the cluster simulator" in out.stderr

@@ -50,6 +50,7 @@ def _register() -> None:
         analyze_cmd,
         bench_cmd,
         demo,
+        experiment_cmd,
         generate_cmd,
         report_cmd,
         serve_cmd,
@@ -70,6 +71,7 @@ def _register() -> None:
     app.command("report")(report_cmd.report)
     app.command("serve")(serve_cmd.serve)
     app.command("simulate")(simulate_cmd.simulate)
+    app.command("experiment")(experiment_cmd.experiment)
 
 
 _register()

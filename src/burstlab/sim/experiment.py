@@ -1,0 +1,90 @@
+"""The BurstGPT paper's serving demos as one call: the same workload through engine
+variants that differ in one setting, compared on the same metrics.
+
+- ``scheduling``: FCFS against shortest- and longest-request-first (keyed as the
+  spec says, by default on input length);
+- ``kv``: the KV-cache size swept from a tenth of the derived block count to
+  twice it (``num_blocks`` x 0.1, 0.25, 0.5, 1, 2), to see where a burst starts
+  to preempt and fail.
+
+Metrics per variant (seconds): mean and p99 of E2E and TTFT over completed
+requests, jitter (standard deviation of per-request TPOT), failure rate,
+preemptions, completed requests per second.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from burstlab.core.errors import InputError
+from burstlab.sim.engine import OK, Engine, SimResult
+from burstlab.sim.spec import EngineSpec
+
+Study = Literal["scheduling", "kv"]
+STUDIES: tuple[str, ...] = ("scheduling", "kv")
+KV_FRACTIONS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
+    """The labelled engine specs a study compares."""
+    if study == "scheduling":
+        return [
+            (name, spec.model_copy(update={"engine": {**spec.engine, "scheduler": name}}))
+            for name in ("fcfs", "srf", "lrf")
+        ]
+    if study == "kv":
+        base = spec.config().num_blocks
+        out = []
+        for f in KV_FRACTIONS:
+            blocks = max(1, round(base * f))
+            engine = {**spec.engine, "num_blocks": blocks}
+            out.append((f"{blocks} blocks (x{f:g})", spec.model_copy(update={"engine": engine})))
+        return out
+    raise InputError(
+        f"unknown experiment {study!r}; known: {', '.join(STUDIES)} "
+        "(pd needs the cluster simulator, not built yet)"
+    )
+
+
+def metrics(result: SimResult, arrival: np.ndarray, output_tokens: np.ndarray) -> dict[str, float]:
+    """The study's metrics of one simulated run."""
+    ok = result.outcome == OK
+    e2e = (result.end - arrival)[ok]
+    ttft = (result.first - arrival)[ok]
+    n = np.maximum(output_tokens, 1)[ok]
+    multi = n > 1
+    tpot = (result.end[ok] - result.first[ok])[multi] / (n[multi] - 1)
+    span = float(np.nanmax(result.end) - arrival.min()) if arrival.size else 0.0
+
+    def stat(values: np.ndarray, q: float | None = None) -> float:
+        if values.size == 0:
+            return float("nan")
+        return float(np.percentile(values, q)) if q is not None else float(values.mean())
+
+    return {
+        "e2e_mean_s": stat(e2e),
+        "e2e_p99_s": stat(e2e, 99),
+        "ttft_mean_s": stat(ttft),
+        "ttft_p99_s": stat(ttft, 99),
+        "jitter_s": float(tpot.std()) if tpot.size else float("nan"),
+        "failure_rate": float(1 - ok.mean()) if ok.size else float("nan"),
+        "preemptions": float(result.preemptions.sum()),
+        "completed_per_s": float(ok.sum() / span) if span > 0 else float("nan"),
+    }
+
+
+def run_study(study: str, workload: pl.DataFrame, spec: EngineSpec) -> pl.DataFrame:
+    """One row per variant: its label, the setting, and :func:`metrics`."""
+    table = workload.sort("arrival_s", maintain_order=True)
+    arrival = table["arrival_s"].to_numpy()
+    inputs = table["input_tokens"].to_numpy()
+    outputs = table["output_tokens"].to_numpy()
+    rows: list[dict[str, Any]] = []
+    for label, variant in variants(study, spec):
+        engine: Engine = variant.build()
+        result = engine.run(arrival, inputs, outputs)
+        rows.append({"variant": label, **metrics(result, arrival, outputs)})
+    return pl.DataFrame(rows)
