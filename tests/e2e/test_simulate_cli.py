@@ -68,3 +68,22 @@ def test_experiment_scheduling(tmp_path: Path) -> None:
     out = run("experiment", "pd", str(work), "-o", str(tmp_path / "pd"))
     assert out.returncode == 2
     assert "pd needs the cluster simulator" in out.stderr
+
+
+def test_calibrate_a_run_then_simulate_with_it(tmp_path: Path) -> None:
+    work = tmp_path / "w.parquet"
+    run("generate", "sample", "--busiest", "2m", "--speedup", "0.25", "-o", str(work))
+    assert run("simulate", str(work), "-o", str(tmp_path / "a"), "--no-report").returncode == 0
+    out = run("calibrate", str(tmp_path / "a"), "-o", str(tmp_path / "engine.yaml"))
+    assert out.returncode == 0, out.stderr
+    assert "median relative error" in out.stdout
+    assert "kind: linear" in (tmp_path / "engine.yaml").read_text()
+    out = run(
+        "simulate", str(work), "--engine", str(tmp_path / "engine.yaml"), "-o", str(tmp_path / "b")
+    )
+    assert out.returncode == 0, out.stderr
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())["metrics"]
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())["metrics"]
+    assert abs(b["tpot_s"]["p50"] / a["tpot_s"]["p50"] - 1) < 0.2
+    out = run("calibrate", str(tmp_path / "missing"), "-o", str(tmp_path / "x.yaml"))
+    assert out.returncode == 2

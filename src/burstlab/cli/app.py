@@ -49,6 +49,7 @@ def _register() -> None:
     from burstlab.cli import (
         analyze_cmd,
         bench_cmd,
+        calibrate_cmd,
         demo,
         experiment_cmd,
         generate_cmd,
@@ -72,6 +73,7 @@ def _register() -> None:
     app.command("serve")(serve_cmd.serve)
     app.command("simulate")(simulate_cmd.simulate)
     app.command("experiment")(experiment_cmd.experiment)
+    app.command("calibrate")(calibrate_cmd.calibrate)
 
 
 _register()

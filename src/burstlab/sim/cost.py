@@ -378,7 +378,9 @@ class Linear(BaseModel):
         return np.array([self.c0, self.c_prefill, self.c_attn, self.c_decode, self.c_ctx])
 
 
-def fit_linear(features: np.ndarray, seconds: np.ndarray) -> Linear:
+def fit_linear(
+    features: np.ndarray, seconds: np.ndarray, weights: np.ndarray | None = None
+) -> Linear:
     """Fit :class:`Linear` to measured iterations by non-negative least squares.
 
     ``features`` is ``(n, 4)``: one row per iteration with ``prefill_tokens,
@@ -388,7 +390,9 @@ def fit_linear(features: np.ndarray, seconds: np.ndarray) -> Linear:
     coefficient, the intercept included, being >= 0 (``scipy.optimize.nnls``).
     Columns are scaled to unit maximum before solving, because they span ten
     orders of magnitude (attention pairs vs sequences), then scaled back.
-    A column that is all zeros gets coefficient 0. Raises :class:`InputError`
+    A column that is all zeros gets coefficient 0. ``weights`` (``(n,)``,
+    positive) weight each row's squared error, e.g. ``1 / seconds`` to fit
+    relative rather than absolute errors. Raises :class:`InputError`
     on shapes that do not match, non-finite or negative values, or no rows.
     """
     x = np.asarray(features, dtype=np.float64)
@@ -404,6 +408,12 @@ def fit_linear(features: np.ndarray, seconds: np.ndarray) -> Linear:
     if (x < 0).any() or (y < 0).any():
         raise InputError("features and seconds must be non-negative")
     design = np.column_stack([np.ones(x.shape[0]), x])
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != y.shape or not np.isfinite(w).all() or (w <= 0).any():
+            raise InputError("weights must be positive and finite, one per row")
+        design = design * w[:, None]
+        y = y * w
     scale = design.max(axis=0)
     scale[scale == 0] = 1.0
     coef, _ = nnls(design / scale, y)

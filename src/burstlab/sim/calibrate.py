@@ -1,0 +1,122 @@
+"""Fit the simulator's linear cost model to a real benchmark run (``burstlab calibrate``).
+
+A client sees requests, not iterations, so the batch each request met is
+estimated from the run's own records: at a time ``t`` the decoding batch holds
+every request between its first token and its end, and each one's context is
+its prompt plus the tokens it has produced by ``t`` (at its own TPOT). Then:
+
+- a request's TTFT is taken as one prefill iteration of its prompt
+  (``prefill_tokens = P``, ``prefill_attn = P (P + 1) / 2``) alongside the decoding
+  batch at the middle of its wait;
+- its TPOT as the average iteration during its decode: the batch at the middle
+  of its decode, plus the prefill work of the requests whose first token fell
+  inside that decode, spread over its iterations (chunked prefill mixes them
+  into the same iterations, and they are what makes a TPOT jitter).
+
+Both sets of samples are fitted together by non-negative least squares of the
+relative errors (:func:`burstlab.sim.cost.fit_linear`). Queueing inflates TTFT, so a run at
+moderate load (the server busy, not backlogged) calibrates best; the fit's
+median errors on TTFT and TPOT are reported so a poor fit shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from burstlab.core.errors import InputError
+from burstlab.sim.cost import Linear, fit_linear
+
+#: Fewest usable requests for a fit.
+MIN_REQUESTS = 20
+
+
+def _active(
+    times: np.ndarray, start: np.ndarray, stop: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
+    """Sum of ``weight`` over intervals ``[start, stop)`` containing each of ``times``."""
+    order_a = np.argsort(start)
+    order_b = np.argsort(stop)
+    cum_a = np.concatenate([[0.0], np.cumsum(weight[order_a])])
+    cum_b = np.concatenate([[0.0], np.cumsum(weight[order_b])])
+    began = cum_a[np.searchsorted(start[order_a], times, side="right")]
+    ended = cum_b[np.searchsorted(stop[order_b], times, side="right")]
+    out: np.ndarray = began - ended
+    return out
+
+
+def _within(at: np.ndarray, weight: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Sum of ``weight`` over events at times ``at`` inside each ``(lo, hi)``."""
+    order = np.argsort(at)
+    cum = np.concatenate([[0.0], np.cumsum(weight[order])])
+    times = at[order]
+    out: np.ndarray = (
+        cum[np.searchsorted(times, hi, side="left")] - cum[np.searchsorted(times, lo, side="right")]
+    )
+    return out
+
+
+def batch_at(times: np.ndarray, first: np.ndarray, end: np.ndarray, prompt: np.ndarray,
+             tpot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(decoding sequences, their total context in tokens) at each of ``times``."""
+    rate = np.where(tpot > 0, 1.0 / np.where(tpot > 0, tpot, 1.0), 0.0)
+    seqs = _active(times, first, end, np.ones_like(first))
+    # context_j(t) = prompt_j + (t - first_j) * rate_j = (prompt_j - first_j rate_j) + t rate_j
+    ctx = _active(times, first, end, prompt - first * rate) + times * _active(
+        times, first, end, rate
+    )
+    return seqs, np.maximum(ctx, 0.0)
+
+
+def calibration_samples(records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features ``(n, 4)``, seconds ``(n,)`` and which rows are TTFT samples (the
+    rest are TPOT samples), from a result table's ok requests."""
+    ok = records.filter(
+        (pl.col("outcome") == "ok")
+        & pl.col("first_s").is_not_null()
+        & pl.col("end_s").is_not_null()
+    )
+    if ok.height < MIN_REQUESTS:
+        raise InputError(
+            f"calibration needs at least {MIN_REQUESTS} completed requests, the run has {ok.height}"
+        )
+    sent = ok["sent_s"].to_numpy().astype(np.float64)
+    first = ok["first_s"].to_numpy().astype(np.float64)
+    end = ok["end_s"].to_numpy().astype(np.float64)
+    prompt = ok["input_tokens_achieved"].fill_null(ok["input_tokens"]).to_numpy().astype(np.float64)
+    tokens = ok["output_tokens_achieved"].fill_null(1).to_numpy().astype(np.float64)
+    multi = tokens > 1
+    tpot = np.where(multi, (end - first) / np.maximum(tokens - 1, 1), 0.0)
+    wait_mid = (sent + first) / 2
+    d_seqs, d_ctx = batch_at(wait_mid, first, end, prompt, tpot)
+    prefill = np.column_stack([prompt, prompt * (prompt + 1) / 2, d_seqs, d_ctx])
+    decode_mid = ((first + end) / 2)[multi]
+    b_seqs, b_ctx = batch_at(decode_mid, first, end, prompt, tpot)
+    iterations = (tokens - 1)[multi]
+    p_tokens = _within(first, prompt, first[multi], end[multi]) / iterations
+    p_attn = _within(first, prompt * (prompt + 1) / 2, first[multi], end[multi]) / iterations
+    decode = np.column_stack([p_tokens, p_attn, np.maximum(b_seqs, 1), b_ctx])
+    features = np.vstack([prefill, decode])
+    seconds = np.concatenate([first - sent, tpot[multi]])
+    is_ttft = np.arange(seconds.size) < prefill.shape[0]
+    keep = np.isfinite(features).all(axis=1) & np.isfinite(seconds) & (seconds >= 0)
+    return features[keep], seconds[keep], is_ttft[keep]
+
+
+def calibrate(records: pl.DataFrame) -> tuple[Linear, dict[str, Any]]:
+    """The fitted cost model and its quality: requests used, median relative error
+    of the predicted TTFT and TPOT samples."""
+    features, seconds, is_ttft = calibration_samples(records)
+    # relative errors: TTFTs are ten times TPOTs and would otherwise decide the fit
+    model = fit_linear(features, seconds, weights=1.0 / np.maximum(seconds, 1e-4))
+    predicted = model.iteration_s(*features.T)
+    rel = np.abs(predicted - seconds) / np.maximum(seconds, 1e-9)
+    quality = {
+        "samples": int(seconds.size),
+        "ttft_samples": int(is_ttft.sum()),
+        "ttft_median_rel_error": float(np.median(rel[is_ttft])) if is_ttft.any() else None,
+        "tpot_median_rel_error": float(np.median(rel[~is_ttft])) if (~is_ttft).any() else None,
+    }
+    return model, quality

@@ -1,0 +1,62 @@
+"""Calibration: a run simulated with a known cost model is fitted back well enough
+that re-simulating with the fit reproduces its TTFT and TPOT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from burstlab.core.errors import InputError
+from burstlab.sim.calibrate import batch_at, calibrate
+from burstlab.sim.cost import Linear
+from burstlab.sim.engine import Engine, EngineConfig
+from burstlab.sim.simulate import simulate
+from burstlab.trace.records import load_records
+from helpers import workload
+
+TRUE = Linear(c0=0.006, c_prefill=6e-5, c_attn=2e-9, c_decode=1e-4, c_ctx=3e-8)
+
+
+def mixed(n: int, rate: float) -> pl.DataFrame:
+    rng = np.random.default_rng(5)
+    table = workload(np.sort(rng.uniform(0, n / rate, n)).tolist())
+    return table.with_columns(
+        pl.Series("input_tokens", rng.integers(100, 2000, n), dtype=pl.Int32),
+        pl.Series("output_tokens", rng.integers(20, 300, n), dtype=pl.Int32),
+    )
+
+
+def medians(run: Path) -> tuple[float, float]:
+    rec = load_records(run).filter(pl.col("outcome") == "ok")
+    return float(rec["ttft_s"].median()), float(rec["tpot_s"].median())  # type: ignore[arg-type]
+
+
+def test_refit_reproduces_ttft_and_tpot(tmp_path: Path) -> None:
+    table = mixed(1500, 3.0)
+    simulate(table, Engine(EngineConfig(), TRUE), tmp_path / "true")
+    fitted, quality = calibrate(load_records(tmp_path / "true"))
+    assert quality["samples"] > 2000
+    simulate(table, Engine(EngineConfig(), fitted), tmp_path / "fit")
+    (ttft_a, tpot_a), (ttft_b, tpot_b) = medians(tmp_path / "true"), medians(tmp_path / "fit")
+    assert ttft_b == pytest.approx(ttft_a, rel=0.25)
+    assert tpot_b == pytest.approx(tpot_a, rel=0.15)
+
+
+def test_batch_estimate_counts_active_decodes() -> None:
+    first = np.array([0.0, 1.0, 2.0])
+    end = np.array([10.0, 3.0, 2.5])
+    prompt = np.array([100.0, 10.0, 5.0])
+    tpot = np.array([0.1, 0.5, 0.25])
+    seqs, ctx = batch_at(np.array([0.5, 2.2, 5.0]), first, end, prompt, tpot)
+    assert seqs.tolist() == [1, 3, 1]
+    assert ctx[0] == pytest.approx(105.0)
+    assert ctx[1] == pytest.approx((100 + 22) + (10 + 2.4) + (5 + 0.8))
+
+
+def test_too_few_requests_is_an_error(tmp_path: Path) -> None:
+    simulate(mixed(5, 1.0), Engine(EngineConfig(), TRUE), tmp_path / "run")
+    with pytest.raises(InputError, match="at least"):
+        calibrate(load_records(tmp_path / "run"))
