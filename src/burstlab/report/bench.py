@@ -258,7 +258,9 @@ def page(run: Run) -> dict[str, Any]:
     client = _map(s.get("client"))
     raw_reasons = client.get("reasons")
     reasons = [_text(r) for r in raw_reasons] if isinstance(raw_reasons, list) else []
+    simulated = m.get("kind") == "simulate"
     return {
+        "kind": "simulate" if simulated else "bench",
         "run_dir": str(run.path),
         "status": status,
         "status_ok": status == "complete",
@@ -266,7 +268,7 @@ def page(run: Run) -> dict[str, Any]:
         "client_bound": bool(client.get("bound")),
         "client_reasons": reasons,
         "lost": int(_num(s.get("lost")) or 0),
-        "target": _target(config, m, run.table),
+        "target": _engine(m) if simulated else _target(config, m, run.table),
         "run_info": _run_info(m, s),
         "counts": _counts(counts, s),
         "throughput": _throughput(s),
@@ -326,6 +328,28 @@ def _target(
             )
             rows.append(("workload models", shown))
     return rows
+
+
+def _engine(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """The simulated replica, from a ``simulate`` run's manifest."""
+    spec = _map(m.get("engine"))
+    engine = _map(spec.get("engine"))
+    cost = _map(spec.get("cost"))
+    return [
+        ("GPU", _text(_map(spec.get("gpu")).get("name"))),
+        ("model", _text(_map(spec.get("model")).get("name"))),
+        ("tensor parallel", _text(spec.get("tp"))),
+        ("cost model", _text(cost.get("kind"))),
+        ("scheduler", _text(engine.get("scheduler"))),
+        ("max sequences", _text(engine.get("max_num_seqs"))),
+        ("max batched tokens", _text(engine.get("max_batched_tokens"))),
+        (
+            "KV blocks",
+            f"{_text(engine.get('num_blocks'))} x {_text(engine.get('block_size'))} tokens",
+        ),
+        ("preemption", _text(engine.get("preemption"))),
+        ("queue cap", _text(engine.get("queue_cap") or "none")),
+    ]
 
 
 def _run_info(m: dict[str, Any], s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -509,6 +533,15 @@ def figures(run: Run) -> list[tuple[str, str]]:
             lengths_scatter(table),
         ),
     ]
+    telemetry = run.path / "telemetry.parquet"
+    if telemetry.is_file():
+        made.append(
+            (
+                "Simulated engine over time: batch size, running and waiting requests, KV "
+                "blocks in use, and preemptions so far (one point per scheduling step)",
+                engine_telemetry(pl.read_parquet(telemetry)),
+            )
+        )
     return [(caption, uri) for caption, png in made if (uri := plots.data_uri(png)) is not None]
 
 
@@ -823,4 +856,29 @@ def lengths_scatter(table: pl.DataFrame) -> bytes | None:
         ax.set_xlabel("requested")
         ax.set_ylabel("achieved")
         ax.legend(loc="upper left", fontsize=8)
+    return plots.to_png(fig)
+
+
+def engine_telemetry(steps: pl.DataFrame) -> bytes | None:
+    """Batch, running, waiting, KV blocks and preemptions of a simulated engine
+    against time (from ``telemetry.parquet``, one row per step or fast run)."""
+    if steps.height == 0:
+        return None
+    keep = _thin(steps.height)
+    t = steps["start_s"].to_numpy()[keep]
+    scale, unit = _time_unit(float(t.max() - t.min()) if t.size else 0.0)
+    fig, axes = plots.grid(3, 1, height=2.2, width=10.0)
+    (a, b, c) = axes[:, 0]
+    a.step(t / scale, steps["batch"].to_numpy()[keep], where="post", label="batch", lw=0.8)
+    a.step(t / scale, steps["running"].to_numpy()[keep], where="post", label="running", lw=0.8)
+    a.step(t / scale, steps["waiting"].to_numpy()[keep], where="post", label="waiting", lw=0.8)
+    a.set_ylabel("requests")
+    a.legend(loc="upper right", fontsize=8)
+    b.step(t / scale, steps["kv_blocks"].to_numpy()[keep], where="post", color="#55a868", lw=0.8)
+    b.set_ylabel("KV blocks used")
+    c.step(t / scale, steps["preemptions"].to_numpy()[keep], where="post", color="#c44e52", lw=0.8)
+    c.set_ylabel("preemptions (cumulative)")
+    c.set_xlabel(f"simulated time ({unit})")
+    for ax in (a, b, c):
+        ax.grid(alpha=0.3)
     return plots.to_png(fig)

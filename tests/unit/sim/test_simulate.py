@@ -33,6 +33,8 @@ def test_simulated_run_directory(tmp_path: Path) -> None:
     assert summary["burst"]["burst"]["requests"] > 0
     for name in ("run.json", "schedule.parquet", "telemetry.parquet", "summary.json"):
         assert (tmp_path / "run" / name).exists()
-    assert render_run(tmp_path / "run").exists()
+    html = render_run(tmp_path / "run").read_text()
+    assert "burstlab simulate report" in html
+    assert "Simulated engine over time" in html
     trace, _ = read_trace(tmp_path / "run" / "records.jsonl")
     assert trace.height == 400
