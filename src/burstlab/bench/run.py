@@ -41,7 +41,7 @@ from burstlab.core.errors import BurstlabError, InputError
 from burstlab.core.files import write_json
 from burstlab.core.version import __version__
 from burstlab.trace.io import read_table, write_table
-from burstlab.trace.records import Record, RecordWriter, load_records
+from burstlab.trace.records import Record, RecordWriter, load_records, new_records_file
 from burstlab.workload.prompts import make_synth
 
 try:
@@ -127,14 +127,7 @@ def bench(
     recorded as cancelled, unsent ones as not_sent, and the summary is written.
     """
     out = Path(run_dir)
-    records = out / "records.jsonl"
-    if records.exists() and records.stat().st_size > 0:
-        raise InputError(
-            "already holds a run's records; refusing to overwrite them",
-            path=str(out),
-            hint="pass a new run directory",
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    records = new_records_file(out)
     api_key = os.environ.get(config.api_key_env) or None
     headers = dict(config.headers)
     if api_key:

@@ -19,12 +19,11 @@ import orjson
 import polars as pl
 
 from burstlab.analyze.results import SLO, summarize
-from burstlab.core.errors import InputError
 from burstlab.core.files import atomic_file, write_json
 from burstlab.core.version import __version__
 from burstlab.sim.engine import OK, REJECTED, TELEMETRY_COLUMNS, TIMED_OUT, Engine, SimResult
 from burstlab.trace.io import write_table
-from burstlab.trace.records import Record, load_records
+from burstlab.trace.records import Record, load_records, new_records_file
 
 
 def simulate(
@@ -43,13 +42,7 @@ def simulate(
     ``run.json``. Returns the raw result and the summary.
     """
     out = Path(run_dir)
-    records_path = out / "records.jsonl"
-    if records_path.exists() and records_path.stat().st_size > 0:
-        raise InputError(
-            "already holds a run's records; refusing to overwrite them",
-            path=str(out),
-            hint="pass a new run directory",
-        )
+    records_path = new_records_file(out)
     table = workload.sort("arrival_s", maintain_order=True)
     write_table(table, out / "schedule.parquet")
     manifest: dict[str, Any] = {

@@ -137,6 +137,21 @@ class RecordWriter:
             self._fh.close()
 
 
+def new_records_file(run_dir: str | Path) -> Path:
+    """``run_dir/records.jsonl`` for a new run: the folder is created, and a folder
+    already holding a run's records is refused, so no measurement is overwritten."""
+    out = Path(run_dir)
+    path = out / "records.jsonl"
+    if path.exists() and path.stat().st_size > 0:
+        raise InputError(
+            "already holds a run's records; refusing to overwrite them",
+            path=str(out),
+            hint="pass a new run directory",
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def read_records(path: Path) -> bytes:
     """The complete record lines of ``path``. A torn last line (the writer died
     mid-record) is left out; a bad line elsewhere is an error naming its line."""
