@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -101,6 +101,12 @@ class _Req:
 
 #: Outcome codes in :class:`SimResult`.
 OK, REJECTED, TIMED_OUT, PENDING = 0, 1, 2, 3
+#: Event code for a listener: a request emitted a token.
+TOKEN = -1
+
+#: ``listener(request id, TOKEN or an outcome code, seconds)``: told of every token
+#: and every request's end as the simulation produces them (the live server's feed).
+Listener = Callable[[int, int, float], None]
 
 
 @dataclass(slots=True)
@@ -210,6 +216,14 @@ class _Run:
         self.telemetry: list[tuple[float, ...]] = []
         self.preempted_total = 0
         self.in_queue = np.zeros(n, dtype=bool)
+        self.listener: Listener | None = None
+
+    def _settle(self, rid: int, code: int, when: float) -> None:
+        """Request ``rid`` ended with outcome ``code`` at ``when`` (seconds)."""
+        self.outcome[rid] = code
+        self.end[rid] = when
+        if self.listener is not None:
+            self.listener(rid, code, when)
 
     # -- queue -------------------------------------------------------------
 
@@ -257,8 +271,7 @@ class _Run:
             deadline, rid = heapq.heappop(self.deadlines)
             if self.in_queue[rid] and self.reqs[rid].generated == 0:
                 self._take(self.reqs[rid])
-                self.outcome[rid] = TIMED_OUT
-                self.end[rid] = deadline
+                self._settle(rid, TIMED_OUT, deadline)
 
     def _intake(self, t: float) -> None:
         cap = self.cfg.queue_cap
@@ -268,8 +281,7 @@ class _Run:
             self.next_arrival += 1
             self._expire(r.arrival)
             if cap is not None and self.waiting_count >= cap:
-                self.outcome[r.rid] = REJECTED
-                self.end[r.rid] = r.arrival
+                self._settle(r.rid, REJECTED, r.arrival)
                 continue
             self._push(r)
             if timeout is not None:
@@ -396,8 +408,7 @@ class _Run:
             r_opt = self._peek(t)
             if r_opt is not None:
                 self._take(r_opt)
-                self.outcome[r_opt.rid] = REJECTED
-                self.end[r_opt.rid] = t
+                self._settle(r_opt.rid, REJECTED, t)
             return t
         aging = self.cfg.aging > 0 and self.waiting_count > 0
         if self.fast and not prefill and not preempted and extra == 0.0 and not aging:
@@ -438,12 +449,13 @@ class _Run:
         if r.generated == 0:
             self.first[r.rid] = first
         r.generated += b - a
+        if self.listener is not None:
+            self.listener(r.rid, TOKEN, end)
         if r.generated >= r.output:
-            self.outcome[r.rid] = OK
-            self.end[r.rid] = end
             self.free += r.blocks
             r.blocks = 0
             self.running.remove(r)
+            self._settle(r.rid, OK, end)
 
     def _run_length(self, decode: list[_Req]) -> int:
         """How many iterations the current decode-only batch can run unchanged
@@ -521,3 +533,71 @@ class _Run:
                 self.preempted_total,
             )
         )
+
+
+class OnlineEngine:
+    """The engine fed one request at a time, as requests arrive (a live server).
+
+    Time is simulated seconds, supplied by the caller. :meth:`add` enters a
+    request arriving at ``now``; :meth:`advance` runs every iteration that starts
+    at or before ``now`` (the last one may end later: its tokens are announced
+    ahead of their time, which is how a server can stream them on time) and
+    returns the next iteration boundary, or None when idle. Scheduling is the
+    same as :meth:`Engine.run`, stepping one iteration at a time.
+    """
+
+    def __init__(self, engine: Engine, listener: Listener) -> None:
+        self.run = _Run(Engine(engine.cfg, engine.cost, fast=False), [], [], [], None)
+        self.run.listener = listener
+        self.t = 0.0
+
+    def add(
+        self, now: float, input_tokens: int, output_tokens: int, key: float | None = None
+    ) -> int:
+        """Enter a request arriving at ``now`` (not before the previous one); its id."""
+        run = self.run
+        rid = run.n
+        if rid == run.outcome.size:
+            grow = max(64, 2 * rid)
+            run.outcome = np.concatenate([run.outcome, np.full(grow, PENDING, dtype=np.int8)])
+            run.first = np.concatenate([run.first, np.full(grow, np.nan)])
+            run.end = np.concatenate([run.end, np.full(grow, np.nan)])
+            run.in_queue = np.concatenate([run.in_queue, np.zeros(grow, dtype=bool)])
+        prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
+        sort_key = {"input": prompt, "output": output, "total": prompt + output}.get(
+            run.cfg.key, output if key is None else key
+        )
+        sign = -1.0 if run.cfg.scheduler == "lrf" else 1.0
+        arrival = max(now, run.reqs[-1].arrival if run.reqs else now)
+        r = _Req(rid, arrival, prompt, output, sign * float(sort_key))
+        r.target = prompt
+        run.reqs.append(r)
+        run.n += 1
+        return rid
+
+    def advance(self, now: float) -> float | None:
+        """Run the iterations starting at or before ``now``; the next boundary, or None."""
+        run = self.run
+        while True:
+            run._intake(self.t)
+            if not run.running and not run.waiting_count:
+                if run.next_arrival < run.n:
+                    self.t = max(self.t, run.reqs[run.next_arrival].arrival)
+                    continue
+                self.t = max(self.t, now)
+                return None
+            if self.t > now:
+                return self.t
+            self.t = run._step(self.t)
+
+    def state(self) -> dict[str, float]:
+        """Running and waiting requests, KV blocks in use and preemptions so far."""
+        run = self.run
+        return {
+            "running": len(run.running),
+            "waiting": run.waiting_count,
+            "kv_blocks_used": run.cfg.num_blocks - run.free,
+            "kv_blocks": run.cfg.num_blocks,
+            "preemptions": run.preempted_total,
+            "requests": run.n,
+        }

@@ -125,3 +125,31 @@ def test_fast_path_matches_stepping_every_iteration(cfg: EngineConfig) -> None:
         assert np.allclose(a, b, atol=1e-6), rid
     assert fast.iterations == slow.iterations
     assert len(fast.telemetry) < len(slow.telemetry)
+
+
+def test_online_engine_matches_the_offline_run() -> None:
+    """Fed one request at a time at its arrival, the live engine produces the same
+    token times as the whole-workload run."""
+    from burstlab.sim.engine import TOKEN, OnlineEngine
+
+    arrivals, prompts, outputs = workload(300, 10.0, seed=11)
+    cfg = EngineConfig(num_blocks=500, max_num_seqs=24, queue_cap=40)
+    offline = Engine(cfg, LinearCost()).run(arrivals, prompts, outputs)
+    tokens: dict[int, list[float]] = {}
+    ends: dict[int, tuple[int, float]] = {}
+
+    def listen(rid: int, code: int, when: float) -> None:
+        if code == TOKEN:
+            tokens.setdefault(rid, []).append(when)
+        else:
+            ends[rid] = (code, when)
+
+    live = OnlineEngine(Engine(cfg, LinearCost()), listen)
+    for i in range(arrivals.size):
+        live.advance(float(arrivals[i]))
+        assert live.add(float(arrivals[i]), int(prompts[i]), int(outputs[i])) == i
+    while live.advance(1e12) is not None:
+        pass
+    for rid in range(arrivals.size):
+        assert ends[rid][0] == offline.outcome[rid]
+        assert np.allclose(tokens.get(rid, []), offline.token_times(rid), atol=1e-9)
