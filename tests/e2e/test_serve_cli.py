@@ -123,11 +123,41 @@ def test_bad_fixed_spec(spec: str, says: str) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_fixed_is_required_for_now() -> None:
-    out = run("serve", "--port", "0")
-    assert out.returncode == 2
-    assert out.stderr.startswith("error: serve needs --fixed")
-    assert "simulator-timed server is not built yet" in out.stderr
+def test_default_serves_the_simulated_engine() -> None:
+    """Without --fixed, the default engine (Llama-2-7B on an A100-80G) times tokens."""
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", "0", "--time-scale", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else ""
+        match = re.fullmatch(
+            r"serving Llama-2-7B at (http://127\.0\.0\.1:\d+) \(simulated Llama-2-7B on "
+            r"A100-80G, time scale 4\)",
+            line.strip(),
+        )
+        assert match is not None, line
+        body = json.dumps({"prompt": "a b c", "max_tokens": 5, "ignore_eos": True}).encode()
+        request = urllib.request.Request(
+            match.group(1) + "/v1/completions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer = json.loads(resp.read())
+        assert answer["usage"]["completion_tokens"] == 5
+        with urllib.request.urlopen(match.group(1) + "/metrics", timeout=30) as resp:
+            metrics = resp.read().decode()
+        assert "burstlab_finished_total 1" in metrics
+        assert "burstlab_kv_blocks 7449" in metrics
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert run("serve", "--fixed", "ttft=0.01,itl=0.01", "--engine", "x.yaml").returncode == 2
 
 
 def test_taken_port_is_a_clear_error() -> None:

@@ -28,8 +28,21 @@ def serve(
         int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
     ] = 8000,
     model: Annotated[
-        str, typer.Option("--model", help="Model id listed at /v1/models and put in responses.")
-    ] = "burstlab-fixed",
+        str | None,
+        typer.Option("--model", help="Model id listed at /v1/models and put in responses."),
+    ] = None,
+    engine: Annotated[
+        Path | None,
+        typer.Option(
+            "--engine",
+            help="engine.yaml of the simulated engine that times the tokens (the default "
+            "without --fixed: one Llama-2-7B replica on an A100-80G).",
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option("--time-scale", help="Simulated seconds per second (2: twice as fast)."),
+    ] = 1.0,
     log: Annotated[
         Path | None,
         typer.Option(
@@ -39,30 +52,41 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve /v1/completions and /v1/chat/completions with fixed timing until Ctrl-C.
+    """Serve /v1/completions and /v1/chat/completions until Ctrl-C, timed by a
+    simulated engine (default; --engine engine.yaml) or with fixed timing (--fixed).
 
-    Token k of every response is sent at ttft + k*itl seconds after the request
-    arrived, whatever the load: a target with known latency for 'burstlab bench'.
+    With --fixed, token k of every response is sent at ttft + k*itl seconds after
+    the request arrived, whatever the load. With an engine, each token is sent at
+    the time the simulated engine produces it: queueing, batching, preemption and
+    429/503 refusals as a real server under that load.
 
-    Example: burstlab serve --fixed ttft=0.05,itl=0.01 --port 8000
+    Examples: burstlab serve; burstlab serve --fixed ttft=0.05,itl=0.01 --port 8000
     """
     from burstlab.server.fixed import make_app, parse_fixed, serve_forever
 
-    if fixed is None:
-        raise BurstlabError(
-            "serve needs --fixed ttft=SECONDS,itl=SECONDS (the simulator-timed server is not "
-            "built yet)",
-            hint="e.g. burstlab serve --fixed ttft=0.05,itl=0.01",
-        )
-    timing = parse_fixed(fixed)
+    if fixed is not None and engine is not None:
+        raise BurstlabError("give --fixed or --engine, not both")
+    if not time_scale > 0:
+        raise BurstlabError(f"--time-scale must be positive, got {time_scale}")
     if not _is_loopback(host):
         typer.echo(f"warning: binding {host} exposes the mock server beyond this machine", err=True)
-    app = make_app(timing, model=model, log_path=log)
+    if fixed is not None:
+        timing = parse_fixed(fixed)
+        model = model or "burstlab-fixed"
+        app = make_app(timing, model=model, log_path=log)
+        what = f"fixed ttft={timing.ttft:.3f} s, itl={timing.itl:.3f} s"
+    else:
+        from burstlab.server.engine import make_engine_app
+        from burstlab.sim.spec import load_spec
+
+        spec = load_spec(engine)
+        gpu, llm = spec.hardware()
+        model = model or llm.name
+        app = make_engine_app(spec.build(), model=model, time_scale=time_scale, log_path=log)
+        what = f"simulated {llm.name} on {gpu.name}, time scale {time_scale:g}"
 
     def ready(url: str) -> None:
-        typer.echo(
-            f"serving {model} at {url} (fixed ttft={timing.ttft:.3f} s, itl={timing.itl:.3f} s)"
-        )
+        typer.echo(f"serving {model} at {url} ({what})")
 
     try:
         serve_forever(app, host, port, on_ready=ready)

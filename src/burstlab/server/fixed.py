@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 import orjson
 from aiohttp import web
@@ -262,15 +262,62 @@ async def sleep_until(target: float) -> None:
         await asyncio.sleep(delay)
 
 
+class RefusedError(Exception):
+    """A request the server turns away before its first token (status and message)."""
+
+    def __init__(self, status: int, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class TokenSource(Protocol):
+    """When each token of a response is due: the one thing a server's timing decides."""
+
+    async def open(self, ask: Ask, t_recv: float) -> AsyncIterator[float]:
+        """Token times (``time.perf_counter`` seconds) of ``ask``, received at
+        ``t_recv``; raises :class:`RefusedError` instead when the request is turned away."""
+        ...
+
+    def metrics(self) -> dict[str, float]:
+        """Gauges and counters for ``/metrics`` (Prometheus names without prefix)."""
+        ...
+
+
+class FixedSource:
+    """Token k at ``t_recv + ttft + k * itl``, whatever the load."""
+
+    def __init__(self, timing: FixedTiming) -> None:
+        self.timing = timing
+        self.requests = 0
+
+    async def open(self, ask: Ask, t_recv: float) -> AsyncIterator[float]:
+        self.requests += 1
+        first, itl = t_recv + self.timing.ttft, self.timing.itl
+
+        async def times() -> AsyncIterator[float]:
+            for k in range(ask.tokens):
+                yield first + k * itl
+
+        return times()
+
+    def metrics(self) -> dict[str, float]:
+        return {"requests_total": self.requests}
+
+
 class _Handlers:
-    """The routes of one app: its timing, model name, request counter and log file."""
+    """The routes of one app: its token timing, model name, request counter and log file."""
 
-    __slots__ = ("_ids", "_log", "log_path", "model", "timing")
+    __slots__ = ("_ids", "_log", "log_path", "model", "source", "timing")
 
-    def __init__(self, timing: FixedTiming, model: str, log_path: Path | None) -> None:
+    def __init__(
+        self, timing: FixedTiming, model: str, log_path: Path | None, source: TokenSource
+    ) -> None:
         self.timing = timing
         self.model = model
         self.log_path = log_path
+        self.source = source
         self._log: BinaryIO | None = None
         self._ids = itertools.count()
 
@@ -285,6 +332,13 @@ class _Handlers:
 
     async def health(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        lines = []
+        for name, value in self.source.metrics().items():
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# TYPE burstlab_{name} {kind}", f"burstlab_{name} {value:g}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def models(self, _request: web.Request) -> web.Response:
         card = {"id": self.model, "object": "model", "created": 0, "owned_by": "burstlab"}
@@ -304,20 +358,28 @@ class _Handlers:
             ask = parse_request(orjson.loads(await request.read()), chat=chat, eos=self.timing.eos)
         except ValueError as exc:  # orjson.JSONDecodeError and BadRequestError
             return _error(400, str(exc), headers)
+        try:
+            times = await self.source.open(ask, t_recv)
+        except RefusedError as refused:
+            if refused.retry_after_s is not None:
+                headers["Retry-After"] = f"{refused.retry_after_s:g}"
+            return _error(refused.status, refused.message, headers)
         chunks = _Chunks(chat, f"{'chatcmpl' if chat else 'cmpl'}-{next(self._ids)}", self.model)
-        first = t_recv + self.timing.ttft
         resp: web.StreamResponse
         if ask.stream:
             resp = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
         else:
-            await sleep_until(first + (ask.tokens - 1) * self.timing.itl)
+            last = t_recv
+            async for when in times:
+                last = when
+            await sleep_until(last)
             resp = web.Response(
                 body=chunks.whole(ask), content_type="application/json", headers=headers
             )
         try:
             await resp.prepare(request)
             if ask.stream:
-                await self._stream(resp, ask, chunks, first)
+                await self._stream(resp, ask, chunks, times)
             await resp.write_eof()
         except ConnectionResetError:
             # The client went away mid-response: not a server error, and not finished.
@@ -326,18 +388,19 @@ class _Handlers:
         return resp
 
     async def _stream(
-        self, resp: web.StreamResponse, ask: Ask, chunks: _Chunks, first: float
+        self, resp: web.StreamResponse, ask: Ask, chunks: _Chunks, times: AsyncIterator[float]
     ) -> None:
-        """Write the SSE events of a prepared response, each token at its scheduled time."""
+        """Write the SSE events of a prepared response, each token at its time."""
         if chunks.chat:
             # Role first, before any token, as OpenAI does: a client must not take it as TTFT.
             await resp.write(chunks.role())
-        itl = self.timing.itl
         last = ask.tokens - 1
-        for k in range(ask.tokens):
-            await sleep_until(first + k * itl)
+        k = 0
+        async for when in times:
+            await sleep_until(when)
             finish = ask.finish if k == last else None
             await resp.write(chunks.token(WORDS[k % len(WORDS)] + " ", finish))
+            k += 1
         if ask.include_usage:
             await resp.write(chunks.usage(ask))
         await resp.write(_DONE)
@@ -411,7 +474,11 @@ def _event(obj: dict[str, Any]) -> bytes:
 
 
 def make_app(
-    timing: FixedTiming, model: str = "burstlab-fixed", log_path: Path | None = None
+    timing: FixedTiming,
+    model: str = "burstlab-fixed",
+    log_path: Path | None = None,
+    *,
+    source: TokenSource | None = None,
 ) -> web.Application:
     """The fixed-timing server as an aiohttp application.
 
@@ -420,11 +487,14 @@ def make_app(
     ``{"request_id", "t_end", "tokens"}`` is appended and flushed per finished
     request, after its last byte was written: ``request_id`` is the request's
     ``X-Request-Id`` header (or null), ``t_end`` is ``time.time()`` in seconds.
-    The file is opened when the server starts.
+    The file is opened when the server starts. ``source`` replaces the fixed
+    timing (the simulator-timed server passes its engine's); ``timing.eos`` still
+    sets the natural response length.
     """
-    handlers = _Handlers(timing, model, log_path)
+    handlers = _Handlers(timing, model, log_path, source or FixedSource(timing))
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/health", handlers.health)
+    app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/chat/completions", handlers.chat)
