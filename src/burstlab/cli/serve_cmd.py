@@ -82,7 +82,7 @@ def serve(
         spec = load_spec(engine)
         gpu, llm = spec.hardware()
         model = model or llm.name
-        app = make_engine_app(spec.build(), model=model, time_scale=time_scale, log_path=log)
+        app = make_engine_app(spec.engine_only(), model=model, time_scale=time_scale, log_path=log)
         what = f"simulated {llm.name} on {gpu.name}, time scale {time_scale:g}"
 
     def ready(url: str) -> None:

@@ -335,7 +335,9 @@ def _engine(m: dict[str, Any]) -> list[tuple[str, str]]:
     spec = _map(m.get("engine"))
     engine = _map(spec.get("engine"))
     cost = _map(spec.get("cost"))
+    cluster = _map(spec.get("cluster"))
     return [
+        ("replicas", f"{_text(cluster.get('replicas') or 1)} ({_text(cluster.get('router'))})"),
         ("GPU", _text(_map(spec.get("gpu")).get("name"))),
         ("model", _text(_map(spec.get("model")).get("name"))),
         ("tensor parallel", _text(spec.get("tp"))),
@@ -861,24 +863,34 @@ def lengths_scatter(table: pl.DataFrame) -> bytes | None:
 
 def engine_telemetry(steps: pl.DataFrame) -> bytes | None:
     """Batch, running, waiting, KV blocks and preemptions of a simulated engine
-    against time (from ``telemetry.parquet``, one row per step or fast run)."""
+    against time (from ``telemetry.parquet``, one row per step or fast run; one
+    line per replica, up to eight, for a cluster)."""
     if steps.height == 0:
         return None
-    keep = _thin(steps.height)
-    t = steps["start_s"].to_numpy()[keep]
-    scale, unit = _time_unit(float(t.max() - t.min()) if t.size else 0.0)
+    if "replica" not in steps.columns:
+        steps = steps.with_columns(pl.lit(0).alias("replica"))
+    start = steps["start_s"].to_numpy()
+    scale, unit = _time_unit(float(start.max() - start.min()))
     fig, axes = plots.grid(3, 1, height=2.2, width=10.0)
     (a, b, c) = axes[:, 0]
-    a.step(t / scale, steps["batch"].to_numpy()[keep], where="post", label="batch", lw=0.8)
-    a.step(t / scale, steps["running"].to_numpy()[keep], where="post", label="running", lw=0.8)
-    a.step(t / scale, steps["waiting"].to_numpy()[keep], where="post", label="waiting", lw=0.8)
+    replicas = sorted(steps["replica"].unique().to_list())[:8]
+    single = len(replicas) == 1
+    for k in replicas:
+        part = steps.filter(pl.col("replica") == k)
+        keep = _thin(part.height)
+        t = part["start_s"].to_numpy()[keep] / scale
+        tag = "" if single else f" r{k}"
+        for column in ("batch", "running", "waiting") if single else ("running", "waiting"):
+            a.step(t, part[column].to_numpy()[keep], where="post", label=column + tag, lw=0.8)
+        b.step(t, part["kv_blocks"].to_numpy()[keep], where="post", label=f"r{k}", lw=0.8)
+        c.step(t, part["preemptions"].to_numpy()[keep], where="post", label=f"r{k}", lw=0.8)
     a.set_ylabel("requests")
-    a.legend(loc="upper right", fontsize=8)
-    b.step(t / scale, steps["kv_blocks"].to_numpy()[keep], where="post", color="#55a868", lw=0.8)
+    a.legend(loc="upper right", fontsize=7, ncol=2 if single else 4)
     b.set_ylabel("KV blocks used")
-    c.step(t / scale, steps["preemptions"].to_numpy()[keep], where="post", color="#c44e52", lw=0.8)
     c.set_ylabel("preemptions (cumulative)")
     c.set_xlabel(f"simulated time ({unit})")
+    if not single:
+        b.legend(loc="upper right", fontsize=7, ncol=4)
     for ax in (a, b, c):
         ax.grid(alpha=0.3)
     return plots.to_png(fig)

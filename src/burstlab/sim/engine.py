@@ -124,6 +124,8 @@ class SimResult:
     #: tokens, running, waiting, KV blocks used, preemptions so far.
     telemetry: np.ndarray
     iterations: int
+    #: The replica of each telemetry row (clusters only).
+    replica: np.ndarray | None = None
 
     def token_times(self, rid: int) -> np.ndarray:
         """Every output-token time of request ``rid`` (seconds)."""

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from burstlab.core.errors import InputError
-from burstlab.sim.engine import OK, Engine, SimResult
+from burstlab.sim.engine import OK, SimResult
 from burstlab.sim.spec import EngineSpec
 
 Study = Literal["scheduling", "kv"]
@@ -84,7 +84,7 @@ def run_study(study: str, workload: pl.DataFrame, spec: EngineSpec) -> pl.DataFr
     outputs = table["output_tokens"].to_numpy()
     rows: list[dict[str, Any]] = []
     for label, variant in variants(study, spec):
-        engine: Engine = variant.build()
+        engine = variant.build()
         result = engine.run(arrival, inputs, outputs)
         rows.append({"variant": label, **metrics(result, arrival, outputs)})
     return pl.DataFrame(rows)

@@ -21,6 +21,7 @@ import polars as pl
 from burstlab.analyze.results import SLO, summarize
 from burstlab.core.files import atomic_file, write_json
 from burstlab.core.version import __version__
+from burstlab.sim.cluster import Cluster
 from burstlab.sim.engine import OK, REJECTED, TELEMETRY_COLUMNS, TIMED_OUT, Engine, SimResult
 from burstlab.trace.io import write_table
 from burstlab.trace.records import Record, load_records, new_records_file
@@ -28,7 +29,7 @@ from burstlab.trace.records import Record, load_records, new_records_file
 
 def simulate(
     workload: pl.DataFrame,
-    engine: Engine,
+    engine: Engine | Cluster,
     run_dir: str | Path,
     *,
     description: dict[str, Any] | None = None,
@@ -63,6 +64,8 @@ def simulate(
     seconds = time.perf_counter() - started
     write_records(table, result, records_path)
     telemetry = pl.DataFrame(result.telemetry, schema=list(TELEMETRY_COLUMNS), orient="row")
+    if result.replica is not None:
+        telemetry = telemetry.with_columns(pl.Series("replica", result.replica))
     with atomic_file(out / "telemetry.parquet") as fh:
         telemetry.write_parquet(fh)
     records = load_records(records_path)

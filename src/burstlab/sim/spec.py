@@ -12,6 +12,7 @@ settings, the roofline cost model, and as many KV blocks as vLLM would find at
     cost:                      # optional; default: the roofline of gpu x model
       kind: roofline           # or: kind: linear, c0: ..., c_prefill: ... (from calibrate)
       mfu: 0.6
+    cluster: {replicas: 1, router: round_robin}   # or least_outstanding, kv_aware
     engine:                    # scheduler and memory (EngineConfig); num_blocks derived
       max_num_seqs: 256
       max_batched_tokens: 8192
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from burstlab.core.errors import InputError
 from burstlab.sim import presets
+from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.cost import GPU, CostSpec, ModelSpec, Roofline, kv_blocks, kv_bytes_per_token
 from burstlab.sim.engine import Engine, EngineConfig
 
@@ -45,6 +47,7 @@ class EngineSpec(BaseModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     cost: CostSpec | None = None
     engine: dict[str, Any] = Field(default_factory=dict)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     def hardware(self) -> tuple[GPU, ModelSpec]:
         g = presets.gpu(self.gpu) if isinstance(self.gpu, str) else self.gpu
@@ -74,10 +77,16 @@ class EngineSpec(BaseModel):
             where = ".".join(str(p) for p in first["loc"])
             raise InputError(f"engine.{where}: {first['msg']}") from None
 
-    def build(self) -> Engine:
+    def engine_only(self) -> Engine:
+        """One replica of this spec (the live server runs one)."""
         g, m = self.hardware()
         cost = self.cost or Roofline(gpu=g, model=m, tp=self.tp)
         return Engine(self.config(), cost)
+
+    def build(self) -> Engine | Cluster:
+        """The engine, or a cluster of its replicas when ``cluster.replicas`` > 1."""
+        engine = self.engine_only()
+        return Cluster(engine, self.cluster) if self.cluster.replicas > 1 else engine
 
     def describe(self) -> dict[str, Any]:
         """The spec with everything resolved, for ``run.json``."""
@@ -89,6 +98,7 @@ class EngineSpec(BaseModel):
             "tp": self.tp,
             "cost": cost.model_dump(),
             "engine": self.config().model_dump(),
+            "cluster": self.cluster.model_dump(),
         }
 
 
