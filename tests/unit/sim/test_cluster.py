@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from helpers import workload
 from test_engine import LinearCost
 from test_engine import workload as lengths
 
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.engine import OK, PENDING, Engine, EngineConfig
 from burstlab.sim.simulate import simulate
+from helpers import workload
 
 
 def test_one_replica_is_the_engine() -> None:
