@@ -66,8 +66,11 @@ def test_experiment_scheduling(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "exp" / "experiment.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["fcfs", "srf", "lrf"]
     out = run("experiment", "pd", str(work), "-o", str(tmp_path / "pd"))
+    assert out.returncode == 0, out.stderr
+    assert "PD 2:2" in out.stdout
+    out = run("experiment", "speed", str(work), "-o", str(tmp_path / "x"))
     assert out.returncode == 2
-    assert "pd needs the cluster simulator" in out.stderr
+    assert "unknown experiment" in out.stderr
 
 
 def test_calibrate_a_run_then_simulate_with_it(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ class Cluster:
             replicas[k].add(t, int(input_tokens[g]), int(output_tokens[g]))
         for replica in replicas:
             replica.advance(math.inf)
-        return _result(tokens, outcome, end, replicas, owner)
+        return build_result(tokens, outcome, end, replicas, owner)
 
     def _route(self, g: int, replicas: list[OnlineEngine]) -> int:
         router = self.config.router
@@ -90,13 +90,15 @@ class Cluster:
         return max(range(len(replicas)), key=lambda k: (free[k], -loads[k]))
 
 
-def _result(
+def build_result(
     tokens: list[list[float]],
     outcome: np.ndarray,
     end: np.ndarray,
     replicas: list[OnlineEngine],
     owner: list[list[int]],
 ) -> SimResult:
+    """One result from several live engines: per-request tokens and outcomes as
+    gathered by their listeners, ``owner[k][local id]`` = the request's index."""
     lengths = np.array([len(t) for t in tokens], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     flat = np.array([x for t in tokens for x in t], dtype=np.float64)
@@ -105,7 +107,7 @@ def _result(
     rows = []
     for k, replica in enumerate(replicas):
         for rid, req in enumerate(replica.run.reqs):
-            preemptions[owner[k][rid]] = req.preemptions
+            preemptions[owner[k][rid]] += req.preemptions
         rows += [(*row, k) for row in replica.run.telemetry]
     telemetry = np.array(sorted(rows), dtype=np.float64) if rows else np.empty((0, 10))
     spans = [

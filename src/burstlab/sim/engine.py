@@ -95,6 +95,7 @@ class _Req:
     blocks: int = 0
     generated: int = 0
     swapped: int = 0  # KV tokens held in host memory after a swap-out
+    transferred: bool = False  # ``swapped`` KV arrived from elsewhere, already paid for
     preemptions: int = 0
     spans: list[tuple[int, int]] = field(default_factory=list)
 
@@ -385,8 +386,10 @@ class _Run:
                     r.kv = 0
                     self._grow(r, need)
                     r.kv = need
-                    extra += need * cfg.kv_bytes_per_token / cfg.swap_bandwidth
+                    if not r.transferred:
+                        extra += need * cfg.kv_bytes_per_token / cfg.swap_bandwidth
                     r.swapped = 0
+                    r.transferred = False
                     self.running.append(r)
                     if budget >= 1 and r.target <= r.kv and self._grow(r, 1):
                         budget -= 1
@@ -554,9 +557,20 @@ class OnlineEngine:
         self.t = 0.0
 
     def add(
-        self, now: float, input_tokens: int, output_tokens: int, key: float | None = None
+        self,
+        now: float,
+        input_tokens: int,
+        output_tokens: int,
+        key: float | None = None,
+        *,
+        kv_ready: bool = False,
     ) -> int:
-        """Enter a request arriving at ``now`` (not before the previous one); its id."""
+        """Enter a request arriving at ``now`` (not before the previous one); its id.
+
+        ``kv_ready``: the prompt's KV cache and first token come from a prefill
+        instance (disaggregated serving): the request needs blocks for its prompt
+        but no prefill, and decodes its remaining ``output_tokens - 1`` tokens.
+        """
         run = self.run
         rid = run.n
         if rid == run.outcome.size:
@@ -573,6 +587,8 @@ class OnlineEngine:
         arrival = max(now, run.reqs[-1].arrival if run.reqs else now)
         r = _Req(rid, arrival, prompt, output, sign * float(sort_key))
         r.target = prompt
+        if kv_ready:
+            r.swapped, r.transferred, r.generated = prompt, True, 1
         run.reqs.append(r)
         run.n += 1
         return rid

@@ -5,7 +5,10 @@ variants that differ in one setting, compared on the same metrics.
   spec says, by default on input length);
 - ``kv``: the KV-cache size swept from a tenth of the derived block count to
   twice it (``num_blocks`` x 0.1, 0.25, 0.5, 1, 2), to see where a burst starts
-  to preempt and fail.
+  to preempt and fail;
+- ``pd``: the same number of instances (the spec's ``pd`` pools, else 4)
+  colocated behind a least-outstanding router, against static prefill:decode
+  ratios (1:N-1, N/2:N/2, N-1:1). A dynamic ratio controller is not built yet.
 
 Metrics per variant (seconds): mean and p99 of E2E and TTFT over completed
 requests, jitter (standard deviation of per-request TPOT), failure rate,
@@ -20,11 +23,13 @@ import numpy as np
 import polars as pl
 
 from burstlab.core.errors import InputError
+from burstlab.sim.cluster import ClusterConfig
 from burstlab.sim.engine import OK, SimResult
+from burstlab.sim.pd import PDConfig
 from burstlab.sim.spec import EngineSpec
 
-Study = Literal["scheduling", "kv"]
-STUDIES: tuple[str, ...] = ("scheduling", "kv")
+Study = Literal["scheduling", "kv", "pd"]
+STUDIES: tuple[str, ...] = ("scheduling", "kv", "pd")
 KV_FRACTIONS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -35,6 +40,25 @@ def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
             (name, spec.model_copy(update={"engine": {**spec.engine, "scheduler": name}}))
             for name in ("fcfs", "srf", "lrf")
         ]
+    if study == "pd":
+        total = spec.pd.prefill + spec.pd.decode if spec.pd is not None else 4
+        link = spec.pd or PDConfig()
+        out = [
+            (
+                f"colocated x{total}",
+                spec.model_copy(
+                    update={
+                        "pd": None,
+                        "cluster": ClusterConfig(replicas=total, router="least_outstanding"),
+                    }
+                ),
+            )
+        ]
+        for p in sorted({1, total // 2, total - 1}):
+            if 0 < p < total:
+                pools = link.model_copy(update={"prefill": p, "decode": total - p})
+                out.append((f"PD {p}:{total - p}", spec.model_copy(update={"pd": pools})))
+        return out
     if study == "kv":
         base = spec.config().num_blocks
         out = []
@@ -43,10 +67,7 @@ def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
             engine = {**spec.engine, "num_blocks": blocks}
             out.append((f"{blocks} blocks (x{f:g})", spec.model_copy(update={"engine": engine})))
         return out
-    raise InputError(
-        f"unknown experiment {study!r}; known: {', '.join(STUDIES)} "
-        "(pd needs the cluster simulator, not built yet)"
-    )
+    raise InputError(f"unknown experiment {study!r}; known: {', '.join(STUDIES)}")
 
 
 def metrics(result: SimResult, arrival: np.ndarray, output_tokens: np.ndarray) -> dict[str, float]:

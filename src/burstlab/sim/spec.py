@@ -13,6 +13,7 @@ settings, the roofline cost model, and as many KV blocks as vLLM would find at
       kind: roofline           # or: kind: linear, c0: ..., c_prefill: ... (from calibrate)
       mfu: 0.6
     cluster: {replicas: 1, router: round_robin}   # or least_outstanding, kv_aware
+    pd: {prefill: 1, decode: 3, link_bandwidth: 25e9}   # optional: disaggregated pools
     engine:                    # scheduler and memory (EngineConfig); num_blocks derived
       max_num_seqs: 256
       max_batched_tokens: 8192
@@ -34,6 +35,7 @@ from burstlab.sim import presets
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.cost import GPU, CostSpec, ModelSpec, Roofline, kv_blocks, kv_bytes_per_token
 from burstlab.sim.engine import Engine, EngineConfig
+from burstlab.sim.pd import PDCluster, PDConfig
 
 
 class EngineSpec(BaseModel):
@@ -48,6 +50,8 @@ class EngineSpec(BaseModel):
     cost: CostSpec | None = None
     engine: dict[str, Any] = Field(default_factory=dict)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    #: Prefill/decode disaggregation (pool sizes, KV link); replaces ``cluster``.
+    pd: PDConfig | None = None
 
     def hardware(self) -> tuple[GPU, ModelSpec]:
         g = presets.gpu(self.gpu) if isinstance(self.gpu, str) else self.gpu
@@ -83,9 +87,12 @@ class EngineSpec(BaseModel):
         cost = self.cost or Roofline(gpu=g, model=m, tp=self.tp)
         return Engine(self.config(), cost)
 
-    def build(self) -> Engine | Cluster:
-        """The engine, or a cluster of its replicas when ``cluster.replicas`` > 1."""
+    def build(self) -> Engine | Cluster | PDCluster:
+        """The engine; a cluster of its replicas when ``cluster.replicas`` > 1; or
+        disaggregated prefill and decode pools when ``pd`` is given."""
         engine = self.engine_only()
+        if self.pd is not None:
+            return PDCluster(engine, self.pd)
         return Cluster(engine, self.cluster) if self.cluster.replicas > 1 else engine
 
     def describe(self) -> dict[str, Any]:
@@ -99,6 +106,7 @@ class EngineSpec(BaseModel):
             "cost": cost.model_dump(),
             "engine": self.config().model_dump(),
             "cluster": self.cluster.model_dump(),
+            "pd": self.pd.model_dump() if self.pd is not None else None,
         }
 
 

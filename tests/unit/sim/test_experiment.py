@@ -43,5 +43,11 @@ def test_kv_study_preempts_less_with_more_blocks() -> None:
 
 
 def test_unknown_study_is_named() -> None:
-    with pytest.raises(InputError, match="pd needs the cluster simulator"):
-        variants("pd", EngineSpec())
+    with pytest.raises(InputError, match="unknown experiment 'speed'"):
+        variants("speed", EngineSpec())
+
+
+def test_pd_study_compares_static_ratios_with_colocation() -> None:
+    result = run_study("pd", mixed(400, 8.0, seed=4), EngineSpec())
+    assert result["variant"].to_list() == ["colocated x4", "PD 1:3", "PD 2:2", "PD 3:1"]
+    assert (result["failure_rate"] == 0).all()
