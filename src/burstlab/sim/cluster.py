@@ -20,7 +20,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from burstlab.sim.engine import PENDING, TOKEN, Engine, EngineConfig, OnlineEngine, SimResult
+from burstlab.sim.engine import (
+    PENDING,
+    TOKEN,
+    Engine,
+    EngineConfig,
+    Listener,
+    OnlineEngine,
+    SimResult,
+)
 
 Router = Literal["round_robin", "least_outstanding", "kv_aware"]
 
@@ -49,35 +57,23 @@ class Cluster:
         output_tokens: np.ndarray,
     ) -> SimResult:
         """Simulate the workload on the cluster; telemetry rows carry their replica."""
-        n = len(arrival_s)
         count = self.config.replicas
-        tokens: list[list[float]] = [[] for _ in range(n)]
-        outcome = np.full(n, PENDING, dtype=np.int8)
-        end = np.full(n, np.nan)
-        owner: list[list[int]] = [[] for _ in range(count)]
+        gather = Gather(len(arrival_s), count)
 
-        def listener(replica: int):  # type: ignore[no-untyped-def]
-            def listen(rid: int, code: int, when: float) -> None:
-                g = owner[replica][rid]
-                if code == TOKEN:
-                    tokens[g].append(when)
-                else:
-                    outcome[g] = code
-                    end[g] = when
-
-            return listen
+        def listener(k: int) -> Listener:
+            return lambda rid, code, when: gather.record(gather.owner[k][rid], code, when)
 
         replicas = [OnlineEngine(self.engine, listener(k)) for k in range(count)]
-        for g in range(n):
+        for g in range(len(arrival_s)):
             t = float(arrival_s[g])
             for replica in replicas:
                 replica.advance(t)
             k = self._route(g, replicas)
-            owner[k].append(g)
+            gather.owner[k].append(g)
             replicas[k].add(t, int(input_tokens[g]), int(output_tokens[g]))
         for replica in replicas:
             replica.advance(math.inf)
-        return build_result(tokens, outcome, end, replicas, owner)
+        return gather.result(replicas)
 
     def _route(self, g: int, replicas: list[OnlineEngine]) -> int:
         router = self.config.router
@@ -88,6 +84,29 @@ class Cluster:
             return int(np.argmin(loads))
         free = [r.run.free for r in replicas]
         return max(range(len(replicas)), key=lambda k: (free[k], -loads[k]))
+
+
+class Gather:
+    """What several live engines report, per request of the whole workload:
+    ``owner[k][local id]`` maps engine ``k``'s request ids to workload indexes."""
+
+    def __init__(self, n: int, engines: int) -> None:
+        self.tokens: list[list[float]] = [[] for _ in range(n)]
+        self.outcome = np.full(n, PENDING, dtype=np.int8)
+        self.end = np.full(n, np.nan)
+        self.owner: list[list[int]] = [[] for _ in range(engines)]
+
+    def record(self, g: int, code: int, when: float) -> None:
+        """Request ``g`` emitted a token (``TOKEN``) or ended with ``code`` at ``when``."""
+        if code == TOKEN:
+            self.tokens[g].append(when)
+        else:
+            self.outcome[g] = code
+            self.end[g] = when
+
+    def result(self, engines: list[OnlineEngine]) -> SimResult:
+        """One result; telemetry rows carry their engine's index."""
+        return build_result(self.tokens, self.outcome, self.end, engines, self.owner)
 
 
 def build_result(

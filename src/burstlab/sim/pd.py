@@ -19,8 +19,8 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from burstlab.sim.cluster import build_result
-from burstlab.sim.engine import OK, PENDING, TOKEN, Engine, EngineConfig, OnlineEngine, SimResult
+from burstlab.sim.cluster import Gather
+from burstlab.sim.engine import OK, Engine, EngineConfig, Listener, OnlineEngine, SimResult
 
 
 class PDConfig(BaseModel):
@@ -57,29 +57,23 @@ class PDCluster:
         """Simulate the workload; telemetry rows carry their instance (prefill first)."""
         n = len(arrival_s)
         cfg = self.config
-        tokens: list[list[float]] = [[] for _ in range(n)]
-        outcome = np.full(n, PENDING, dtype=np.int8)
-        end = np.full(n, np.nan)
         prompts = np.maximum(np.asarray(input_tokens, dtype=np.int64), 1)
         outputs = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
         handoffs: list[tuple[float, int]] = []
         per_token = self.cfg.kv_bytes_per_token
         count = cfg.prefill + cfg.decode
-        owner: list[list[int]] = [[] for _ in range(count)]
+        gather = Gather(n, count)
 
-        def listener(k: int):  # type: ignore[no-untyped-def]
+        def listener(k: int) -> Listener:
             prefilling = k < cfg.prefill
 
             def listen(rid: int, code: int, when: float) -> None:
-                g = owner[k][rid]
-                if code == TOKEN:
-                    tokens[g].append(when)
-                elif prefilling and code == OK and outputs[g] > 1:
+                g = gather.owner[k][rid]
+                if prefilling and code == OK and outputs[g] > 1:
                     delay = cfg.link_latency_s + prompts[g] * per_token / cfg.link_bandwidth
                     heapq.heappush(handoffs, (when + delay, g))
                 else:
-                    outcome[g] = code
-                    end[g] = when
+                    gather.record(g, code, when)
 
             return listen
 
@@ -99,11 +93,11 @@ class PDCluster:
                 for e in decode:
                     e.advance(at)
                 k = _least_loaded(decode)
-                owner[cfg.prefill + k].append(g)
+                gather.owner[cfg.prefill + k].append(g)
                 decode[k].add(at, int(prompts[g]), int(outputs[g]), kv_ready=True)
             else:
                 k = _least_loaded(prefill)
-                owner[k].append(i)
+                gather.owner[k].append(i)
                 prefill[k].add(t, int(prompts[i]), 1)
                 i += 1
             if i >= n and not handoffs:
@@ -111,4 +105,4 @@ class PDCluster:
                     e.advance(math.inf)
         for e in decode:
             e.advance(math.inf)
-        return build_result(tokens, outcome, end, engines, owner)
+        return gather.result(engines)
