@@ -8,7 +8,9 @@ variants that differ in one setting, compared on the same metrics.
   to preempt and fail;
 - ``pd``: the same number of instances (the spec's ``pd`` pools, else 4)
   colocated behind a least-outstanding router, against static prefill:decode
-  ratios (1:N-1, N/2:N/2, N-1:1). A dynamic ratio controller is not built yet.
+  ratios (1:N-1, N/2:N/2, N-1:1) and the dynamic ratio controller starting
+  from N/2:N/2 (the spec's ``pd.dynamic`` settings, else the defaults), which
+  moves instances between the pools as the mix of work changes.
 
 Metrics per variant (seconds): mean and p99 of E2E and TTFT over completed
 requests, jitter (standard deviation of per-request TPOT), failure rate,
@@ -25,7 +27,7 @@ import polars as pl
 from burstlab.core.errors import InputError
 from burstlab.sim.cluster import ClusterConfig
 from burstlab.sim.engine import OK, SimResult
-from burstlab.sim.pd import PDConfig
+from burstlab.sim.pd import PDConfig, RatioConfig
 from burstlab.sim.spec import EngineSpec
 
 Study = Literal["scheduling", "kv", "pd"]
@@ -56,8 +58,19 @@ def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
         ]
         for p in sorted({1, total // 2, total - 1}):
             if 0 < p < total:
-                pools = link.model_copy(update={"prefill": p, "decode": total - p})
+                pools = link.model_copy(update={"prefill": p, "decode": total - p, "dynamic": None})
                 out.append((f"PD {p}:{total - p}", spec.model_copy(update={"pd": pools})))
+        if total >= 2:
+            half = max(1, total // 2)
+            pools = link.model_copy(
+                update={
+                    "prefill": half,
+                    "decode": total - half,
+                    "dynamic": link.dynamic or RatioConfig(),
+                }
+            )
+            label = f"PD dynamic (from {half}:{total - half})"
+            out.append((label, spec.model_copy(update={"pd": pools})))
         return out
     if study == "kv":
         base = spec.config().num_blocks

@@ -4,27 +4,44 @@ A request is prefilled on a prefill instance (which produces its first token),
 its KV cache then crosses the link to a decode instance (``prompt tokens x KV
 bytes per token / link bandwidth``, plus the link latency), and the decode
 instance generates the remaining tokens without prefilling again. Within each
-pool, requests go to the instance with the fewest outstanding requests. All
-instances are simulated together in time order; every token time is exact.
+pool, requests go to the instance with the fewest outstanding requests.
 
-The ratio of prefill to decode instances is static here; a controller that
-moves instances between the roles is not built yet.
+The ratio is static unless ``dynamic`` is set: then a :class:`RatioController`
+looks at both pools every ``interval_s`` and moves one instance from the
+less pressed pool to the other (see its docstring); the moving instance drains
+(finishes what it holds, taking nothing new) and then spends ``switch_s``
+changing role before it takes work again.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
-
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from burstlab.sim.cluster import Gather
-from burstlab.sim.engine import OK, Engine, EngineConfig, Listener, OnlineEngine, SimResult
+from burstlab.sim.engine import Engine
+from burstlab.sim.fleet import DECODE, DRAINING, PREFILL, STARTING, Fleet, LinkSpec
+
+
+class RatioConfig(BaseModel):
+    """When the dynamic controller moves an instance between the pools."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Seconds between looks at the pools.
+    interval_s: float = Field(2.0, gt=0)
+    #: Seconds an instance spends changing role after it drained (reload, warm-up).
+    switch_s: float = Field(10.0, ge=0)
+    #: Seconds after a move before the next one.
+    cooldown_s: float = Field(20.0, ge=0)
+    #: Prefill pressure: waiting requests per active prefill instance above which
+    #: the prefill pool wants an instance.
+    prefill_waiting: float = Field(4.0, ge=0)
+    #: Decode pressure: KV-cache use of the decode pool (0-1) above which it wants
+    #: an instance (its waiting requests count as pressure too).
+    decode_kv: float = Field(0.85, gt=0, le=1)
 
 
 class PDConfig(BaseModel):
-    """Pool sizes and the KV link between them."""
+    """Pool sizes, the KV link between them, and the optional ratio controller."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,76 +50,59 @@ class PDConfig(BaseModel):
     #: Bytes per second of the link carrying KV caches (e.g. NVLink 300e9, RDMA 25e9).
     link_bandwidth: float = Field(25e9, gt=0)
     link_latency_s: float = Field(1e-4, ge=0)
+    #: Move instances between the pools from queue and KV pressure (None: static).
+    dynamic: RatioConfig | None = None
 
 
-def _least_loaded(pool: list[OnlineEngine]) -> int:
-    loads = [len(e.run.running) + e.run.waiting_count for e in pool]
-    return int(np.argmin(loads))
+class RatioController:
+    """Moves one instance at a time between the prefill and decode pools.
+
+    Every ``interval_s`` (and at least ``cooldown_s`` after the last move, with no
+    instance still changing role): the prefill pool is *pressed* when its waiting
+    requests per active instance exceed ``prefill_waiting``; the decode pool when
+    its KV use exceeds ``decode_kv`` or requests wait in it. When exactly one pool
+    is pressed, the other gives up its least loaded instance (never its last).
+    """
+
+    def __init__(self, config: RatioConfig) -> None:
+        self.config = config
+        self.interval_s = config.interval_s
+        self.last_move = -float("inf")
+        #: ``(seconds, to role)`` of every move, for reports.
+        self.moves: list[tuple[float, int]] = []
+
+    def tick(self, t: float, fleet: Fleet) -> None:
+        """Look at both pools at ``t`` and move an instance if one is pressed."""
+        cfg = self.config
+        moving = fleet.count(PREFILL, STARTING, DRAINING) + fleet.count(DECODE, STARTING, DRAINING)
+        if t - self.last_move < cfg.cooldown_s or moving:
+            return
+        pools = {r: [fleet.instances[k] for k in fleet.members(r)] for r in (PREFILL, DECODE)}
+        waiting = sum(x.engine.run.waiting_count for x in pools[PREFILL])
+        prefill_pressed = waiting / len(pools[PREFILL]) > cfg.prefill_waiting
+        blocks = fleet.cfg.num_blocks * len(pools[DECODE])
+        used = sum(fleet.cfg.num_blocks - x.engine.run.free for x in pools[DECODE])
+        decode_waiting = sum(x.engine.run.waiting_count for x in pools[DECODE])
+        decode_pressed = used / blocks > cfg.decode_kv or decode_waiting > 0
+        if prefill_pressed == decode_pressed:
+            return
+        source, target = (DECODE, PREFILL) if prefill_pressed else (PREFILL, DECODE)
+        members = fleet.members(source)
+        k = min(members, key=lambda j: fleet.instances[j].outstanding)
+        if fleet.drain(t, k, next_role=target, switch_s=cfg.switch_s):
+            self.last_move = t
+            self.moves.append((t, target))
 
 
-class PDCluster:
+class PDCluster(Fleet):
     """``run`` as :meth:`Engine.run`, on disaggregated prefill and decode pools."""
 
     def __init__(self, engine: Engine, config: PDConfig) -> None:
-        self.engine = engine
+        super().__init__(
+            engine,
+            [PREFILL] * config.prefill + [DECODE] * config.decode,
+            router="least_outstanding",
+            link=LinkSpec(config.link_bandwidth, config.link_latency_s),
+            controller=RatioController(config.dynamic) if config.dynamic is not None else None,
+        )
         self.config = config
-        self.cfg: EngineConfig = engine.cfg
-
-    def run(
-        self,
-        arrival_s: np.ndarray,
-        input_tokens: np.ndarray,
-        output_tokens: np.ndarray,
-    ) -> SimResult:
-        """Simulate the workload; telemetry rows carry their instance (prefill first)."""
-        n = len(arrival_s)
-        cfg = self.config
-        prompts = np.maximum(np.asarray(input_tokens, dtype=np.int64), 1)
-        outputs = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
-        handoffs: list[tuple[float, int]] = []
-        per_token = self.cfg.kv_bytes_per_token
-        count = cfg.prefill + cfg.decode
-        gather = Gather(n, count)
-
-        def listener(k: int) -> Listener:
-            prefilling = k < cfg.prefill
-
-            def listen(rid: int, code: int, when: float) -> None:
-                g = gather.owner[k][rid]
-                if prefilling and code == OK and outputs[g] > 1:
-                    delay = cfg.link_latency_s + prompts[g] * per_token / cfg.link_bandwidth
-                    heapq.heappush(handoffs, (when + delay, g))
-                else:
-                    gather.record(g, code, when)
-
-            return listen
-
-        engines = [OnlineEngine(self.engine, listener(k)) for k in range(count)]
-        prefill, decode = engines[: cfg.prefill], engines[cfg.prefill :]
-        i = 0
-        while i < n or handoffs:
-            t = min(
-                float(arrival_s[i]) if i < n else math.inf, handoffs[0][0] if handoffs else math.inf
-            )
-            for e in prefill:
-                e.advance(t)
-            if handoffs and handoffs[0][0] < t:
-                continue  # the prefill pool just handed over something earlier
-            if handoffs and (i >= n or handoffs[0][0] <= arrival_s[i]):
-                at, g = heapq.heappop(handoffs)
-                for e in decode:
-                    e.advance(at)
-                k = _least_loaded(decode)
-                gather.owner[cfg.prefill + k].append(g)
-                decode[k].add(at, int(prompts[g]), int(outputs[g]), kv_ready=True)
-            else:
-                k = _least_loaded(prefill)
-                gather.owner[k].append(i)
-                prefill[k].add(t, int(prompts[i]), 1)
-                i += 1
-            if i >= n and not handoffs:
-                for e in prefill:
-                    e.advance(math.inf)
-        for e in decode:
-            e.advance(math.inf)
-        return gather.result(engines)

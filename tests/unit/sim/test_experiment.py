@@ -47,7 +47,13 @@ def test_unknown_study_is_named() -> None:
         variants("speed", EngineSpec())
 
 
-def test_pd_study_compares_static_ratios_with_colocation() -> None:
+def test_pd_study_compares_static_ratios_the_controller_and_colocation() -> None:
     result = run_study("pd", mixed(400, 8.0, seed=4), EngineSpec())
-    assert result["variant"].to_list() == ["colocated x4", "PD 1:3", "PD 2:2", "PD 3:1"]
+    assert result["variant"].to_list() == [
+        "colocated x4",
+        "PD 1:3",
+        "PD 2:2",
+        "PD 3:1",
+        "PD dynamic (from 2:2)",
+    ]
     assert (result["failure_rate"] == 0).all()
