@@ -83,11 +83,10 @@ class Instance:
 
 
 class Controller(Protocol):
-    """Changes a fleet at its ticks; ``interval_s`` apart from time 0."""
+    """Changes a fleet at its ticks: the first at the first arrival, each returning
+    the next's time (seconds)."""
 
-    interval_s: float
-
-    def tick(self, t: float, fleet: Fleet) -> None: ...
+    def tick(self, t: float, fleet: Fleet) -> float: ...
 
 
 @dataclass(slots=True)
@@ -101,7 +100,8 @@ class LinkSpec:
 class Fleet:
     """``run`` as :meth:`Engine.run` on instances of ``engine`` (see the module docstring).
 
-    ``roles``: the instances at time 0 (all active). ``link``: needed when any
+    ``roles``: the instances at the first arrival (all active; instance time
+    counts from there). ``link``: needed when any
     instance prefills for others. ``startup_s``: how long a launched instance
     boots before it takes work.
     """
@@ -196,10 +196,10 @@ class Fleet:
         self.gather = Gather(n, 0)
         self.instances, self.log = [], []
         self._turn = 0
+        start = float(self._arrivals[0]) if n else 0.0
         for role in self.initial_roles:
-            self.launch(0.0, role, ready_at=0.0)
-        interval = self.controller.interval_s if self.controller is not None else math.inf
-        tick = 0.0 if self.controller is not None else math.inf
+            self.launch(start, role, ready_at=start)
+        tick = start if self.controller is not None else math.inf
         i = 0
         while True:
             if i >= n and not self.handoffs:
@@ -216,8 +216,7 @@ class Fleet:
             self._settle(t)
             if tick <= t:
                 assert self.controller is not None
-                self.controller.tick(t, self)
-                tick = t + interval
+                tick = max(self.controller.tick(t, self), math.nextafter(t, math.inf))
             elif self.handoffs and self.handoffs[0][0] <= t_arrival:
                 at, g = heapq.heappop(self.handoffs)
                 decoders = self.members(DECODE)

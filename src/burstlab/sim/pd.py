@@ -66,13 +66,16 @@ class RatioController:
 
     def __init__(self, config: RatioConfig) -> None:
         self.config = config
-        self.interval_s = config.interval_s
         self.last_move = -float("inf")
         #: ``(seconds, to role)`` of every move, for reports.
         self.moves: list[tuple[float, int]] = []
 
-    def tick(self, t: float, fleet: Fleet) -> None:
-        """Look at both pools at ``t`` and move an instance if one is pressed."""
+    def tick(self, t: float, fleet: Fleet) -> float:
+        """Look at both pools at ``t``, move an instance if one is pressed; the next look."""
+        self._look(t, fleet)
+        return t + self.config.interval_s
+
+    def _look(self, t: float, fleet: Fleet) -> None:
         cfg = self.config
         moving = fleet.count(PREFILL, STARTING, DRAINING) + fleet.count(DECODE, STARTING, DRAINING)
         if t - self.last_move < cfg.cooldown_s or moving:

@@ -21,16 +21,15 @@ import polars as pl
 from burstlab.analyze.results import SLO, summarize
 from burstlab.core.files import atomic_file, write_json
 from burstlab.core.version import __version__
-from burstlab.sim.cluster import Cluster
 from burstlab.sim.engine import OK, REJECTED, TELEMETRY_COLUMNS, TIMED_OUT, Engine, SimResult
-from burstlab.sim.pd import PDCluster
+from burstlab.sim.fleet import Fleet
 from burstlab.trace.io import write_table
 from burstlab.trace.records import Record, load_records, new_records_file
 
 
 def simulate(
     workload: pl.DataFrame,
-    engine: Engine | Cluster | PDCluster,
+    engine: Engine | Fleet,
     run_dir: str | Path,
     *,
     description: dict[str, Any] | None = None,
