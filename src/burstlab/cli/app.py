@@ -53,6 +53,7 @@ def _register() -> None:
         demo,
         experiment_cmd,
         generate_cmd,
+        plan_cmd,
         report_cmd,
         serve_cmd,
         simulate_cmd,
@@ -74,6 +75,7 @@ def _register() -> None:
     app.command("simulate")(simulate_cmd.simulate)
     app.command("experiment")(experiment_cmd.experiment)
     app.command("calibrate")(calibrate_cmd.calibrate)
+    app.command("plan")(plan_cmd.plan)
 
 
 _register()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import orjson
 import typer
 
 from burstlab.cli.reading import FormatOpt, load
+
+if TYPE_CHECKING:
+    import polars as pl
+    from rich.console import Console
+
+    from burstlab.analyze.results import SLO
+    from burstlab.sim.spec import EngineSpec
 
 
 def simulate(
@@ -31,6 +39,15 @@ def simulate(
         str | None,
         typer.Option("--slo", help="Goodput SLOs in seconds: ttft=0.5,tpot=0.05,e2e=10."),
     ] = None,
+    autoscale: Annotated[
+        Path | None,
+        typer.Option(
+            "--autoscale",
+            help="plan.json from 'burstlab plan': replay the part of the workload the plan "
+            "covers on a cluster that follows it, against a static peak-sized cluster and a "
+            "reactive policy; writes autoscale.json.",
+        ),
+    ] = None,
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Also write report.html.")
     ] = True,
@@ -39,7 +56,8 @@ def simulate(
     """Run a workload through a simulated serving engine (no GPU) and write the same
     run directory as 'bench': records.jsonl, summary.json, run.json, telemetry.parquet.
 
-    Example: burstlab simulate w.parquet -o runs/sim
+    Examples: burstlab simulate w.parquet -o runs/sim;
+    burstlab simulate trace.parquet --autoscale plan.json --slo ttft=2,e2e=60 -o runs/scaled
     """
     from rich.console import Console
 
@@ -58,14 +76,15 @@ def simulate(
         spec.config()
     with console.status(f"reading {workload}"):
         table, _ = load(workload, format=format)
-    with console.status(f"simulating {table.height:,} requests"):
-        _, summary = run_simulation(
-            table,
-            spec.build(),
-            out,
-            description=spec.describe(),
-            slo=parse_slo(slo) if slo else None,
-        )
+    objectives = parse_slo(slo) if slo else None
+    if autoscale is not None:
+        _autoscale(table, spec, autoscale, out, objectives, console)
+        summary = orjson.loads((out / "summary.json").read_bytes())
+    else:
+        with console.status(f"simulating {table.height:,} requests"):
+            _, summary = run_simulation(
+                table, spec.build(), out, description=spec.describe(), slo=objectives
+            )
     print_summary(summary, Console())
     e = summary["engine"]
     typer.echo(
@@ -77,3 +96,57 @@ def simulate(
 
         html = render_run(out)
         typer.echo(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and {html}")
+
+
+def _autoscale(
+    table: pl.DataFrame,
+    spec: EngineSpec,
+    plan_path: Path,
+    out: Path,
+    slo: SLO | None,
+    console: Console,
+) -> None:
+    """Run the plan, static and reactive policies and print their comparison."""
+    import polars as pl
+    from rich.table import Table
+
+    from burstlab.core.errors import InputError
+    from burstlab.sim.autoscale import load_plan, run_autoscale
+
+    if spec.pd is not None:
+        raise InputError("--autoscale sizes colocated replicas; remove 'pd' from the engine file")
+    plan = load_plan(plan_path)
+    inside = table.filter(
+        (pl.col("arrival_s") >= plan.start_s) & (pl.col("arrival_s") < plan.end_s)
+    ).height
+    console.print(
+        f"the plan covers {plan.start_s:,.0f}-{plan.end_s:,.0f} s "
+        f"({len(plan.instances)} intervals of {plan.interval_s:g} s): "
+        f"{inside:,} of {table.height:,} requests"
+    )
+    with console.status(f"simulating {inside:,} requests under the plan, static and reactive"):
+        comparison = run_autoscale(
+            table,
+            spec.engine_only(),
+            plan,
+            out,
+            router=spec.cluster.router,
+            description=spec.describe(),
+            slo=slo,
+        )
+    grid = Table(title="autoscaling policies")
+    for column in ("policy", "SLO met", "failed", "TTFT p99 s", "E2E p99 s", "inst-hours", "peak"):
+        grid.add_column(column, justify="left" if column == "policy" else "right")
+    for name, s in comparison["policies"].items():
+        grid.add_row(
+            name,
+            f"{s['slo_attainment']:.1%}",
+            f"{s['failure_rate']:.1%}",
+            f"{s['ttft_p99_s']:.2f}",
+            f"{s['e2e_p99_s']:.2f}",
+            f"{s['instance_hours']:.2f}",
+            f"{s['peak_instances']:.0f}",
+        )
+    Console().print(grid)
+    if comparison["slo"] is None:
+        console.print("no SLO given (--slo or the plan's): 'SLO met' counts completed requests")

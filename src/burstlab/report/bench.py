@@ -284,7 +284,72 @@ def page(run: Run) -> dict[str, Any]:
         ],
         "lengths": _lengths(s),
         "failures": _failures(run.table, s),
+        "bursts": _bursts(_map(s.get("burst"))),
+        "autoscale": _autoscale(_read_json(run.path / "autoscale.json")),
     }
+
+
+def _bursts(b: dict[str, Any]) -> dict[str, Any] | None:
+    """The burst view of a simulated run: busiest windows against the rest, recovery."""
+    if not b:
+        return None
+    rows = []
+    for name in ("burst", "rest"):
+        part = _map(b.get(name))
+        rate = _num(part.get("failure_rate"))
+        rows.append(
+            (
+                "busiest windows" if name == "burst" else "the rest",
+                fmt_int(part.get("requests")),
+                f"{rate:.1%}" if rate is not None else "-",
+                fmt_ms(part.get("ttft_mean_s")),
+                fmt_ms(part.get("ttft_p99_s")),
+                fmt_ms(part.get("e2e_mean_s")),
+                fmt_ms(part.get("e2e_p99_s")),
+            )
+        )
+    rec = _map(b.get("recovery"))
+    return {
+        "window": fmt_num(b.get("window_s"), 1),
+        "count": fmt_int(b.get("busy_windows")),
+        "rows": rows,
+        "baseline": fmt_ms(rec.get("baseline_ttft_p90_s")),
+        "limit": fmt_ms(rec.get("limit_s")),
+        "recovery": [
+            (
+                fmt_num(_map(x).get("start_s"), 1),
+                fmt_num(_map(x).get("end_s"), 1),
+                fmt_num(_map(x).get("recovery_s"), 1)
+                if _num(_map(x).get("recovery_s")) is not None
+                else "not recovered",
+            )
+            for x in rec.get("bursts") or []
+        ],
+    }
+
+
+def _autoscale(a: dict[str, Any]) -> list[tuple[str, ...]] | None:
+    """Rows of the autoscaling comparison (``autoscale.json``), if the run has one."""
+    policies = _map(a.get("policies"))
+    if not policies:
+        return None
+    rows: list[tuple[str, ...]] = []
+    for name, raw in policies.items():
+        p = _map(raw)
+        met, failed = _num(p.get("slo_attainment")), _num(p.get("failure_rate"))
+        rows.append(
+            (
+                _text(name),
+                f"{met:.1%}" if met is not None else "-",
+                f"{failed:.1%}" if failed is not None else "-",
+                fmt_ms(p.get("ttft_p99_s")),
+                fmt_ms(p.get("e2e_p99_s")),
+                fmt_num(p.get("instance_hours")),
+                fmt_num(p.get("mean_instances")),
+                fmt_int(p.get("peak_instances")),
+            )
+        )
+    return rows
 
 
 def _censored(names: Any) -> str:
@@ -535,6 +600,15 @@ def figures(run: Run) -> list[tuple[str, str]]:
             lengths_scatter(table),
         ),
     ]
+    scaled = _read_json(run.path / "autoscale.json")
+    if _map(scaled.get("timelines")):
+        made.append(
+            (
+                "Instances paid for over time under each autoscaling policy (booting and "
+                f"draining included), and the arrival rate per {window:g}-s window",
+                autoscale_timelines(scaled, table, window),
+            )
+        )
     telemetry = run.path / "telemetry.parquet"
     if telemetry.is_file():
         made.append(
@@ -893,4 +967,31 @@ def engine_telemetry(steps: pl.DataFrame) -> bytes | None:
         b.legend(loc="upper right", fontsize=7, ncol=4)
     for ax in (a, b, c):
         ax.grid(alpha=0.3)
+    return plots.to_png(fig)
+
+
+def autoscale_timelines(scaled: dict[str, Any], table: pl.DataFrame, window: float) -> bytes | None:
+    """Instance count of every policy against time, with the offered rate."""
+    timelines = _map(scaled.get("timelines"))
+    starts, rate = _offered(table, window)
+    span = float(table["arrival_s"].max() or 0.0)  # type: ignore[arg-type]
+    scale, unit = _time_unit(span)
+    fig, axes = plots.grid(1, 1, height=3.0, width=10.0)
+    ax = axes[0, 0]
+    handles = []
+    for name, points in timelines.items():
+        if not isinstance(points, list) or not points:
+            continue
+        t = np.array([p[0] for p in points] + [span], dtype=np.float64) / scale
+        c = np.array([p[1] for p in points] + [points[-1][1]], dtype=np.float64)
+        (line,) = ax.step(t, c, where="post", lw=1.2, label=_text(name))
+        handles.append(line)
+    ax.set_ylabel("instances")
+    ax.set_xlabel(f"time ({unit})")
+    ax.grid(alpha=0.3)
+    twin = ax.twinx()
+    x, y = _steps(starts, rate, window)
+    (offered,) = twin.plot(x / scale, y, color="tab:orange", lw=0.8, alpha=0.6, label="arrivals/s")
+    twin.set_ylabel("arrivals per second")
+    _legend_above(ax, [*handles, offered], [h.get_label() for h in [*handles, offered]])
     return plots.to_png(fig)

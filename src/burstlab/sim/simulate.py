@@ -9,6 +9,7 @@ requests that waited past the queue timeout are ``timeout`` failures (subkind
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from pathlib import Path
@@ -137,12 +138,13 @@ def write_records(table: pl.DataFrame, result: SimResult, path: Path) -> None:
 
 def burst_view(records: pl.DataFrame, window_s: float, top: float = 0.1) -> dict[str, Any]:
     """Latency inside the busiest ``top`` share of ``window_s`` windows (by arrivals)
-    against the rest: mean and p99 E2E and TTFT, failure rate."""
+    against the rest (mean and p99 E2E and TTFT, failure rate), and how long the
+    engine took to recover after each burst (see :func:`recovery`)."""
     win = (records["arrival_s"] // window_s).cast(pl.Int64)
     counts = win.value_counts()
     cut = float(np.quantile(counts["count"].to_numpy(), 1 - top)) if counts.height else 0.0
-    busy = set(counts.filter(pl.col("count") >= cut)[win.name].to_list())
-    inside = win.is_in(list(busy))
+    busy = sorted(counts.filter(pl.col("count") >= cut)[win.name].to_list())
+    inside = win.is_in(busy)
     out: dict[str, Any] = {"window_s": window_s, "busy_windows": len(busy)}
     for name, part in (("burst", records.filter(inside)), ("rest", records.filter(~inside))):
         ok = part.filter(pl.col("outcome") == "ok")
@@ -154,4 +156,59 @@ def burst_view(records: pl.DataFrame, window_s: float, top: float = 0.1) -> dict
             "ttft_mean_s": ok["ttft_s"].mean(),
             "ttft_p99_s": ok["ttft_s"].quantile(0.99),
         }
+    episodes: list[list[float]] = []
+    for w in busy:
+        if episodes and episodes[-1][1] == w * window_s:
+            episodes[-1][1] = (w + 1) * window_s
+        else:
+            episodes.append([w * window_s, (w + 1) * window_s])
+    out["recovery"] = recovery(records, [(a, b) for a, b in episodes], max(window_s / 10, 0.1))
+    return out
+
+
+def recovery(
+    records: pl.DataFrame, bursts: list[tuple[float, float]], step_s: float
+) -> dict[str, Any]:
+    """Seconds from the end of each burst until requests are served as usual again.
+
+    Requests are grouped by arrival into ``step_s`` windows. The baseline is the
+    median, over windows outside every burst, of the window's TTFT p90 (failed
+    requests count as infinitely slow). A window is *recovered* when its TTFT p90
+    is at most ``max(2 x baseline, baseline + 0.05 s)``; a burst's recovery time is
+    the start of the first recovered window at or after the burst's end, minus
+    that end (0: the engine absorbed it), or None if none comes before the next
+    burst or the end of the run. Resolution: ``step_s``.
+    """
+    ttft = np.where(
+        (records["outcome"] == "ok").to_numpy(),
+        records["ttft_s"].fill_null(np.inf).to_numpy(),
+        np.inf,
+    )
+    step = np.floor(records["arrival_s"].to_numpy() / step_s).astype(np.int64)
+    frame = pl.DataFrame({"step": step, "ttft": ttft})
+    per = frame.group_by("step").agg(pl.col("ttft").quantile(0.9, "higher")).sort("step")
+    starts = per["step"].to_numpy() * step_s
+    p90 = per["ttft"].to_numpy()
+    outside = np.ones(starts.size, dtype=bool)
+    for a, b in bursts:
+        outside &= ~((starts + step_s > a) & (starts < b))
+    finite = p90[outside & np.isfinite(p90)]
+    out: dict[str, Any] = {"step_s": step_s, "bursts": []}
+    if finite.size == 0:
+        out["baseline_ttft_p90_s"] = None
+        return out
+    base = float(np.median(finite))
+    limit = max(2 * base, base + 0.05)
+    out |= {"baseline_ttft_p90_s": base, "limit_s": limit}
+    times: list[float | None] = []
+    for i, (a, b) in enumerate(bursts):
+        until = bursts[i + 1][0] if i + 1 < len(bursts) else math.inf
+        after = (starts >= b - 1e-9) & (starts < until) & (p90 <= limit)
+        seconds = float(starts[after][0] - b) if after.any() else None
+        times.append(seconds)
+        out["bursts"].append({"start_s": a, "end_s": b, "recovery_s": seconds})
+    known = [t for t in times if t is not None]
+    out["recovery_mean_s"] = float(np.mean(known)) if known else None
+    out["recovery_max_s"] = max(known) if known else None
+    out["not_recovered"] = len(times) - len(known)
     return out
