@@ -401,8 +401,17 @@ def _engine(m: dict[str, Any]) -> list[tuple[str, str]]:
     engine = _map(spec.get("engine"))
     cost = _map(spec.get("cost"))
     cluster = _map(spec.get("cluster"))
+    pd, plan = _map(spec.get("pd")), _map(spec.get("plan"))
+    if plan and isinstance(plan.get("instances"), list) and plan["instances"]:
+        counts = plan["instances"]
+        replicas = f"autoscaled by a plan, {min(counts)}-{max(counts)} instances"
+    elif pd:
+        dynamic = " (dynamic ratio)" if pd.get("dynamic") else ""
+        replicas = f"prefill:decode {_text(pd.get('prefill'))}:{_text(pd.get('decode'))}{dynamic}"
+    else:
+        replicas = f"{_text(cluster.get('replicas') or 1)} ({_text(cluster.get('router'))})"
     return [
-        ("replicas", f"{_text(cluster.get('replicas') or 1)} ({_text(cluster.get('router'))})"),
+        ("replicas", replicas),
         ("GPU", _text(_map(spec.get("gpu")).get("name"))),
         ("model", _text(_map(spec.get("model")).get("name"))),
         ("tensor parallel", _text(spec.get("tp"))),
@@ -973,7 +982,8 @@ def engine_telemetry(steps: pl.DataFrame) -> bytes | None:
 def autoscale_timelines(scaled: dict[str, Any], table: pl.DataFrame, window: float) -> bytes | None:
     """Instance count of every policy against time, with the offered rate."""
     timelines = _map(scaled.get("timelines"))
-    starts, rate = _offered(table, window)
+    starts, counts = _offered(table, window)
+    rate = counts / window
     span = float(table["arrival_s"].max() or 0.0)  # type: ignore[arg-type]
     scale, unit = _time_unit(span)
     fig, axes = plots.grid(1, 1, height=3.0, width=10.0)

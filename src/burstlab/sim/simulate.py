@@ -204,7 +204,7 @@ def recovery(
     for i, (a, b) in enumerate(bursts):
         until = bursts[i + 1][0] if i + 1 < len(bursts) else math.inf
         after = (starts >= b - 1e-9) & (starts < until) & (p90 <= limit)
-        seconds = float(starts[after][0] - b) if after.any() else None
+        seconds = max(0.0, round(float(starts[after][0] - b), 9)) if after.any() else None
         times.append(seconds)
         out["bursts"].append({"start_s": a, "end_s": b, "recovery_s": seconds})
     known = [t for t in times if t is not None]
