@@ -90,3 +90,45 @@ def test_calibrate_a_run_then_simulate_with_it(tmp_path: Path) -> None:
     assert abs(b["tpot_s"]["p50"] / a["tpot_s"]["p50"] - 1) < 0.2
     out = run("calibrate", str(tmp_path / "missing"), "-o", str(tmp_path / "x.yaml"))
     assert out.returncode == 2
+
+
+def test_simulate_autoscale_compares_the_plan_with_static_and_reactive(tmp_path: Path) -> None:
+    work = tmp_path / "w.parquet"
+    assert run("generate", "sample", "--busiest", "4m", "-o", str(work)).returncode == 0
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "start_s": 60,
+                "interval_s": 60,
+                "instances": [1, 2, 2],
+                "startup_s": 30,
+                "capacity_rps": 5.0,
+                "slo": {"ttft": 2.0},
+            }
+        )
+    )
+    out = run("simulate", str(work), "--autoscale", str(plan), "-o", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    assert "the plan covers 60-240 s (3 intervals of 60 s)" in out.stderr
+    for policy in ("plan", "static", "reactive"):
+        assert policy in out.stdout
+    scaled = json.loads((tmp_path / "run" / "autoscale.json").read_text())
+    assert set(scaled["policies"]) == {"plan", "static", "reactive"}
+    assert scaled["slo"] == {"ttft": 2.0, "tpot": None, "e2e": None}
+    static, planned = scaled["policies"]["static"], scaled["policies"]["plan"]
+    assert planned["instance_hours"] < static["instance_hours"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["counts"]["scheduled"] == scaled["requests"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Autoscaling" in html
+    assert "autoscaled by a plan, 1-2 instances" in html
+    # a plan outside the workload's span, and a broken plan, are named
+    plan.write_text(json.dumps({"start_s": 1e6, "interval_s": 60, "instances": [1]}))
+    out = run("simulate", str(work), "--autoscale", str(plan), "-o", str(tmp_path / "r2"))
+    assert out.returncode == 2
+    assert "falls in the plan's span" in out.stderr
+    plan.write_text(json.dumps({"interval_s": 60, "instances": []}))
+    out = run("simulate", str(work), "--autoscale", str(plan), "-o", str(tmp_path / "r3"))
+    assert out.returncode == 2
+    assert "instances" in out.stderr

@@ -108,6 +108,7 @@ def _autoscale(
 ) -> None:
     """Run the plan, static and reactive policies and print their comparison."""
     import polars as pl
+    from rich.console import Console
     from rich.table import Table
 
     from burstlab.core.errors import InputError

@@ -16,7 +16,7 @@ from burstlab.sim.autoscale import capacity_rps, slo_attainment
 from burstlab.sim.engine import Engine, EngineConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "sim"))
-from test_engine import LinearCost  # noqa: E402
+from test_engine import LinearCost
 
 
 def predictions(counts: dict[int, float], g: int = 600) -> pl.DataFrame:
@@ -57,5 +57,5 @@ def test_capacity_is_the_highest_rate_that_holds_the_slo() -> None:
 
     assert 0.5 < cap < 3.0  # four sequences of ~500 tokens at ~4 ms per token
     assert attained(cap * 1.5) < 0.99
-    with pytest.raises(InputError, match="even at 0.001"):
+    with pytest.raises(InputError, match=r"even at 0\.001"):
         capacity_rps(engine, inputs, outputs, SLO(ttft=1e-4), requests=50)
