@@ -15,6 +15,8 @@ changing role before it takes work again.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from burstlab.sim.engine import Engine
@@ -35,9 +37,13 @@ class RatioConfig(BaseModel):
     #: Prefill pressure: waiting requests per active prefill instance above which
     #: the prefill pool wants an instance.
     prefill_waiting: float = Field(4.0, ge=0)
-    #: Decode pressure: KV-cache use of the decode pool (0-1) above which it wants
-    #: an instance (its waiting requests count as pressure too).
+    #: Decode pressure: KV-cache use of the decode pool (0-1), or waiting requests
+    #: per active decode instance, above which it wants an instance.
     decode_kv: float = Field(0.85, gt=0, le=1)
+    decode_waiting: float = Field(4.0, ge=0)
+    #: A pool gives an instance only if, without it, its pressure would stay below
+    #: this share of its threshold (so the move does not press it in turn).
+    margin: float = Field(0.5, gt=0, le=1)
 
 
 class PDConfig(BaseModel):
@@ -81,15 +87,30 @@ class RatioController:
         if t - self.last_move < cfg.cooldown_s or moving:
             return
         pools = {r: [fleet.instances[k] for k in fleet.members(r)] for r in (PREFILL, DECODE)}
-        waiting = sum(x.engine.run.waiting_count for x in pools[PREFILL])
-        prefill_pressed = waiting / len(pools[PREFILL]) > cfg.prefill_waiting
-        blocks = fleet.cfg.num_blocks * len(pools[DECODE])
-        used = sum(fleet.cfg.num_blocks - x.engine.run.free for x in pools[DECODE])
+        if len(pools[PREFILL]) + len(pools[DECODE]) < 3:
+            return  # a move would leave a pool empty while the instance drains
+        blocks = fleet.cfg.num_blocks
+        prefill_waiting = sum(x.engine.run.waiting_count for x in pools[PREFILL])
         decode_waiting = sum(x.engine.run.waiting_count for x in pools[DECODE])
-        decode_pressed = used / blocks > cfg.decode_kv or decode_waiting > 0
-        if prefill_pressed == decode_pressed:
+        kv_used = sum(blocks - x.engine.run.free for x in pools[DECODE])
+
+        def prefill_pressure(n: int) -> float:  # 1.0 = at the threshold
+            return prefill_waiting / n / cfg.prefill_waiting if n else math.inf
+
+        def decode_pressure(n: int) -> float:
+            if not n:
+                return math.inf
+            return max(
+                kv_used / (blocks * n) / cfg.decode_kv, decode_waiting / n / cfg.decode_waiting
+            )
+
+        p, d = len(pools[PREFILL]), len(pools[DECODE])
+        if prefill_pressure(p) > 1 and decode_pressure(d - 1) < cfg.margin:
+            source, target = DECODE, PREFILL
+        elif decode_pressure(d) > 1 and prefill_pressure(p - 1) < cfg.margin:
+            source, target = PREFILL, DECODE
+        else:
             return
-        source, target = (DECODE, PREFILL) if prefill_pressed else (PREFILL, DECODE)
         members = fleet.members(source)
         k = min(members, key=lambda j: fleet.instances[j].outstanding)
         if fleet.drain(t, k, next_role=target, switch_s=cfg.switch_s):

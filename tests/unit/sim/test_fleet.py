@@ -63,3 +63,13 @@ def test_a_moving_instance_drains_then_pays_the_switch_cost() -> None:
         # nothing entered it between the start of its drain and its return
         entered = np.array([r.arrival for r in engine.reqs])
         assert not ((entered > events[d][0]) & (entered < ready_at)).any()
+
+
+def test_a_steady_mix_moves_nothing() -> None:
+    rng = np.random.default_rng(3)
+    n = 1500
+    arrivals = np.cumsum(rng.exponential(1 / 10, n))
+    work = arrivals, rng.integers(200, 1500, n), rng.integers(50, 300, n)
+    cluster = PDCluster(ENGINE, PDConfig(prefill=2, decode=2, dynamic=RatioConfig()))
+    cluster.run(*work)
+    assert cluster.controller.moves == []  # type: ignore[union-attr]
