@@ -63,11 +63,15 @@ class PDConfig(BaseModel):
 class RatioController:
     """Moves one instance at a time between the prefill and decode pools.
 
-    Every ``interval_s`` (and at least ``cooldown_s`` after the last move, with no
-    instance still changing role): the prefill pool is *pressed* when its waiting
-    requests per active instance exceed ``prefill_waiting``; the decode pool when
-    its KV use exceeds ``decode_kv`` or requests wait in it. When exactly one pool
-    is pressed, the other gives up its least loaded instance (never its last).
+    Pressure is measured against thresholds (1.0 = at the threshold): the prefill
+    pool's waiting requests per active instance over ``prefill_waiting``; the
+    decode pool's KV use over ``decode_kv`` or its waiting requests per instance
+    over ``decode_waiting``, whichever is higher. Every ``interval_s`` (at least
+    ``cooldown_s`` after the last move, with no instance still changing role, and
+    with three instances or more), a pool above 1.0 takes the least loaded
+    instance of the other pool, if that pool's pressure without it would stay
+    below ``margin``: a move never presses the pool it leaves, so a steady mix
+    moves nothing.
     """
 
     def __init__(self, config: RatioConfig) -> None:
