@@ -5,6 +5,10 @@ The scheduler follows vLLM's (V1) rules, one iteration at a time:
 1. **Intake** at the iteration's start ``t``: arrivals up to ``t`` join the waiting
    queue in arrival order, unless the queue already holds ``queue_cap`` requests at
    that arrival's time (then it is rejected at its arrival time, ``http_429``).
+   A request that could never run is rejected at its arrival too: its whole
+   context (``prompt + output - 1`` KV tokens) needs more blocks than the cache
+   has, or, without chunked prefill, its prompt exceeds the token budget (vLLM
+   refuses both up front: ``max_model_len`` and ``max_num_batched_tokens``).
    A waiting request still waiting ``queue_timeout_s`` after it arrived fails at
    exactly that time (``timeout``, ``queue``).
 2. **Running first**, in admission order: a request still prefilling takes a
@@ -276,6 +280,12 @@ class _Run:
                 self._take(self.reqs[rid])
                 self._settle(rid, TIMED_OUT, deadline)
 
+    def _never_fits(self, r: _Req) -> bool:
+        cfg = self.cfg
+        if _blocks(r.prompt + r.output - 1, cfg.block_size) > cfg.num_blocks:
+            return True
+        return not cfg.chunked_prefill and not r.transferred and r.prompt > cfg.max_batched_tokens
+
     def _intake(self, t: float) -> None:
         cap = self.cfg.queue_cap
         timeout = self.cfg.queue_timeout_s
@@ -283,7 +293,7 @@ class _Run:
             r = self.reqs[self.next_arrival]
             self.next_arrival += 1
             self._expire(r.arrival)
-            if cap is not None and self.waiting_count >= cap:
+            if (cap is not None and self.waiting_count >= cap) or self._never_fits(r):
                 self._settle(r.rid, REJECTED, r.arrival)
                 continue
             self._push(r)
@@ -409,7 +419,8 @@ class _Run:
         if not decode and not prefill:
             if extra > 0:
                 return t + extra
-            # Nothing fits (a prompt larger than the whole cache): fail the head request.
+            # Nothing fits: without chunked prefill, a request recomputing after a
+            # preemption can need more than the budget. It can never run: fail it.
             r_opt = self._peek(t)
             if r_opt is not None:
                 self._take(r_opt)
@@ -519,6 +530,10 @@ class _Run:
         for r in decode:
             r.kv += k
             self._emit(r, idx, idx + k, first, end)
+        if k > 1:
+            # What stepping would have taken in by the last iteration's start, so that
+            # the row's queue length is the same (outcomes do not depend on it).
+            self._intake(float(ends[-2]))
         self._telemetry(t, end, k, batch, 0)
         return end
 
