@@ -16,7 +16,8 @@ from burstlab.core.errors import BurstlabError
 
 app = typer.Typer(
     name="burstlab",
-    help="LLM serving workloads from real traces: read, analyze, generate, benchmark, serve.",
+    help="LLM serving workloads from real traces: read, analyze, generate, benchmark, serve, "
+    "simulate, forecast.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -52,6 +53,7 @@ def _register() -> None:
         calibrate_cmd,
         demo,
         experiment_cmd,
+        forecast_cmd,
         generate_cmd,
         plan_cmd,
         report_cmd,
@@ -75,6 +77,7 @@ def _register() -> None:
     app.command("simulate")(simulate_cmd.simulate)
     app.command("experiment")(experiment_cmd.experiment)
     app.command("calibrate")(calibrate_cmd.calibrate)
+    app.command("forecast")(forecast_cmd.forecast)
     app.command("plan")(plan_cmd.plan)
 
 

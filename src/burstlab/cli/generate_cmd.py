@@ -103,7 +103,15 @@ def generate(
     length_cap: Annotated[
         int | None, typer.Option("--length-cap", help="Model: cap request/response tokens.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Model: random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Model or --synthetic: random seed.")] = 0,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic",
+            help="No TRACE: draw a multi-day trace with daily and weekly cycles plus noise "
+            "(--duration, default 30d; --rps, default 1; --seed), e.g. to try 'forecast'.",
+        ),
+    ] = False,
     history: Annotated[
         bool,
         typer.Option(
@@ -122,7 +130,8 @@ def generate(
     """Replay a window of a trace at any rate, or sample a fitted model; report fidelity.
 
     Examples: burstlab generate sample --busiest 10m --rps 20 -o w.parquet;
-    burstlab generate --model model.json --duration 1h --rps 50 -o w.parquet
+    burstlab generate --model model.json --duration 1h --rps 50 -o w.parquet;
+    burstlab generate --synthetic --duration 30d --rps 1 -o trace.parquet
     """
     import polars as pl
     from pydantic import ValidationError
@@ -134,6 +143,22 @@ def generate(
     from burstlab.workload.model import load_model
     from burstlab.workload.replay import ReplaySpec, replay, speedup_for
 
+    replay_only = {
+        "--start": start,
+        "--end": end,
+        "--day": day,
+        "--busiest": busiest,
+        "--model": model,
+        "--log-type": log_type,
+        "--limit": limit,
+    }
+    if synthetic:
+        given = [name for name, value in replay_only.items() if value is not None]
+        if trace is not None or given or drop_failed or speedup is not None:
+            what = ", ".join(given or ["TRACE" if trace is not None else "--speedup"])
+            raise InputError(f"{what}: not with --synthetic (it draws its own trace)")
+        _synthetic(out, to, duration or "30d", rps if rps is not None else 1.0, seed)
+        return
     if trace is None:
         if model is None or load_model(model) is None:
             raise InputError("give a TRACE, or a fitted model as TRACE or --model model.json")
@@ -164,15 +189,6 @@ def generate(
             raise InputError(f"{name} must be positive, got {value}")
     fitted = load_model(trace)
     if fitted is not None:
-        replay_only = {
-            "--start": start,
-            "--end": end,
-            "--day": day,
-            "--busiest": busiest,
-            "--model": model,
-            "--log-type": log_type,
-            "--limit": limit,
-        }
         given = [name for name, value in replay_only.items() if value is not None]
         if given or drop_failed:
             raise InputError(
@@ -215,6 +231,30 @@ def generate(
     workload = unscaled.with_columns(pl.col("arrival_s") / time_scale)
     _finish(
         workload, reference(unscaled), time_scale, out, to, history=history, tokenizer=tokenizer
+    )
+
+
+def _synthetic(out: Path, to: str | None, duration: str, rps: float, seed: int) -> None:
+    """Write a seeded synthetic trace (see :mod:`burstlab.workload.synthetic`)."""
+    from burstlab.core.errors import InputError
+    from burstlab.core.units import parse_duration
+    from burstlab.workload.exports import export
+    from burstlab.workload.synthetic import synthetic_trace
+
+    duration_s = parse_duration(duration, option="--duration")
+    if not duration_s > 0:
+        raise InputError("--duration must be positive")
+    if not rps > 0:
+        raise InputError(f"--rps must be positive, got {rps}")
+    if duration_s * rps > 200_000_000:
+        raise InputError(
+            f"--duration x --rps asks for {duration_s * rps:,.0f} requests; at most 200M"
+        )
+    table = synthetic_trace(duration_s, rps=rps, seed=seed)
+    path = export(table, out, to)
+    typer.echo(
+        f"wrote {table.height:,} requests over {duration_s / 86_400:.1f} days "
+        f"(mean {rps:g} req/s, daily and weekly cycles, seed {seed}) to {path}"
     )
 
 

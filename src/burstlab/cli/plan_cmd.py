@@ -146,8 +146,8 @@ def _trace_of(forecast: Path) -> str:
         settings = orjson.loads((forecast / "forecast.json").read_bytes())
     except (OSError, orjson.JSONDecodeError):
         settings = {}
-    trace = settings.get("trace") if isinstance(settings, dict) else None
-    if not isinstance(trace, str) or not trace:
+    trace = settings.get("source") if isinstance(settings, dict) else None
+    if not isinstance(trace, str) or not trace or trace == "table":
         raise InputError(
             "the forecast does not name its trace; pass --workload", path=forecast / "forecast.json"
         )

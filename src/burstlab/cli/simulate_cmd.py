@@ -88,7 +88,7 @@ def simulate(
     print_summary(summary, Console())
     e = summary["engine"]
     typer.echo(
-        f"simulated {table.height:,} requests in {e['wall_s']:.2f} s "
+        f"simulated {summary['counts']['scheduled']:,} requests in {e['wall_s']:.2f} s "
         f"({e['iterations']:,} iterations in {e['steps']:,} steps, {e['preemptions']} preemptions)"
     )
     if report:

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import orjson
 import polars as pl
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from burstlab.analyze.results import SLO, summarize
 from burstlab.core.errors import InputError
-from burstlab.core.files import atomic_write
 from burstlab.report import plots
+from burstlab.report.page import write_page
 from burstlab.trace.records import ERROR_KINDS, load_records
 
 #: At most this many points in a scatter plot; more are thinned evenly (deterministic).
@@ -84,12 +83,7 @@ def render_run(run_dir: str | Path, *, with_plots: bool = True) -> Path:
     context = page(run)
     context["figures"] = figures(run) if with_plots else []
     context["plots"] = with_plots
-    env = Environment(
-        loader=PackageLoader("burstlab.report", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-    )
-    html = env.get_template("bench.html.j2").render(**context)
-    return atomic_write(run.path / "report.html", html.encode("utf-8"))
+    return write_page(run.path / "report.html", "bench.html.j2", **context)
 
 
 # -- reading -----------------------------------------------------------------------------
