@@ -20,8 +20,12 @@ if TYPE_CHECKING:
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
     from burstlab.bench.run import BenchConfig, RunResult
     from burstlab.bench.run import bench as run_bench
+    from burstlab.forecast import ForecastResult, load_predictions, run_forecast, write_forecast
+    from burstlab.forecast.plan import make_plan
     from burstlab.report.bench import render_run
+    from burstlab.report.forecast import render_forecast
     from burstlab.server.fixed import FixedTiming
+    from burstlab.sim.autoscale import Plan, capacity_rps, load_plan, run_autoscale
     from burstlab.sim.engine import Engine, EngineConfig
     from burstlab.sim.simulate import simulate
     from burstlab.sim.spec import EngineSpec, load_spec
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
     from burstlab.workload.model import WorkloadModel, fit
     from burstlab.workload.replay import ReplaySpec, replay
+    from burstlab.workload.synthetic import synthetic_trace
 
 _LAZY = {
     "BenchConfig": "burstlab.bench.run",
@@ -42,6 +47,17 @@ _LAZY = {
     "run_bench": "burstlab.bench.run:bench",
     "load_records": "burstlab.trace.records",
     "render_run": "burstlab.report.bench",
+    "ForecastResult": "burstlab.forecast",
+    "run_forecast": "burstlab.forecast",
+    "write_forecast": "burstlab.forecast",
+    "load_predictions": "burstlab.forecast",
+    "render_forecast": "burstlab.report.forecast",
+    "make_plan": "burstlab.forecast.plan",
+    "Plan": "burstlab.sim.autoscale",
+    "capacity_rps": "burstlab.sim.autoscale",
+    "load_plan": "burstlab.sim.autoscale",
+    "run_autoscale": "burstlab.sim.autoscale",
+    "synthetic_trace": "burstlab.workload.synthetic",
     "FixedTiming": "burstlab.server.fixed",
     "Engine": "burstlab.sim.engine",
     "EngineConfig": "burstlab.sim.engine",
@@ -94,8 +110,10 @@ __all__ = [
     "FetchError",
     "Filters",
     "FixedTiming",
+    "ForecastResult",
     "InputError",
     "LoadReport",
+    "Plan",
     "ReplaySpec",
     "RunResult",
     "SchemaError",
@@ -104,19 +122,28 @@ __all__ = [
     "WorkloadModel",
     "__version__",
     "analyze",
+    "capacity_rps",
     "compare",
     "fetch",
     "fit",
+    "load_plan",
+    "load_predictions",
     "load_records",
     "load_spec",
+    "make_plan",
     "read_table",
     "read_trace",
+    "render_forecast",
     "render_run",
     "replay",
+    "run_autoscale",
     "run_bench",
+    "run_forecast",
     "sample_trace",
     "simulate",
+    "synthetic_trace",
     "trace_info",
     "validate",
+    "write_forecast",
     "write_table",
 ]
