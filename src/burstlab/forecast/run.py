@@ -2,8 +2,10 @@
 
 A trace is cut into per-interval series (:mod:`burstlab.forecast.series`) at
 each granularity asked for; each series is predicted over a common test span
-(the last ``test_fraction`` of the trace, starting at the same second at every
-granularity) by every model (:mod:`burstlab.forecast.models`) under the
+(the last ``test_fraction`` of the trace, starting at a whole interval of the
+coarsest granularity evaluated, so at the same second at every granularity that
+divides it; one that does not starts at its first interval after that second)
+by every model (:mod:`burstlab.forecast.models`) under the
 walk-forward rules of :mod:`burstlab.forecast.evaluate`, and scored with NMAE
 and NMSE. One granularity is *primary* (the one a plan acts on); the best
 model of each series there is the one with the lowest NMAE.
@@ -247,7 +249,8 @@ def run_forecast(
     try:
         settings = ForecastSettings(
             granularity_s=granularity_s, granularities=(*granularities, granularity_s),
-            horizon=horizon, lags=lags, window=window, models=models or MODELS, series=series,
+            horizon=horizon, lags=lags, window=window,
+            models=MODELS if models is None else models, series=series,
             test_fraction=test_fraction, refit_every_s=refit_every_s, max_refits=max_refits,
             max_train_rows=max_train_rows, seed=seed, day_offset_s=day_offset_s % DAY_S,
             weekday0=weekday0,
@@ -389,12 +392,15 @@ def _usable_granularities(
         )
     if not usable:
         finest = min(settings.granularities)
+        longer = "burstlab generate --synthetic --duration 30d -o trace.parquet"
         raise InputError(
             f"the trace spans {span_text(span)}, too short to forecast: the finest "
             f"granularity asked, {granularity_label(finest)}, gives "
             f"{interval_count(span, finest)} intervals and at least {MIN_INTERVALS} are needed",
-            hint="give a finer granularity (--granularities 1m) or a longer trace, e.g. "
-            "burstlab generate --synthetic --duration 30d -o trace.parquet",
+            # 1m is only worth suggesting when something coarser was asked
+            hint=f"give a finer granularity (--granularities 1m) or a longer trace, e.g. {longer}"
+            if finest > 60
+            else f"give a longer trace, e.g. {longer}",
         )
     return usable
 

@@ -105,7 +105,7 @@ def interval_series(table: pl.DataFrame, granularity_s: int) -> IntervalSeries:
     if granularity_s <= 0:
         raise ValueError("granularity_s must be positive")
     arrival = table["arrival_s"].to_numpy()
-    span = float(arrival[-1]) if arrival.size else 0.0
+    span = float(arrival.max()) if arrival.size else 0.0  # as run_forecast: sorted or not
     n = interval_count(span, granularity_s)
     index = (arrival // granularity_s).astype(np.int64)
     keep = index < n
@@ -129,4 +129,8 @@ def span_text(span_s: float) -> str:
         return f"{span_s / 60:.0f} min"
     if span_s < 2 * DAY_S:
         return f"{span_s / 3600:.1f} h"
-    return f"{span_s / DAY_S:.1f} days"
+    days = span_s / DAY_S
+    if days >= 30:
+        return f"{days:.1f} days"
+    # two decimals, rounded down: a span just short of 14 days must not read as 14
+    return f"{math.floor(days * 100) / 100:.2f} days"
