@@ -138,15 +138,10 @@ def plan(
 
 def _trace_of(forecast: Path) -> str:
     """The trace a forecast directory was made from (its forecast.json)."""
-    import orjson
-
     from burstlab.core.errors import InputError
+    from burstlab.forecast.run import read_json
 
-    try:
-        settings = orjson.loads((forecast / "forecast.json").read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        settings = {}
-    trace = settings.get("source") if isinstance(settings, dict) else None
+    trace = read_json(forecast / "forecast.json").get("source")
     if not isinstance(trace, str) or not trace or trace == "table":
         raise InputError(
             "the forecast does not name its trace; pass --workload", path=forecast / "forecast.json"

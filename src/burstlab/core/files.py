@@ -7,9 +7,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
+
+from burstlab.core.errors import InputError
 
 
 @contextlib.contextmanager
@@ -52,3 +54,18 @@ def write_json(path: str | Path, obj: object) -> Path:
     """``obj`` as indented JSON (orjson: dataclasses, numpy scalars), written atomically."""
     opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     return atomic_write(path, orjson.dumps(obj, option=opts) + b"\n")
+
+
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when there is no such file; an
+    :class:`InputError` naming the file when it is not valid JSON or not an object."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        data = orjson.loads(p.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", path=str(p)) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path=str(p))
+    return data

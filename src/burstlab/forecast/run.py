@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from burstlab.core.errors import InputError
-from burstlab.core.files import atomic_file, write_json
+from burstlab.core.files import atomic_file, read_json_object, write_json
 from burstlab.forecast.evaluate import nmae, nmse, walk_forward
 from burstlab.forecast.features import first_row, period_intervals, seasonal_lag
 from burstlab.forecast.models import FITTED, MODELS, XGBoostParams, xgboost_missing
@@ -483,16 +482,11 @@ def write_forecast(result: ForecastResult, out_dir: str | Path) -> dict[str, Pat
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a forecast directory, or an InputError naming the file."""
-    if not path.is_file():
+    data = read_json_object(path)
+    if data is None:
         raise InputError(
             "missing: not a forecast directory?", path=str(path), hint="run burstlab forecast first"
         )
-    try:
-        data = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc}", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path=str(path))
     return data
 
 

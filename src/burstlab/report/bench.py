@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import polars as pl
 
 from burstlab.analyze.results import SLO, summarize
 from burstlab.core.errors import InputError
+from burstlab.core.files import read_json_object
 from burstlab.report import plots
 from burstlab.report.page import write_page
 from burstlab.trace.records import ERROR_KINDS, load_records
@@ -122,15 +122,8 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc}", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path=str(path))
-    return data
+    """A run file's JSON object ({} when the file is missing)."""
+    return read_json_object(path) or {}
 
 
 def _slo(manifest: dict[str, Any]) -> SLO | None:
