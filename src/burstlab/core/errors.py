@@ -31,7 +31,8 @@ class InputError(BurstlabError):
     ``line`` and ``column`` are 1-based. ``line`` counts physical lines of a
     text file (the header is line 1) or rows of a Parquet file (first row is
     1). ``column`` is the character position of the offending field in that
-    line when it is known; ``field`` names the column of the table.
+    line when it is known; ``field`` names the column of the table, or the
+    command-line option (``--slo``) at fault.
     """
 
     def __init__(
@@ -55,7 +56,9 @@ class InputError(BurstlabError):
         where = [p for p in (self.path, self.line, self.column) if p is not None]
         prefix = ":".join(str(p) for p in where)
         reason = self.reason
-        if self.field is not None:
+        if self.field is not None and self.field.startswith("-"):
+            reason = f"{self.field}: {reason}"
+        elif self.field is not None:
             reason = f"column {self.field!r}: {reason}"
         return f"{prefix}: {reason}" if prefix else reason
 

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from burstlab.core.errors import InputError
+from burstlab.forecast.series import carry_forward
 from burstlab.sim.autoscale import Plan
 
 
@@ -45,11 +46,10 @@ def make_plan(
     starts = table["start_s"].to_numpy()
     counts = np.clip(table["predicted"].to_numpy().astype(np.float64), 0, None)
     slot = np.rint((starts - starts[0]) / interval).astype(np.int64)
-    filled = np.full(int(slot[-1]) + 1, np.nan)
-    filled[slot] = counts
-    for j in range(1, filled.size):  # gaps keep the previous interval's count
-        if np.isnan(filled[j]):
-            filled[j] = filled[j - 1]
+    filled = np.zeros(int(slot[-1]) + 1)
+    known = np.zeros(filled.size, dtype=bool)
+    filled[slot], known[slot] = counts, True
+    filled = carry_forward(filled, known)  # gaps keep the previous interval's count
     wanted = np.ceil(filled / interval * (1 + headroom) / capacity_rps - 1e-9)
     upper = max_instances if max_instances is not None else math.inf
     instances = [int(min(max(w, min_instances), upper)) for w in wanted]
