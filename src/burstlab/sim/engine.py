@@ -37,6 +37,16 @@ which grows by the batch size each time: their latencies are one vectorised
 cost-model call and their end times a cumulative sum. Every token time is
 still produced, exactly as iterating one step at a time would (``fast=False``
 does that, and the tests compare the two).
+
+**Live runs** (:class:`OnlineEngine`) take the same closed-form runs, planned
+when their batch forms and applied lazily: a call to advance to ``now`` announces
+the tokens of the run's iterations that start by ``now`` and applies the run only
+once its last iteration has started. A request entering meanwhile cuts the run
+at the first iteration boundary at or after its arrival, and so does any
+arrival or queue deadline known when the run is planned, even when the batch is
+full: then every intake (a rejection, a timeout) happens at the boundary where
+stepping would make it, and what a router or controller reads between events
+is what stepping would show.
 """
 
 from __future__ import annotations
@@ -52,7 +62,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class CostModel(Protocol):
-    """Seconds per iteration for batches described by four (broadcast) arrays."""
+    """Seconds per iteration for batches described by four (broadcast) arrays.
+
+    Elementwise and pure: each iteration's seconds depend only on its own four
+    numbers, so the engine may reuse a value it computed before (:class:`_Costs`)
+    within one simulation.
+    """
 
     def iteration_s(
         self,
@@ -87,7 +102,7 @@ class EngineConfig(BaseModel):
     queue_timeout_s: float | None = Field(None, gt=0)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity (``running.remove``)
 class _Req:
     rid: int
     arrival: float
@@ -112,6 +127,30 @@ TOKEN = -1
 #: ``listener(request id, TOKEN or an outcome code, seconds)``: told of every token
 #: and every request's end as the simulation produces them (the live server's feed).
 Listener = Callable[[int, int, float], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A closed-form decode run: ``decode`` (fixed for the whole run) decodes one
+    token per iteration; iteration ``j`` starts at ``t`` (``j = 0``) or ``ends[j-1]``
+    and ends at ``ends[j]`` (seconds). Blocks for the first iteration's tokens are
+    reserved; ``kv`` and ``blocks`` of each request stay as before the run until
+    it is applied (:meth:`_Run._commit`)."""
+
+    t: float
+    decode: list[_Req]
+    ends: np.ndarray
+    #: Iterations whose tokens a live engine's listener has heard of.
+    told: int = 0
+
+    def started(self, now: float) -> int:
+        """Iterations of the run that start at or before ``now`` (at least 1)."""
+        ends = self.ends
+        return min(ends.size, 1 + int(ends.searchsorted(now, side="right")))
+
+    def last_start(self) -> float:
+        """Start of the run's last iteration (seconds)."""
+        return float(self.ends[-2]) if self.ends.size > 1 else self.t
 
 
 @dataclass(slots=True)
@@ -151,6 +190,75 @@ TELEMETRY_COLUMNS = (
 )
 
 
+class _Costs:
+    """Iteration seconds from ``model``, memoised (results are unchanged: a cost
+    model is elementwise and pure, so a stored value is what a new call returns).
+
+    A call costs tens of microseconds of numpy overhead whatever its length, far
+    more than its arithmetic, and every step or closed-form run makes one. Here
+    decode-only iterations read a table per batch size, indexed by decode context
+    in tokens and grown (by doubling, one call) to the largest context asked for;
+    other iterations are kept by their exact four numbers. Both stop growing at a
+    bound (then the model is called directly), so memory stays under ~40 MB. One
+    lives as long as a simulation (a model changed in place between two runs is
+    read afresh).
+    """
+
+    #: Most table entries (float64) over all batch sizes, and most kept steps.
+    TABLE_LIMIT = 1 << 22
+    STEP_LIMIT = 1 << 16
+
+    def __init__(self, model: CostModel) -> None:
+        self.model = model
+        self.tables: dict[int, np.ndarray] = {}
+        self.table_size = 0
+        self.steps: dict[tuple[int, float, int, int], float] = {}
+
+    def decode_run(self, batch: int, ctx0: int, k: int) -> np.ndarray:
+        """Seconds of ``k`` decode-only iterations of ``batch`` sequences whose
+        contexts total ``ctx0`` tokens in the first and grow by ``batch`` each time."""
+        last = ctx0 + batch * (k - 1)
+        table = self.tables.get(batch)
+        if table is None or table.size <= last:
+            table = self._grow(batch, table, last)
+        if table is not None:
+            return table[ctx0 : last + 1 : batch]
+        ctx = ctx0 + batch * np.arange(k, dtype=np.float64)
+        return self.model.iteration_s(np.zeros(k), np.zeros(k), np.full(k, float(batch)), ctx)
+
+    def _grow(self, batch: int, table: np.ndarray | None, last: int) -> np.ndarray | None:
+        """The table of ``batch`` extended past context ``last`` (None: over the bound)."""
+        old = 0 if table is None else table.size
+        size = max(2 * old, last + 1, 1024)
+        if self.table_size + size - old > self.TABLE_LIMIT:
+            return None
+        n = size - old
+        ctx = np.arange(old, size, dtype=np.float64)
+        more = self.model.iteration_s(np.zeros(n), np.zeros(n), np.full(n, float(batch)), ctx)
+        table = (
+            np.asarray(more, dtype=np.float64) if table is None else np.concatenate([table, more])
+        )
+        self.tables[batch] = table
+        self.table_size += n
+        return table
+
+    def step(self, prefill_tokens: int, prefill_attn: float, batch: int, ctx: int) -> float:
+        """Seconds of one iteration: prefill tokens, prefill attention pairs, decoding
+        sequences and their total context in tokens."""
+        if prefill_tokens == 0 and batch > 0:
+            return float(self.decode_run(batch, ctx, 1)[0])
+        key = (prefill_tokens, prefill_attn, batch, ctx)
+        seconds = self.steps.get(key)
+        if seconds is None:
+            features = np.array(
+                [[prefill_tokens], [prefill_attn], [batch], [ctx]], dtype=np.float64
+            )
+            seconds = float(self.model.iteration_s(*features)[0])
+            if len(self.steps) < self.STEP_LIMIT:
+                self.steps[key] = seconds
+        return seconds
+
+
 class Engine:
     """Simulates one replica over a whole workload; see the module docstring."""
 
@@ -158,6 +266,15 @@ class Engine:
         self.cfg = config
         self.cost = cost
         self.fast = fast
+        self._costs: _Costs | None = None
+
+    def _cached_costs(self) -> _Costs:
+        """The memoised costs of ``self.cost``, shared by the live engines made from
+        this engine (a fleet makes one engine per run); renewed if ``cost`` is
+        replaced."""
+        if self._costs is None or self._costs.model is not self.cost:
+            self._costs = _Costs(self.cost)
+        return self._costs
 
     def run(
         self,
@@ -168,11 +285,18 @@ class Engine:
     ) -> SimResult:
         """Simulate requests arriving at ``arrival_s`` (sorted, seconds) with these
         lengths (output lengths below 1 count as 1); returns every request's fate."""
+        self._costs = None  # a fresh memo: the cost model may have changed in place
         return _Run(self, arrival_s, input_tokens, output_tokens, predicted_output).go()
 
 
 def _blocks(tokens: int, size: int) -> int:
     return -(-tokens // size)
+
+
+def _need(decode: list[_Req], j: int, size: int) -> int:
+    """Blocks the decode batch needs beyond those it holds once iteration ``j``
+    (1-based) of a run has its tokens: ``kv + j`` each (the first is reserved)."""
+    return sum(max(0, -(-(r.kv + j) // size) - r.blocks) for r in decode)
 
 
 class _Run:
@@ -185,7 +309,7 @@ class _Run:
         predicted: Sequence[int] | np.ndarray | None,
     ) -> None:
         self.cfg = engine.cfg
-        self.cost = engine.cost
+        self.costs = engine._cached_costs()
         self.fast = engine.fast
         arrivals = np.asarray(arrival_s, dtype=np.float64)
         prompts = np.maximum(np.asarray(input_tokens, dtype=np.int64), 1)
@@ -224,6 +348,13 @@ class _Run:
         self.preempted_total = 0
         self.in_queue = np.zeros(n, dtype=bool)
         self.listener: Listener | None = None
+        #: Whether the listener hears of every token (a fleet reads them from the
+        #: spans afterwards instead).
+        self.tell = True
+        #: A live run (:class:`OnlineEngine`): closed-form runs wait in ``pending``
+        #: and end at every known arrival and deadline (see the module docstring).
+        self.live = False
+        self.pending: _Pending | None = None
 
     def _settle(self, rid: int, code: int, when: float) -> None:
         """Request ``rid`` ended with outcome ``code`` at ``when`` (seconds)."""
@@ -299,7 +430,8 @@ class _Run:
             self._push(r)
             if timeout is not None:
                 heapq.heappush(self.deadlines, (r.arrival + timeout, r.rid))
-        self._expire(t)
+        if self.deadlines and self.deadlines[0][0] <= t:
+            self._expire(t)
 
     # -- one step ----------------------------------------------------------
 
@@ -359,6 +491,9 @@ class _Run:
         prefill: list[tuple[_Req, int]] = []
         extra = 0.0
         preempted = False
+        # A request swapped in on this step without a token this iteration (its KV
+        # came back, or arrived from a prefill instance, at no cost to the step).
+        idle_in = False
         i = 0
         while i < len(self.running):
             r = self.running[i]
@@ -404,6 +539,8 @@ class _Run:
                     if budget >= 1 and r.target <= r.kv and self._grow(r, 1):
                         budget -= 1
                         decode.append(r)
+                    else:
+                        idle_in = True  # it takes part from the next iteration on
                     continue
                 remaining = r.target - r.kv
                 chunk = min(remaining, budget)
@@ -427,10 +564,15 @@ class _Run:
                 self._settle(r_opt.rid, REJECTED, t)
             return t
         aging = self.cfg.aging > 0 and self.waiting_count > 0
-        if self.fast and not prefill and not preempted and extra == 0.0 and not aging:
+        fixed = not prefill and not preempted and not idle_in and extra == 0.0 and not aging
+        if self.fast and fixed:
             k = self._run_length(decode)
             if k > 1:
-                return self._advance(t, decode, k)
+                run = self._plan(t, decode, k)
+                if self.live and run.ends.size > 1:
+                    self.pending = run  # applied by OnlineEngine.advance
+                    return t
+                return self._commit(run)
         return self._finish_step(t, decode, prefill, extra)
 
     def _finish_step(
@@ -439,25 +581,29 @@ class _Run:
         p_tokens = sum(c for _, c in prefill)
         p_attn = sum(c * (r.kv + (c + 1) / 2) for r, c in prefill)
         d_ctx = sum(r.kv for r in decode)
-        features = np.array([[p_tokens], [p_attn], [len(decode)], [d_ctx]], dtype=np.float64)
-        dt = float(self.cost.iteration_s(*features)[0])
+        dt = self.costs.step(p_tokens, p_attn, len(decode), d_ctx)
         end = t + dt + extra
         idx = self.iter_count
         self.iter_end.append(np.array([end]))
         self.iter_count += 1
+        tell = self.listener if self.tell else None
         for r in decode:
             r.kv += 1
+            if tell is not None:
+                tell(r.rid, TOKEN, end)
             self._emit(r, idx, idx + 1, end, end)
         for r, chunk in prefill:
             r.kv += chunk
             if r.kv >= r.target:
+                if tell is not None:
+                    tell(r.rid, TOKEN, end)
                 self._emit(r, idx, idx + 1, end, end)
         self._telemetry(t, end, 1, len(decode) + len(prefill), p_tokens)
         return end
 
     def _emit(self, r: _Req, a: int, b: int, first: float, end: float) -> None:
         """``r`` emitted tokens in iterations ``a..b-1``, the first at ``first`` and
-        the last at ``end`` (seconds)."""
+        the last at ``end`` (seconds); the listener has already heard of them."""
         if r.spans and r.spans[-1][1] == a:
             r.spans[-1] = (r.spans[-1][0], b)
         else:
@@ -465,8 +611,6 @@ class _Run:
         if r.generated == 0:
             self.first[r.rid] = first
         r.generated += b - a
-        if self.listener is not None:
-            self.listener(r.rid, TOKEN, end)
         if r.generated >= r.output:
             self.free += r.blocks
             r.blocks = 0
@@ -475,66 +619,83 @@ class _Run:
 
     def _run_length(self, decode: list[_Req]) -> int:
         """How many iterations the current decode-only batch can run unchanged
-        (upper bound before arrivals, which :meth:`_advance` checks)."""
+        (upper bound before arrivals, which :meth:`_plan` checks)."""
         k = min(r.output - r.generated for r in decode)
         if k <= 1:
             return k
         # block growth: the j-th further token of a request with kv c and b blocks
         # needs ceil((c + j) / size) - b new blocks; find the largest k that fits.
+        # This step's token is already reserved; iteration j (1-based) adds j tokens
+        # in all. Most runs fit whole (checked in plain Python: batches are small).
         size = self.cfg.block_size
+        if _need(decode, k, size) <= self.free:
+            return k
         kv = np.array([r.kv for r in decode], dtype=np.int64)
         held = np.array([r.blocks for r in decode], dtype=np.int64)
 
-        # This step's token is already reserved; iteration j (1-based) adds j tokens in all.
         def need(j: int) -> int:
             return int(np.maximum(-(-(kv + j) // size) - held, 0).sum())
 
-        if need(k) > self.free:
-            lo, hi = 1, k  # need(lo) fits (reserved), need(hi) does not
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if need(mid) <= self.free:
-                    lo = mid
-                else:
-                    hi = mid
-            k = lo
-        return k
+        lo, hi = 1, k  # need(lo) fits (reserved), need(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if need(mid) <= self.free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
-    def _advance(self, t: float, decode: list[_Req], k: int) -> float:
+    def _plan(self, t: float, decode: list[_Req], k: int) -> _Pending:
+        """The run of at most ``k`` decode iterations from ``t``: one vectorised
+        cost-model call, ends by cumulative sum, cut where the batch may change."""
         batch = len(decode)
         ctx0 = sum(r.kv for r in decode)
-        ctx = ctx0 + batch * np.arange(k, dtype=np.float64)
-        dt = self.cost.iteration_s(np.zeros(k), np.zeros(k), np.full(k, float(batch)), ctx)
-        ends = t + np.cumsum(dt)
-        # Below max_num_seqs, an arrival (which may be admitted) or a queue deadline
-        # (which may unblock the queue's head) cuts the run at the first iteration
-        # boundary at or after it.
-        if len(self.running) < self.cfg.max_num_seqs:
+        ends = t + self.costs.decode_run(batch, ctx0, k).cumsum()
+        # Below max_num_seqs (always, in a live run), an arrival (which may be
+        # admitted) or a queue deadline (which may unblock the queue's head) cuts the
+        # run at the first iteration boundary at or after it.
+        if self.live or len(self.running) < self.cfg.max_num_seqs:
             soon = math.inf
             if self.next_arrival < self.n:
                 soon = self.reqs[self.next_arrival].arrival
             if self.deadlines:
                 soon = min(soon, self.deadlines[0][0])
             if soon < math.inf:
-                cut = int(np.searchsorted(ends, soon, side="left")) + 1
-                k = max(1, min(k, cut))
-                ends = ends[:k]
-        # Blocks for every token of the run (the first was reserved by the step).
-        for r in decode:
-            self._grow(r, k)
+                cut = int(ends.searchsorted(soon, side="left")) + 1
+                ends = ends[: max(1, min(k, cut))]
+        return _Pending(t, decode, ends)
+
+    def _tell(self, run: _Pending, upto: int) -> None:
+        """The listener hears of the tokens of the run's iterations before ``upto``."""
+        listener = self.listener
+        if listener is not None and self.tell:
+            for when in run.ends[run.told : upto].tolist():
+                for r in run.decode:
+                    listener(r.rid, TOKEN, when)
+        run.told = max(run.told, upto)
+
+    def _commit(self, run: _Pending) -> float:
+        """Apply a whole run (blocks, tokens, completions, telemetry); its end."""
+        decode, ends = run.decode, run.ends
+        k = ends.size
+        if self.listener is not None:
+            self._tell(run, k)
         idx = self.iter_count
         self.iter_end.append(ends)
         self.iter_count += k
         end = float(ends[-1])
         first = float(ends[0])
         for r in decode:
+            # Blocks for every token of the run (the first was reserved by the step;
+            # the run's length was chosen so that they are free).
+            self._grow(r, k)
             r.kv += k
             self._emit(r, idx, idx + k, first, end)
         if k > 1:
             # What stepping would have taken in by the last iteration's start, so that
             # the row's queue length is the same (outcomes do not depend on it).
             self._intake(float(ends[-2]))
-        self._telemetry(t, end, k, batch, 0)
+        self._telemetry(run.t, end, k, len(decode), 0)
         return end
 
     def _telemetry(
@@ -563,13 +724,25 @@ class OnlineEngine:
     at or before ``now`` (the last one may end later: its tokens are announced
     ahead of their time, which is how a server can stream them on time) and
     returns the next iteration boundary, or None when idle. Scheduling is the
-    same as :meth:`Engine.run`, stepping one iteration at a time.
+    same as :meth:`Engine.run`; with ``engine.fast``, decode runs are closed-form
+    (see the module docstring) and the listener still hears of every token.
+
+    ``tokens=False``: the listener hears only of requests' ends; token times are
+    read afterwards from ``run`` (spans into ``run.iter_end``), which spares a
+    call per token. ``due`` is the earliest ``now`` at which :meth:`advance` can
+    change anything but token announcements and :meth:`free_blocks` (-inf after
+    :meth:`add`, inf when idle): a caller that needs no announcements may skip
+    calls before it.
     """
 
-    def __init__(self, engine: Engine, listener: Listener) -> None:
-        self.run = _Run(Engine(engine.cfg, engine.cost, fast=False), [], [], [], None)
+    def __init__(self, engine: Engine, listener: Listener, *, tokens: bool = True) -> None:
+        self.run = _Run(engine, [], [], [], None)
         self.run.listener = listener
+        self.run.tell = tokens
+        self.run.live = True
         self.t = 0.0
+        self.now = 0.0
+        self.due = -math.inf
 
     def add(
         self,
@@ -595,9 +768,15 @@ class OnlineEngine:
             run.end = np.concatenate([run.end, np.full(grow, np.nan)])
             run.in_queue = np.concatenate([run.in_queue, np.zeros(grow, dtype=bool)])
         prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
-        sort_key = {"input": prompt, "output": output, "total": prompt + output}.get(
-            run.cfg.key, output if key is None else key
-        )
+        by = run.cfg.key
+        if by == "input":
+            sort_key: float = prompt
+        elif by == "total":
+            sort_key = prompt + output
+        elif by == "predicted" and key is not None:
+            sort_key = key
+        else:  # the output length, or no prediction given
+            sort_key = output
         sign = -1.0 if run.cfg.scheduler == "lrf" else 1.0
         arrival = max(now, run.reqs[-1].arrival if run.reqs else now)
         r = _Req(rid, arrival, prompt, output, sign * float(sort_key))
@@ -606,22 +785,54 @@ class OnlineEngine:
             r.swapped, r.transferred, r.generated = prompt, True, 1
         run.reqs.append(r)
         run.n += 1
+        pending = run.pending
+        if pending is not None:
+            # The run ends at the first boundary at or after the arrival, but keeps
+            # every iteration that has started by ``now`` (they ran without it).
+            cut = int(pending.ends.searchsorted(arrival, side="left")) + 1
+            keep = max(pending.started(now), cut)
+            if keep < pending.ends.size:
+                pending.ends = pending.ends[:keep]
+        self.due = -math.inf
         return rid
 
     def advance(self, now: float) -> float | None:
         """Run the iterations starting at or before ``now``; the next boundary, or None."""
         run = self.run
+        self.now = max(self.now, now)
         while True:
+            pending = run.pending
+            if pending is not None:
+                started = pending.started(now)
+                if started < pending.ends.size:
+                    run._tell(pending, started)
+                    boundary = float(pending.ends[started - 1])
+                    run._intake(boundary)  # as stepping takes in at the next boundary
+                    self.due = pending.last_start()
+                    return boundary
+                run.pending = None
+                self.t = run._commit(pending)
             run._intake(self.t)
             if not run.running and not run.waiting_count:
                 if run.next_arrival < run.n:
                     self.t = max(self.t, run.reqs[run.next_arrival].arrival)
                     continue
                 self.t = max(self.t, now)
+                self.due = math.inf
                 return None
             if self.t > now:
+                self.due = self.t
                 return self.t
             self.t = run._step(self.t)
+
+    def free_blocks(self, now: float) -> int:
+        """Free KV blocks once every iteration starting at or before ``now`` has
+        reserved its tokens' blocks (as stepping would hold them then)."""
+        run = self.run
+        pending = run.pending
+        if pending is None:
+            return run.free
+        return run.free - _need(pending.decode, pending.started(now), run.cfg.block_size)
 
     def state(self) -> dict[str, float]:
         """Running and waiting requests, KV blocks in use and preemptions so far."""
@@ -629,7 +840,7 @@ class OnlineEngine:
         return {
             "running": len(run.running),
             "waiting": run.waiting_count,
-            "kv_blocks_used": run.cfg.num_blocks - run.free,
+            "kv_blocks_used": run.cfg.num_blocks - self.free_blocks(self.now),
             "kv_blocks": run.cfg.num_blocks,
             "preemptions": run.preempted_total,
             "requests": run.n,

@@ -15,8 +15,10 @@ Events are processed in time order: arrivals (routed to an active ``SERVE`` or
 ``PREFILL`` instance), KV hand-offs (to the active ``DECODE`` instance with the
 fewest outstanding requests) and a controller's ticks. Before each event every
 instance is brought up to its time, prefill instances first, because they may
-hand over something earlier. Every token time is exact (the live engines step one
-iteration at a time).
+hand over something earlier; an instance with nothing due by then (its
+:attr:`~burstlab.sim.engine.OnlineEngine.due`) is skipped, which changes nothing.
+Every token time is exact: the live engines advance decode runs in closed form,
+and their token times are gathered from their spans at the end.
 
 A :class:`Controller` changes the fleet at its ticks (:meth:`Fleet.launch`,
 :meth:`Fleet.drain`). The fleet never leaves a role that takes work without an
@@ -37,7 +39,6 @@ import numpy as np
 from burstlab.sim.engine import (
     OK,
     PENDING,
-    TOKEN,
     Engine,
     EngineConfig,
     Listener,
@@ -121,6 +122,9 @@ class Fleet:
         if PREFILL in roles and (DECODE not in roles or link is None):
             raise ValueError("prefill instances need decode instances and a link")
         self.engine = engine
+        #: What the instances run: a copy of ``engine`` per run, so that its
+        #: memoised costs serve one simulation (see :meth:`run`).
+        self._live = Engine(engine.cfg, engine.cost, fast=engine.fast)
         self.cfg: EngineConfig = engine.cfg
         self.initial_roles = list(roles)
         self.router = router
@@ -130,6 +134,9 @@ class Fleet:
         self.instances: list[Instance] = []
         #: ``(seconds, instance, role, state)`` at every change, for reports.
         self.log: list[tuple[float, int, int, int]] = []
+        #: Active instances taking arrivals and active decode instances, and whether
+        #: any instance is booting or draining; None after any change (:meth:`_note`).
+        self._roster: tuple[list[int], list[int], bool] | None = None
         self.horizon_s = 0.0
 
     # -- what controllers use ---------------------------------------------------
@@ -156,7 +163,9 @@ class Fleet:
         ready = t + self.startup_s if ready_at is None else ready_at
         state = ACTIVE if ready <= t else STARTING
         self.instances.append(
-            Instance(OnlineEngine(self.engine, self._listener(k)), role, state, ready, t)
+            Instance(
+                OnlineEngine(self._live, self._listener(k), tokens=False), role, state, ready, t
+            )
         )
         self._note(t, k)
         return k
@@ -194,7 +203,8 @@ class Fleet:
         self._prefill_only = np.zeros(n, dtype=bool)
         self.handoffs: list[tuple[float, int]] = []
         self.gather = Gather(n, 0)
-        self.instances, self.log = [], []
+        self.instances, self.log, self._roster = [], [], None
+        self._live = Engine(self.engine.cfg, self.engine.cost, fast=self.engine.fast)
         self._turn = 0
         start = float(self._arrivals[0]) if n else 0.0
         for role in self.initial_roles:
@@ -219,13 +229,13 @@ class Fleet:
                 tick = max(self.controller.tick(t, self), math.nextafter(t, math.inf))
             elif self.handoffs and self.handoffs[0][0] <= t_arrival:
                 at, g = heapq.heappop(self.handoffs)
-                decoders = self.members(DECODE)
+                decoders = self._rosters()[1]
                 if not decoders:
                     raise RuntimeError(f"no active decode instance for request {g}")
                 k = min(decoders, key=lambda k: self.instances[k].outstanding)
                 self._assign(k, g, at, kv_ready=True)
             else:
-                self._assign(self._choose(self._takers(i)), i, t)
+                self._assign(self._choose(self._takers(i), t), i, t)
                 i += 1
         self._advance(math.inf, PREFILL, SERVE, DECODE)
         ends = self.gather.end[~np.isnan(self.gather.end)]
@@ -257,12 +267,16 @@ class Fleet:
         return listen
 
     def _advance(self, t: float, *roles: int) -> None:
+        """Bring the live instances of ``roles`` up to ``t`` (seconds)."""
         for x in self.instances:
-            if x.role in roles and x.state != STOPPED:
-                x.engine.advance(t)
+            engine = x.engine
+            if engine.due <= t and x.role in roles and x.state != STOPPED:
+                engine.advance(t)
 
     def _settle(self, t: float) -> None:
         """Booted instances become active; drained ones stop or change role."""
+        if not self._rosters()[2]:
+            return  # none is booting or draining
         for k, x in enumerate(self.instances):
             if x.state == STARTING and x.ready_at <= t:
                 x.state = ACTIVE
@@ -282,15 +296,27 @@ class Fleet:
     def _note(self, t: float, k: int) -> None:
         x = self.instances[k]
         self.log.append((t, k, x.role, x.state))
+        self._roster = None
+
+    def _rosters(self) -> tuple[list[int], list[int], bool]:
+        """``_roster``, rebuilt if an instance changed role or state since."""
+        if self._roster is None:
+            xs = self.instances
+            self._roster = (
+                [k for k, x in enumerate(xs) if x.state == ACTIVE and x.role != DECODE],
+                [k for k, x in enumerate(xs) if x.state == ACTIVE and x.role == DECODE],
+                any(x.state in (STARTING, DRAINING) for x in xs),
+            )
+        return self._roster
 
     def _takers(self, g: int) -> list[int]:
         """Active instances that take arrivals (colocated or prefill)."""
-        takers = [k for k, x in enumerate(self.instances) if x.state == ACTIVE and x.role != DECODE]
+        takers = self._rosters()[0]
         if not takers:
             raise RuntimeError(f"no active instance for request {g}")  # drain() prevents it
         return takers
 
-    def _choose(self, members: list[int]) -> int:
+    def _choose(self, members: list[int], t: float) -> int:
         if self.router == "round_robin":
             self._turn += 1
             return members[(self._turn - 1) % len(members)]
@@ -298,7 +324,7 @@ class Fleet:
             return min(members, key=lambda k: self.instances[k].outstanding)
         return max(
             members,
-            key=lambda k: (self.instances[k].engine.run.free, -self.instances[k].outstanding),
+            key=lambda k: (self.instances[k].engine.free_blocks(t), -self.instances[k].outstanding),
         )
 
     def _assign(self, k: int, g: int, t: float, *, kv_ready: bool = False) -> None:
@@ -316,44 +342,48 @@ class Gather:
     ``owner[k][local id]`` maps engine ``k``'s request ids to workload indexes."""
 
     def __init__(self, n: int, engines: int) -> None:
-        self.tokens: list[list[float]] = [[] for _ in range(n)]
         self.outcome = np.full(n, PENDING, dtype=np.int8)
         self.end = np.full(n, np.nan)
         self.owner: list[list[int]] = [[] for _ in range(engines)]
 
     def record(self, g: int, code: int, when: float) -> None:
-        """Request ``g`` emitted a token (``TOKEN``) or ended with ``code`` at ``when``."""
-        if code == TOKEN:
-            self.tokens[g].append(when)
-        else:
-            self.outcome[g] = code
-            self.end[g] = when
+        """Request ``g`` ended with ``code`` at ``when`` (seconds)."""
+        self.outcome[g] = code
+        self.end[g] = when
 
     def result(self, engines: list[OnlineEngine]) -> SimResult:
-        """One result; telemetry rows carry their engine's index in ``replica``."""
-        tokens = self.tokens
-        lengths = np.array([len(t) for t in tokens], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        flat = np.array([x for t in tokens for x in t], dtype=np.float64)
-        first = np.array([t[0] if t else np.nan for t in tokens])
-        preemptions = np.zeros(len(tokens), dtype=np.int32)
+        """One result: ``iter_end`` is every engine's iteration ends one after the
+        other, and a request's spans point into its engines' parts in time order;
+        telemetry rows carry their engine's index in ``replica``."""
+        n = self.outcome.size
+        parts = [np.concatenate(e.run.iter_end) if e.run.iter_end else np.empty(0) for e in engines]
+        offsets = np.cumsum([0] + [p.size for p in parts]).tolist()
+        iter_end = np.concatenate(parts) if parts else np.empty(0)
+        spans: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        preemptions = np.zeros(n, dtype=np.int32)
         rows = []
         for k, engine in enumerate(engines):
+            off, owner = offsets[k], self.owner[k]
             for rid, req in enumerate(engine.run.reqs):
-                preemptions[self.owner[k][rid]] += req.preemptions
+                g = owner[rid]
+                preemptions[g] += req.preemptions
+                if req.spans:
+                    spans[g].extend((a + off, b + off) for a, b in req.spans)
             rows += [(*row, k) for row in engine.run.telemetry]
+        first = np.full(n, np.nan)
+        for g, parts_g in enumerate(spans):
+            if parts_g:
+                if len(parts_g) > 1:  # on several engines (prefill, then decode)
+                    parts_g.sort(key=lambda span: iter_end[span[0]])
+                first[g] = iter_end[parts_g[0][0]]
         telemetry = np.array(sorted(rows), dtype=np.float64) if rows else np.empty((0, 10))
-        spans = [
-            [(int(offsets[g]), int(offsets[g + 1]))] if lengths[g] else []
-            for g in range(len(tokens))
-        ]
         return SimResult(
             outcome=self.outcome,
             first=first,
             end=self.end,
             preemptions=preemptions,
             spans=spans,
-            iter_end=flat,
+            iter_end=iter_end,
             telemetry=telemetry[:, :-1],
             iterations=sum(e.run.iter_count for e in engines),
             replica=telemetry[:, -1].astype(np.int32),

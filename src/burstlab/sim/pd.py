@@ -96,7 +96,7 @@ class RatioController:
         blocks = fleet.cfg.num_blocks
         prefill_waiting = sum(x.engine.run.waiting_count for x in pools[PREFILL])
         decode_waiting = sum(x.engine.run.waiting_count for x in pools[DECODE])
-        kv_used = sum(blocks - x.engine.run.free for x in pools[DECODE])
+        kv_used = sum(blocks - x.engine.free_blocks(t) for x in pools[DECODE])
 
         def prefill_pressure(n: int) -> float:  # 1.0 = at the threshold
             return prefill_waiting / n / cfg.prefill_waiting if n else math.inf

@@ -107,7 +107,11 @@ CASES: list[tuple[EngineConfig, set[str]]] = [
     ),
     (
         EngineConfig(
-            block_size=32, num_blocks=150, scheduler="srf", key="total", aging=5.0,
+            block_size=32,
+            num_blocks=150,
+            scheduler="srf",
+            key="total",
+            aging=5.0,
             queue_timeout_s=3.0,
         ),
         {"preempt", "timeout"},
