@@ -630,7 +630,14 @@ def window_for(table: pl.DataFrame) -> float:
 
 def _span(table: pl.DataFrame) -> float:
     arrivals = _finite(table["arrival_s"])
-    return float(arrivals.max() - min(arrivals.min(), 0.0)) if arrivals.size else 0.0
+    return float(arrivals.max() - _origin(arrivals)) if arrivals.size else 0.0
+
+
+def _origin(arrivals: np.ndarray) -> float:
+    """Where time axes start (s): 0, unless the run starts later than it lasts (a part
+    of a long trace, as an autoscaled run is), then its first arrival."""
+    first, last = float(arrivals.min()), float(arrivals.max())
+    return min(first, 0.0) if first <= last - first else first
 
 
 def _finite(series: pl.Series) -> np.ndarray:
@@ -656,7 +663,7 @@ def _offered(table: pl.DataFrame, window: float) -> tuple[np.ndarray, np.ndarray
     arrivals = _finite(table["arrival_s"])
     if arrivals.size == 0:
         return np.array([0.0]), np.array([0.0])
-    first = math.floor(min(arrivals.min(), 0.0) / window)
+    first = math.floor(_origin(arrivals) / window)
     last = math.floor(arrivals.max() / window)
     edges = np.arange(first, last + 2) * window
     counts, _ = np.histogram(arrivals, bins=edges)
@@ -971,15 +978,15 @@ def autoscale_timelines(scaled: dict[str, Any], table: pl.DataFrame, window: flo
     timelines = _map(scaled.get("timelines"))
     starts, counts = _offered(table, window)
     rate = counts / window
-    span = float(table["arrival_s"].max() or 0.0)  # type: ignore[arg-type]
-    scale, unit = _time_unit(span)
+    end = float(table["arrival_s"].max() or 0.0)  # type: ignore[arg-type]
+    scale, unit = _time_unit(_span(table))
     fig, axes = plots.grid(1, 1, height=3.0, width=10.0)
     ax = axes[0, 0]
     handles = []
     for name, points in timelines.items():
         if not isinstance(points, list) or not points:
             continue
-        t = np.array([p[0] for p in points] + [span], dtype=np.float64) / scale
+        t = np.array([p[0] for p in points] + [end], dtype=np.float64) / scale
         c = np.array([p[1] for p in points] + [points[-1][1]], dtype=np.float64)
         (line,) = ax.step(t, c, where="post", lw=1.2, label=_text(name))
         handles.append(line)

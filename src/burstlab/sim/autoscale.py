@@ -148,10 +148,15 @@ class ReactiveController:
         self.headroom = headroom
         self.bounds = (min_instances, max_instances or 10**9)
         self.startup_s = startup_s
+        #: Whether the first tick (which only starts the clock) has come.
+        self.ticked = False
 
     def tick(self, t: float, fleet: Fleet) -> float:
-        """Resize from the last window's rate; the next look is a window later."""
-        if t > 0:
+        """Resize from the last window's rate; the next look is a window later. The
+        first tick (the first arrival) only starts the clock: no window has passed."""
+        if not self.ticked:
+            self.ticked = True
+        else:
             rate = fleet.arrived(t - self.window_s, t) / self.window_s
             want = math.ceil(rate * (1 + self.headroom) / self.capacity_rps)
             want = min(max(want, self.bounds[0]), self.bounds[1])
@@ -231,10 +236,14 @@ def timeline(fleet: Fleet) -> list[tuple[float, int]]:
         if math.isfinite(x.stopped_s):
             events.append((x.stopped_s, -1))
     events.sort()
-    out, count = [], 0
+    out: list[tuple[float, int]] = []
+    count = 0
     for t, step in events:
         count += step
-        out.append((t, count))
+        if out and out[-1][0] == t:  # one point per instant: what holds after it
+            out[-1] = (t, count)
+        else:
+            out.append((t, count))
     return out
 
 

@@ -85,3 +85,20 @@ def test_a_bad_plan_file_is_named(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         load_plan(path)
+
+
+def test_reactive_waits_a_window_and_timelines_never_dip_below_zero() -> None:
+    # a late start (a plan over the end of a long trace) with a first interval of 3
+    arrival, inputs, outputs = surge(seed=3)
+    late = 500_000.0
+    plan = PLAN.model_copy(update={"start_s": late, "instances": [3, 3, 3, 1, 1, 1]})
+    fleet = build_policy("reactive", ENGINE, plan, late + float(arrival[0]))
+    fleet.run(arrival + late, inputs, outputs)
+    points = timeline(fleet)
+    times = [t for t, _ in points]
+    assert times == sorted(set(times))  # one point per instant
+    assert all(count >= 1 for _, count in points)
+    # the first look comes a window (60 s) after the first arrival, not at it
+    first_stop = min(x.stopped_s for x in fleet.instances)
+    assert points[0] == (late + float(arrival[0]), 3)
+    assert first_stop >= late + float(arrival[0]) + 60
