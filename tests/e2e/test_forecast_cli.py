@@ -119,3 +119,13 @@ def test_bad_options_are_named(tmp_path: Path) -> None:
               str(tmp_path / "t.parquet"))  # fmt: skip
     assert out.returncode == 2
     assert "--rps must be positive" in out.stderr
+
+
+def test_synthetic_refuses_replay_options(tmp_path: Path) -> None:
+    out = run("generate", "sample", "--synthetic", "-o", str(tmp_path / "a.parquet"))
+    assert out.returncode == 2
+    assert "TRACE: not with --synthetic" in out.stderr
+    out = run("generate", "--synthetic", "--busiest", "10m", "-o", str(tmp_path / "b.parquet"))
+    assert out.returncode == 2
+    assert "--busiest: not with --synthetic" in out.stderr
+    assert not (tmp_path / "a.parquet").exists()

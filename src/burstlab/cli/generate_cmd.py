@@ -143,17 +143,21 @@ def generate(
     from burstlab.workload.model import load_model
     from burstlab.workload.replay import ReplaySpec, replay, speedup_for
 
-    replay_only = {
-        "--start": start,
-        "--end": end,
-        "--day": day,
-        "--busiest": busiest,
-        "--model": model,
-        "--log-type": log_type,
-        "--limit": limit,
-    }
+    def replay_options() -> list[str]:
+        """The options given that only a trace replay takes."""
+        replay_only = {
+            "--start": start,
+            "--end": end,
+            "--day": day,
+            "--busiest": busiest,
+            "--model": model,
+            "--log-type": log_type,
+            "--limit": limit,
+        }
+        return [name for name, value in replay_only.items() if value is not None]
+
     if synthetic:
-        given = [name for name, value in replay_only.items() if value is not None]
+        given = replay_options()
         if trace is not None or given or drop_failed or speedup is not None:
             what = ", ".join(given or ["TRACE" if trace is not None else "--speedup"])
             raise InputError(f"{what}: not with --synthetic (it draws its own trace)")
@@ -189,7 +193,7 @@ def generate(
             raise InputError(f"{name} must be positive, got {value}")
     fitted = load_model(trace)
     if fitted is not None:
-        given = [name for name, value in replay_only.items() if value is not None]
+        given = replay_options()
         if given or drop_failed:
             raise InputError(
                 f"{', '.join(given or ['--drop-failed'])}: only for a trace, not for a fitted model"
