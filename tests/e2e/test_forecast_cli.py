@@ -4,6 +4,7 @@ and what the short bundled sample can and cannot do."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,21 @@ def test_synthetic_trace_to_forecast_to_plan_to_autoscaled_simulation(tmp_path: 
     assert len(schedule["instances"]) == predicted.height
     assert max(schedule["instances"]) <= 6
     assert len(set(schedule["instances"])) > 1  # it follows the daily cycle
+
+    # the capacity found by simulating the engine under the SLO, lengths from the trace
+    engine = tmp_path / "engine.yaml"
+    engine.write_text("model: Llama-2-13B\ngpu: A6000\n")
+    by_engine = tmp_path / "plan-engine.json"
+    out = run("plan", "--forecast", str(fc), "--engine", str(engine), "--slo", "ttft=2,tpot=0.1",
+              "-o", str(by_engine))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "one instance serves" in out.stderr
+    assert "lengths from" in out.stderr  # the forecast's own trace
+    found = json.loads(by_engine.read_text())
+    assert 0.05 < found["capacity_rps"] < 2.0
+    assert found["slo"]["tpot"] == 0.1
+    rate = predicted["predicted"].max() / 3600  # type: ignore[operator]
+    assert max(found["instances"]) == max(1, math.ceil(rate * 1.2 / found["capacity_rps"] - 1e-9))
 
     out = run("simulate", str(trace), "--autoscale", str(plan), "--slo", "ttft=2,e2e=60",
               "-o", str(tmp_path / "run"))  # fmt: skip
