@@ -49,6 +49,10 @@ def test_synthetic_trace_to_forecast_to_plan_to_autoscaled_simulation(tmp_path: 
     html = (fc / "report.html").read_text()
     assert "Across granularities" in html
     assert html.count("data:image/png;base64,") == 5  # the study and one per series
+    (fc / "report.html").unlink()
+    out = run("report", str(fc), "--no-plots")
+    assert out.returncode == 0, out.stderr
+    assert "Across granularities" in (fc / "report.html").read_text()
 
     plan = tmp_path / "plan.json"
     out = run("plan", "--forecast", str(fc), "--capacity", "0.008", "--headroom", "0.2",
