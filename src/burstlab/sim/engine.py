@@ -194,8 +194,10 @@ class _Costs:
     """Iteration seconds from ``model``, memoised (results are unchanged: a cost
     model is elementwise and pure, so a stored value is what a new call returns).
 
-    A call costs tens of microseconds of numpy overhead whatever its length, far
-    more than its arithmetic, and every step or closed-form run makes one. Here
+    An array call costs tens of microseconds of numpy overhead whatever its
+    length, far more than its arithmetic, and every closed-form run needs one; a
+    single step passes Python floats (the models' plain-float path, about 1.5 us
+    for :class:`~burstlab.sim.cost.Roofline`), and is still kept. Here
     decode-only iterations read a table per batch size, indexed by decode context
     in tokens and grown (by doubling, one call) to the largest context asked for;
     other iterations are kept by their exact four numbers. Both stop growing at a
@@ -250,10 +252,12 @@ class _Costs:
         key = (prefill_tokens, prefill_attn, batch, ctx)
         seconds = self.steps.get(key)
         if seconds is None:
-            features = np.array(
-                [[prefill_tokens], [prefill_attn], [batch], [ctx]], dtype=np.float64
+            # Python floats, not 1-element arrays: the cost models evaluate numbers
+            # in plain floats (the same doubles), several times faster.
+            iteration_s: Callable[..., np.ndarray] = self.model.iteration_s
+            seconds = float(
+                iteration_s(float(prefill_tokens), float(prefill_attn), float(batch), float(ctx))
             )
-            seconds = float(self.model.iteration_s(*features)[0])
             if len(self.steps) < self.STEP_LIMIT:
                 self.steps[key] = seconds
         return seconds
