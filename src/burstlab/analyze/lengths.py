@@ -6,6 +6,12 @@ fitted ``xmin`` (maximum likelihood with the Hurwitz zeta normaliser, xmin
 chosen by minimum KS as in Clauset, Shalizi and Newman 2009), a lognormal
 (moments of ln x), and the empirical distribution itself (always KS 0, named
 best only when neither parametric model comes within 0.05).
+
+Bimodality needs two witnesses: Sarle's coefficient of ln(x) above 5/9, and a
+second mode in the smoothed histogram the report draws (log-spaced bins,
+density per token) with a real dip before it. Sarle's coefficient alone flags
+skewed one-mode shapes (a decreasing or flat histogram of tokens reaches 0.6);
+a decreasing histogram has no second local maximum, so it is never flagged.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ from scipy import optimize, special, stats
 GOOD_FIT_KS = 0.05
 #: Sarle's bimodality coefficient above 5/9 suggests two modes.
 BIMODAL_COEFFICIENT = 5 / 9
+#: A second mode counts when the density dips at least this much below it (a share of
+#: the lower of the two peaks) ...
+MODE_DIP = 0.2
+#: ... the dip is at least this many standard errors (Poisson counts) deep ...
+MODE_DIP_SE = 3.0
+#: ... and the smaller mode's side of the dip holds at least this share of the data.
+MODE_MASS = 0.05
 
 
 class ZipfFit(BaseModel):
@@ -55,11 +68,17 @@ class LengthFit(BaseModel):
     lognormal: LognormalFit | None
     best: str
     bimodality_coefficient: float | None
+    second_mode: float | None
     bimodal: bool
 
 
 class Relation(BaseModel):
-    """Least-squares line ``output = slope * input + intercept`` and binned medians."""
+    """Least-squares line ``output = slope * input + intercept`` and, per log-spaced input
+    bin (``bin_input`` is its geometric centre), the output's median, mean and 90% band
+    (``bin_p5_output`` to ``bin_p95_output``) over ``bin_count`` requests.
+
+    A constant input column gives slope 0, the mean output as intercept, R² 0 and one bin.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +87,10 @@ class Relation(BaseModel):
     r_squared: float
     bin_input: list[float]
     bin_median_output: list[float]
+    bin_mean_output: list[float]
+    bin_p5_output: list[float]
+    bin_p95_output: list[float]
+    bin_count: list[int]
 
 
 def _unique_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,15 +155,75 @@ def fit_lognormal(x: np.ndarray) -> LognormalFit | None:
 
 
 def bimodality_coefficient(x: np.ndarray) -> float | None:
-    """Sarle's coefficient of ln(x): (skew^2 + 1) / (excess kurtosis + small-sample term)."""
+    """Sarle's coefficient of ln(x): (skew^2 + 1) / (excess kurtosis + small-sample term);
+    None for fewer than 4 values or a constant column (no shape to measure)."""
     x = x[x >= 1]
     n = x.size
-    if n < 4:
+    if n < 4 or x.min() == x.max():
         return None
     logs = np.log(x)
     skew = float(stats.skew(logs))
     kurt = float(stats.kurtosis(logs))
     return (skew**2 + 1) / (kurt + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+
+
+def _smooth(values: np.ndarray) -> np.ndarray:
+    """Gaussian smoothing over neighbouring bins (sigma one bin), edges replicated.
+
+    A positive kernel keeps a monotone sequence monotone."""
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    kernel /= kernel.sum()
+    return np.convolve(np.pad(values, 3, mode="edge"), kernel, mode="valid")
+
+
+def second_mode(x: np.ndarray, *, bins: int = 40) -> float | None:
+    """The location (tokens) of a second mode of ``x``, or None when there is one mode.
+
+    The histogram is the report's: bins with edges at half-integers spaced
+    evenly in ln(x), density per token, smoothed over neighbouring bins. A
+    local maximum other than the highest one is a second mode when the lowest
+    density between the two lies at least :data:`MODE_DIP` below the smaller
+    peak and :data:`MODE_DIP_SE` Poisson standard errors below it, and the
+    smaller peak's side of that dip holds :data:`MODE_MASS` of the data. A
+    non-increasing histogram has no such maximum: averages of a non-increasing
+    sequence over consecutive blocks of integers do not increase, and smoothing
+    with a positive kernel keeps that.
+    """
+    x = np.round(x[x >= 1])
+    if x.size < 50:
+        return None
+    top = float(x.max())
+    edges = np.unique(np.round(np.geomspace(1.0, top + 1.0, bins + 1))) - 0.5
+    if edges.size < 4:
+        return None
+    counts = np.histogram(x, bins=edges)[0].astype(np.float64)
+    width = np.diff(edges)
+    smooth = _smooth(counts)
+    density = smooth / width
+    se = np.sqrt(np.maximum(smooth, 1.0)) / width
+    inner = np.arange(1, density.size - 1)
+    is_peak = np.r_[
+        density[0] > density[1],
+        (density[inner] > density[inner - 1]) & (density[inner] >= density[inner + 1]),
+        density[-1] > density[-2],
+    ]
+    peaks = np.flatnonzero(is_peak)
+    main = int(np.argmax(density))
+    total = counts.sum()
+    best: tuple[float, float] | None = None
+    for p in peaks[peaks != main]:
+        lo, hi = sorted((int(p), main))
+        valley = lo + int(np.argmin(density[lo : hi + 1]))
+        drop = density[p] - density[valley]
+        mass = counts[valley + 1 :].sum() if p > main else counts[:valley].sum()
+        if (
+            drop >= MODE_DIP * density[p]
+            and drop >= MODE_DIP_SE * np.hypot(se[p], se[valley])
+            and mass >= MODE_MASS * total
+            and (best is None or mass > best[0])
+        ):
+            best = (float(mass), float(np.sqrt(edges[p] * edges[p + 1])))
+    return None if best is None else best[1]
 
 
 def length_fit(x: np.ndarray) -> LengthFit:
@@ -149,6 +232,7 @@ def length_fit(x: np.ndarray) -> LengthFit:
     fits = [(f.ks, name) for name, f in (("zipf", zipf), ("lognormal", lognormal)) if f]
     ks, name = min(fits) if fits else (1.0, "empirical")
     bc = bimodality_coefficient(x)
+    mode = second_mode(x) if bc is not None and bc > BIMODAL_COEFFICIENT else None
     return LengthFit(
         count=int(x.size),
         mean=float(x.mean()) if x.size else 0.0,
@@ -158,27 +242,53 @@ def length_fit(x: np.ndarray) -> LengthFit:
         lognormal=lognormal,
         best=name if ks <= GOOD_FIT_KS else "empirical",
         bimodality_coefficient=bc,
-        bimodal=bc is not None and bc > BIMODAL_COEFFICIENT,
+        second_mode=mode,
+        bimodal=mode is not None,
     )
 
 
 def relation(inp: np.ndarray, out: np.ndarray, *, bins: int = 20) -> Relation:
-    """Least squares of output on input, and the median output in log-spaced input bins."""
+    """Least squares of output on input, and the output's median, mean and 5th-95th
+    percentiles in log-spaced input bins (inputs below 1 token share the first bin)."""
     x, y = inp.astype(np.float64), out.astype(np.float64)
-    slope, intercept = np.polyfit(x, y, 1)
+    if x.size == 0:
+        raise ValueError("relation needs at least one request")
+    dx = x - x.mean()
+    sxx = float((dx**2).sum())
+    slope = float((dx * (y - y.mean())).sum() / sxx) if sxx > 0 else 0.0
+    intercept = float(y.mean() - slope * x.mean())
     residual = y - (slope * x + intercept)
     total = ((y - y.mean()) ** 2).sum()
-    r2 = 1.0 - (residual**2).sum() / total if total > 0 else 0.0
-    edges = np.unique(np.geomspace(max(x.min(), 1.0), max(x.max(), 2.0), bins + 1))
-    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
-    medians = pl.DataFrame({"b": which, "y": y}).group_by("b").agg(pl.col("y").median()).sort("b")
-    centres = np.sqrt(edges[:-1] * edges[1:])
+    r2 = 1.0 - (residual**2).sum() / total if total > 0 and sxx > 0 else 0.0
+    lo, hi = max(float(x.min()), 1.0), max(float(x.max()), 1.0)
+    if hi > lo:
+        edges = np.unique(np.geomspace(lo, hi, bins + 1))
+        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
+        centres = np.sqrt(edges[:-1] * edges[1:])
+    else:  # one input length: one bin at it
+        which, centres = np.zeros(x.size, dtype=np.int64), np.array([lo])
+    per = (
+        pl.DataFrame({"b": which, "y": y})
+        .group_by("b")
+        .agg(
+            median=pl.col("y").median(),
+            mean=pl.col("y").mean(),
+            p5=pl.col("y").quantile(0.05, "linear"),
+            p95=pl.col("y").quantile(0.95, "linear"),
+            n=pl.len(),
+        )
+        .sort("b")
+    )
     return Relation(
-        slope=float(slope),
-        intercept=float(intercept),
+        slope=slope,
+        intercept=intercept,
         r_squared=float(r2),
-        bin_input=[float(centres[b]) for b in medians["b"].to_list()],
-        bin_median_output=medians["y"].to_list(),
+        bin_input=[float(c) for c in centres[per["b"].to_numpy()]],
+        bin_median_output=per["median"].to_list(),
+        bin_mean_output=per["mean"].to_list(),
+        bin_p5_output=per["p5"].to_list(),
+        bin_p95_output=per["p95"].to_list(),
+        bin_count=per["n"].to_list(),
     )
 
 

@@ -13,6 +13,7 @@ from burstlab.analyze.lengths import (
     length_fit,
     lengths,
     relation,
+    second_mode,
 )
 
 
@@ -43,6 +44,28 @@ def test_bimodality_flag() -> None:
     assert bimodality_coefficient(np.array([1.0, 2.0])) is None
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_monotone_decreasing_is_never_bimodal(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for x in (rng.zipf(2.5, 20_000), rng.geometric(0.5, 20_000), rng.integers(1, 1001, 20_000)):
+        coefficient = bimodality_coefficient(x.astype(float))
+        assert coefficient is not None
+        assert coefficient > 5 / 9  # Sarle's coefficient alone would flag it
+        fit = length_fit(x.astype(float))
+        assert fit.second_mode is None
+        assert not fit.bimodal
+
+
+def test_two_modes_found_where_they_are() -> None:
+    rng = np.random.default_rng(10)
+    x = np.round(np.concatenate([rng.lognormal(3, 0.4, 3000), rng.lognormal(6.5, 0.4, 1500)]))
+    fit = length_fit(x)
+    assert fit.bimodal
+    assert fit.second_mode is not None
+    assert np.exp(6.5 - 0.6) < fit.second_mode < np.exp(6.5 + 0.4)
+    assert second_mode(x[:40]) is None  # too few to say
+
+
 def test_regression_slope_within_2_percent() -> None:
     rng = np.random.default_rng(8)
     inp = rng.integers(10, 4000, 20_000)
@@ -52,6 +75,60 @@ def test_regression_slope_within_2_percent() -> None:
     assert rel.intercept == pytest.approx(20, abs=3)
     assert rel.r_squared > 0.9
     assert len(rel.bin_input) == len(rel.bin_median_output) > 5
+    assert sum(rel.bin_count) == inp.size
+
+
+def test_relation_band_per_bin() -> None:
+    # output = input exactly plus a uniform error in [-50, 50]: band of the error around it
+    rng = np.random.default_rng(11)
+    inp = np.repeat([100, 1000, 10_000], 20_000)
+    out = inp + rng.uniform(-50, 50, inp.size)
+    rel = relation(inp, out, bins=4)
+    assert rel.bin_count == [20_000, 20_000, 20_000]
+    for centre, mean, p5, p50, p95 in zip(
+        rel.bin_input,
+        rel.bin_mean_output,
+        rel.bin_p5_output,
+        rel.bin_median_output,
+        rel.bin_p95_output,
+        strict=True,
+    ):
+        x = [100, 1000, 10_000][rel.bin_input.index(centre)]
+        assert mean == pytest.approx(x, abs=1.5)
+        assert p50 == pytest.approx(x, abs=1.5)
+        assert p5 == pytest.approx(x - 45, abs=1.5)
+        assert p95 == pytest.approx(x + 45, abs=1.5)
+
+
+@pytest.mark.parametrize("value", [1, 5, 7, 500, 4096])
+def test_relation_of_a_constant_input(value: int) -> None:
+    out = np.arange(1, 101)
+    rel = relation(np.full(100, value), out)
+    assert (rel.slope, rel.r_squared) == (0.0, 0.0)
+    assert rel.intercept == pytest.approx(50.5)
+    assert rel.bin_input == [pytest.approx(value)]
+    assert rel.bin_median_output == [pytest.approx(50.5)]
+    assert rel.bin_p5_output[0] == pytest.approx(np.percentile(out, 5))
+    assert rel.bin_count == [100]
+
+
+def test_relation_of_constant_columns_and_zero_inputs() -> None:
+    rel = relation(np.zeros(10), np.full(10, 3.0))
+    assert (rel.slope, rel.intercept, rel.r_squared) == (0.0, 3.0, 0.0)
+    assert rel.bin_mean_output == [3.0]
+    table = pl.DataFrame(
+        {
+            "model": ["m"] * 50,
+            "log_type": ["api"] * 50,
+            "input_tokens": [64] * 50,
+            "output_tokens": [8] * 50,
+            "failed": [False] * 50,
+        }
+    )
+    (c,) = lengths(table)
+    assert c.relation is not None
+    assert c.relation.bin_median_output == [8.0]
+    assert not c.request.bimodal
 
 
 def test_lengths_per_class_skips_failed_responses() -> None:
