@@ -170,3 +170,32 @@ def test_convert_and_schema(tmp_path: Path, data_dir: Path) -> None:
     assert bad.returncode == 2
     assert "extension" in bad.stderr
     assert "arrival_s" in run("trace", "schema").stdout
+
+
+def test_burstgpt_zero_token_rows_are_failures(write_file: WriteFile, tmp_path: Path) -> None:
+    """BurstGPT_1.csv logs some failures as 0 request and 0 response tokens."""
+    path = write_file(
+        "BurstGPT_1.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "5,ChatGPT,472,18,490,Conversation log\n1106,ChatGPT,0,0,0,Conversation log\n"
+        "4525,ChatGPT,0,0,0,API log\n4600,GPT-4,30,2,32,API log\n",
+    )
+    out = run("trace", "info", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert (info["rows"], info["failure_rate"]) == (4, 0.5)
+    load = info["load"]
+    assert (load["rows_read"], load["rows_kept"], load["dropped"]) == (4, 4, {})
+    assert load["zero_token_failures"] == 2
+    assert "warning: 2 rows with zero request and response tokens" in out.stderr
+    table = run("trace", "info", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "failure rate" in table.stdout
+    converted = tmp_path / "b.parquet"
+    assert run("trace", "convert", str(path), str(converted)).returncode == 0
+    again = json.loads(run("trace", "info", str(converted), "--json").stdout)
+    assert (again["rows"], again["failure_rate"]) == (4, 0.5)
+    zero_input = write_file("m.jsonl", '{"timestamp": 0, "input_length": 0, "output_length": 0}\n')
+    bad = run("trace", "info", str(zero_input))
+    assert bad.returncode == 2
+    assert "zero request tokens" in bad.stderr

@@ -2,8 +2,8 @@
 
 Parsing a 10M-row CSV takes seconds; reading the same table back from Parquet
 takes a fraction of one. The cache key covers the source's size, mtime and a
-content hash (xxh3-128, fast enough to run on every read), the reader options
-and the schema version, so a changed file or option never returns a stale
+content hash (xxh3-128, fast enough to run on every read), the reader options,
+the reader's and the schema's versions, so a changed file or option never returns a stale
 table. Entries live under ``<cache>/tables`` and are written atomically.
 """
 
@@ -22,7 +22,7 @@ import xxhash
 from burstlab.core.dirs import cache_dir
 from burstlab.core.files import atomic_file, atomic_write
 from burstlab.core.version import __version__
-from burstlab.trace.readers import LoadReport
+from burstlab.trace.readers import READER_VERSION, LoadReport
 from burstlab.trace.schema import SCHEMA_VERSION
 from burstlab.trace.source import resolve
 
@@ -47,6 +47,7 @@ def cache_key(path: Path, options: dict[str, Any]) -> str:
         "xxh3": content_hash(path),
         "options": options,
         "schema": SCHEMA_VERSION,
+        "reader": READER_VERSION,
         "burstlab": __version__,
     }
     return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]

@@ -28,7 +28,13 @@ class ColumnMap(BaseModel):
     string such as ``2023-11-16 18:15:46.6805900``. ``elapsed`` is in
     ``elapsed_unit``. ``failed`` names a boolean (true/false or 1/0) column;
     without one, ``zero_output_failed`` marks rows with 0 output tokens as
-    failed (the BurstGPT convention). ``rebase`` shifts times so the first
+    failed (the BurstGPT convention). ``zero_tokens_failed`` reads a row with
+    zero request *and* zero response tokens as a failed request instead of a
+    bad row: BurstGPT logs some failures so (e.g. ``BurstGPT_1.csv`` at
+    Timestamp 1106, 4525, 4608 and 4725), and burstlab's own tables keep
+    such rows so a converted BurstGPT trace reads back. Elsewhere a zero
+    request is an error: a request that reached a model has at least one token.
+    ``rebase`` shifts times so the first
     arrival is 0 (off for burstlab's own tables, whose times are already
     offsets from the start of the run). ``optional`` lists mapped fields whose
     column may be absent from a file (e.g. BurstGPT v1 has no session ids).
@@ -49,6 +55,7 @@ class ColumnMap(BaseModel):
     elapsed_unit: Literal["s", "ms"] = "s"
     hash_ids: str | None = None
     zero_output_failed: bool = False
+    zero_tokens_failed: bool = False
     rebase: bool = True
     optional: frozenset[str] = frozenset()
 
@@ -108,6 +115,7 @@ FORMATS: dict[str, TraceFormat] = {
                 session_id="Session ID",
                 elapsed="Elapsed time",
                 zero_output_failed=True,
+                zero_tokens_failed=True,
                 optional=frozenset({"session_id", "elapsed"}),
             ),
         ),
@@ -147,6 +155,7 @@ FORMATS: dict[str, TraceFormat] = {
                 failed="failed",
                 elapsed="elapsed_s",
                 hash_ids="hash_ids",
+                zero_tokens_failed=True,
                 rebase=False,
                 optional=frozenset(
                     {"model", "log_type", "session_id", "turn", "failed", "elapsed", "hash_ids"}

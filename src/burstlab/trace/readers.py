@@ -9,7 +9,8 @@ One pipeline serves every format (see :mod:`burstlab.trace.formats`):
    or huge token counts, zero input, unknown log types) and either raise an
    :class:`~burstlab.core.errors.InputError` naming the file, line and column
    of the first bad row, or, with ``lenient=True``, drop bad rows counted by
-   reason;
+   reason; a BurstGPT row with zero request and zero response tokens is a
+   failed request, kept and counted, not a bad row;
 4. sort out-of-order arrivals stably (with a warning; an error with
    ``strict=True``), rebase times to start at 0, number turns in sessions.
 
@@ -40,6 +41,9 @@ from burstlab.trace.formats import (
 )
 from burstlab.trace.source import Kind, Source, field_offsets, iter_lines, open_source, raw_line
 
+#: Bumped whenever the same file and options would read differently (part of the Parquet
+#: cache key): 2 reads BurstGPT's zero-token rows as failures instead of bad rows.
+READER_VERSION = 2
 #: Token counts above this are refused as ``out_of_range`` (no model has a context this long).
 DEFAULT_MAX_TOKENS = 2_000_000
 _ROW = "__row"
@@ -67,6 +71,12 @@ class LoadReport(BaseModel):
     the number of arrivals that went backwards and were sorted. ``origin`` is
     the first arrival in the source's own clock (e.g. ``2023-11-16
     18:15:46.680590`` or ``5.0 s``): ``arrival_s`` counts seconds from it.
+    ``zero_token_failures`` counts rows with zero request and zero response
+    tokens that were read as failed requests (BurstGPT logs some failures
+    so); they are kept, so they are part of ``rows_kept`` (or of
+    ``dropped["failed"]`` with ``drop_failed``), and ``input_tokens`` stays 0
+    for them: the canonical schema allows it, and inventing a length would
+    put tokens into the trace that no one sent.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,6 +90,7 @@ class LoadReport(BaseModel):
     rows_kept: int
     dropped: dict[str, int] = Field(default_factory=dict)
     reordered: int = 0
+    zero_token_failures: int = Field(0, ge=0)
     origin: str | None = None
     warnings: list[str] = Field(default_factory=list)
     cache: Literal["off", "miss", "hit"] = "off"
@@ -163,8 +174,11 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
         raise InputError("no rows: the file has a header but no data", path=src.name)
     frame = _coerce(frame, cmap, fields)
     dropped: dict[str, int] = {}
-    frame = _check_rows(frame, src, fields, options, dropped)
+    frame = _check_rows(
+        frame, src, fields, options, dropped, zero_tokens_failed=cmap.zero_tokens_failed
+    )
     frame = _with_failed(frame, cmap, fields)
+    zero_token_failures = int(frame.select(_zero_tokens(cmap).sum()).item())
     if options.drop_failed:
         n_failed = int(frame["failed"].sum())
         if n_failed:
@@ -173,6 +187,11 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
     if frame.height == 0:
         raise InputError(f"no rows left after dropping {dropped}", path=src.name)
     warnings: list[str] = []
+    if zero_token_failures:
+        warnings.append(
+            f"{zero_token_failures} rows with zero request and response tokens "
+            "read as failed requests"
+        )
     frame, reordered = _order(frame, src, options.strict, warnings)
     frame, origin = _rebase(frame, cmap)
     table = _finish(frame, cmap, fields)
@@ -186,6 +205,7 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
         rows_kept=table.height,
         dropped=dropped,
         reordered=reordered,
+        zero_token_failures=zero_token_failures,
         origin=origin,
         warnings=warnings,
         seconds=round(time.perf_counter() - started, 4),
@@ -447,9 +467,13 @@ def _datetime_ns(col: pl.Expr, dtype: pl.DataType, first: list[object]) -> pl.Ex
 
 
 def _row_checks(
-    frame: pl.DataFrame, fields: dict[str, str], max_tokens: int
+    frame: pl.DataFrame, fields: dict[str, str], max_tokens: int, zero_tokens_failed: bool
 ) -> list[tuple[str, str, pl.Expr]]:
-    """(reason, field, bad-row mask) in priority order: a row is dropped under its first."""
+    """(reason, field, bad-row mask) in priority order: a row is dropped under its first.
+
+    With ``zero_tokens_failed`` (BurstGPT), a zero request is a bad row only
+    when the response is not zero too: 0/0 is how BurstGPT logs some failures.
+    """
     present = set(frame.columns)
     checks: list[tuple[str, str, pl.Expr]] = [
         ("blank_line", "arrival", pl.all_horizontal([pl.col(f).is_null() for f in fields]))
@@ -482,7 +506,10 @@ def _row_checks(
     checks += [
         ("out_of_range", f, pl.col(f) > max_tokens) for f in ("input_tokens", "output_tokens")
     ]
-    checks.append(("zero_input", "input_tokens", pl.col("input_tokens") == 0))
+    zero_input = pl.col("input_tokens") == 0
+    if zero_tokens_failed:
+        zero_input = zero_input & (pl.col("output_tokens") != 0)
+    checks.append(("zero_input", "input_tokens", zero_input))
     if "log_type" in fields:
         checks.append(
             (
@@ -508,12 +535,14 @@ def _check_rows(
     fields: dict[str, str],
     options: ReadOptions,
     dropped: dict[str, int],
+    *,
+    zero_tokens_failed: bool,
 ) -> pl.DataFrame:
     """Raise on the first bad row, or (lenient) drop bad rows counting them by reason.
 
     Blank lines are always dropped and counted, never an error.
     """
-    checks = _row_checks(frame, fields, options.max_tokens)
+    checks = _row_checks(frame, fields, options.max_tokens, zero_tokens_failed)
     masks = [m.fill_null(False) for _, _, m in checks]
     reason = pl.coalesce(
         [pl.when(m).then(pl.lit(r)) for (r, _, _), m in zip(checks, masks, strict=True)]
@@ -635,6 +664,13 @@ def _failed_expr(frame: pl.DataFrame) -> pl.Expr:
     )
 
 
+def _zero_tokens(cmap: ColumnMap) -> pl.Expr:
+    """Rows read as failures because they hold zero request and zero response tokens."""
+    if not cmap.zero_tokens_failed:
+        return pl.lit(False)
+    return (pl.col("input_tokens") == 0) & (pl.col("output_tokens") == 0)
+
+
 def _with_failed(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -> pl.DataFrame:
     if "failed" in fields:
         expr = _failed_expr(frame).fill_null(False)
@@ -642,7 +678,7 @@ def _with_failed(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -
         expr = pl.col("output_tokens") == 0
     else:
         expr = pl.lit(False)
-    return frame.with_columns(expr.alias("failed"))
+    return frame.with_columns((expr | _zero_tokens(cmap)).alias("failed"))
 
 
 # --- 4. order, origin, turns -----------------------------------------------------------------
