@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from burstlab.analyze.burstiness import Burstiness, burstiness
+from burstlab.analyze.calendar import Calendar, calendar, origin_of
 from burstlab.analyze.conversations import Conversations, conversations
 from burstlab.analyze.failures import Failures, failures
 from burstlab.analyze.lengths import ClassLengths, lengths
-from burstlab.analyze.periodicity import Periodicity, clock_of, periodicity
+from burstlab.analyze.periodicity import Periodicity, periodicity
 from burstlab.core.errors import InputError
 from burstlab.trace.readers import LoadReport
 
@@ -38,6 +41,7 @@ class Summary(BaseModel):
     filters: Filters
     burstiness: Burstiness
     periodicity: Periodicity
+    calendar: Calendar
     lengths: list[ClassLengths]
     conversations: Conversations | None
     failures: Failures
@@ -73,11 +77,15 @@ def analyze(
     filters: Filters | None = None,
     window_s: float = 1200.0,
     seed: int = 0,
+    origin: datetime | None = None,
 ) -> Summary:
-    """Burstiness, periodicity, lengths, conversations and failures of ``table``."""
+    """Burstiness, periodicity, calendar, lengths, conversations and failures of ``table``.
+
+    ``origin`` is the wall-clock time at ``arrival_s = 0``; without it the trace's own
+    clock is used when it has one (see :func:`burstlab.analyze.calendar.origin_of`)."""
     filters = filters or Filters()
     part = apply_filters(table, filters)
-    offset, weekday = clock_of(report)
+    offset, weekday, when, source = origin_of(report, origin)
     burst = burstiness(part, window_s=window_s, seed=seed)
     return Summary(
         source=report.source if report else "table",
@@ -86,6 +94,9 @@ def analyze(
         filters=filters,
         burstiness=burst,
         periodicity=periodicity(part, day_offset_s=offset, weekday0=weekday),
+        calendar=calendar(
+            part, day_offset_s=offset, weekday0=weekday, origin=when, origin_from=source
+        ),
         lengths=lengths(part),
         conversations=conversations(part),
         failures=failures(part, burst.windows),
@@ -112,10 +123,9 @@ def headline(summary: Summary) -> dict[str, float | None]:
         "rows": float(summary.rows),
         "mean_rps": b.mean_rps,
         "cv": b.cv,
-        "gamma_shape": b.gamma.shape,
-        "gamma_scale": b.gamma.scale,
-        "idc_1s": b.idc.get("1s"),
-        "idc_60s": b.idc.get("60s"),
+        "gamma_shape": b.gaps.gamma.shape if b.gaps.gamma.identifiable else None,
+        "gamma_scale": b.gaps.gamma.scale if b.gaps.gamma.identifiable else None,
+        **{f"idc_{k}": v for k, v in b.dispersion.idc.items()},
         "peak_to_mean": b.peak_to_mean,
         "failure_rate": summary.failures.failure_rate,
         "input_mean": _mean(

@@ -41,6 +41,15 @@ def analyze(
     ] = "20m",
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Render figures.")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the Poisson reference.")] = 0,
+    origin: Annotated[
+        str | None,
+        typer.Option(
+            "--origin",
+            help="Wall-clock time of arrival_s = 0 (the first request), ISO: "
+            "2023-01-02T00:00:00. Gives hours and weekdays to a trace without dates "
+            "(BurstGPT); a datetime trace (Azure) has its own.",
+        ),
+    ] = None,
     format: FormatOpt = None,
     map: MapOpt = None,
     time_unit: TimeUnitOpt = "s",
@@ -56,6 +65,7 @@ def analyze(
     """
     from rich.console import Console
 
+    from burstlab.analyze.calendar import parse_origin
     from burstlab.analyze.summary import Filters, analyze, compare
     from burstlab.core.errors import InputError
     from burstlab.core.units import parse_duration
@@ -64,6 +74,7 @@ def analyze(
     if len(traces) > 2:
         raise InputError(f"analyze takes one or two traces, got {len(traces)}")
     window_s = parse_duration(window, option="--window")
+    when = parse_origin(origin) if origin is not None else None
     if window_s <= 0:
         raise InputError("--window must be positive")
     filters = Filters(
@@ -87,7 +98,9 @@ def analyze(
                 cache=cache,
             )
         with console.status(f"analysing {trace}"):
-            summary = analyze(table, report, filters=filters, window_s=window_s, seed=seed)
+            summary = analyze(
+                table, report, filters=filters, window_s=window_s, seed=seed, origin=when
+            )
         parts.append((table, summary))
     comparison = compare(parts[0], parts[1]) if len(parts) == 2 else None
     out.mkdir(parents=True, exist_ok=True)
@@ -112,9 +125,17 @@ def analyze(
     with console.status("rendering the report"):
         html = render(out / "report.html", parts, comparison, with_plots=plots)
     b = parts[0][1].burstiness
+    g = b.gaps.gamma
+    fitted = (
+        f"Gamma shape {g.shape:.3f} ({g.shape_ci[0]:.3f}-{g.shape_ci[1]:.3f}), scale "
+        f"{g.scale:.3f} s"
+        if g.identifiable
+        else f"Gamma {g.note}"
+    )
+    idc60 = b.dispersion.idc["60s"]
     typer.echo(
-        f"{parts[0][1].rows:,} requests: Gamma shape {b.gamma.shape:.3f}, scale "
-        f"{b.gamma.scale:.3f} s, CV {b.cv:.2f}, IDC(60 s) {b.idc['60s']:.2f}"
+        f"{parts[0][1].rows:,} requests, timestamps {b.gaps.resolution.label}: {fitted}, "
+        f"CV {b.cv:.2f}, IDC(60 s) {'-' if idc60 is None else f'{idc60:.2f}'}"
     )
     if comparison is not None:
         typer.echo(
