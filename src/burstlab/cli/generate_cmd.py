@@ -112,6 +112,37 @@ def generate(
             "(--duration, default 30d; --rps, default 1; --seed), e.g. to try 'forecast'.",
         ),
     ] = False,
+    gamma: Annotated[
+        str | None,
+        typer.Option(
+            "--gamma",
+            help="No TRACE: Gamma inter-arrival gaps SHAPE,SCALE (scale in s; default 0.5,2 "
+            "when only --zipf is given); with --duration, --rps, --seed, --length-cap.",
+        ),
+    ] = None,
+    zipf: Annotated[
+        float | None,
+        typer.Option(
+            "--zipf",
+            help="No TRACE: Zipf exponent of request and response tokens (default 1.1 when "
+            "only --gamma or --windows is given); lengths 1..--length-cap (default 1023).",
+        ),
+    ] = None,
+    windows: Annotated[
+        str | None,
+        typer.Option(
+            "--windows",
+            help="No TRACE: take per-window Gamma rates and shapes from a model.json of 'fit'.",
+        ),
+    ] = None,
+    pace: Annotated[
+        str | None,
+        typer.Option(
+            "--pace",
+            help="With --windows: play each window for this long (e.g. 60) instead of its "
+            "real length, as BurstGPT-Perf steps through its tables.",
+        ),
+    ] = None,
     history: Annotated[
         bool,
         typer.Option(
@@ -156,6 +187,19 @@ def generate(
         }
         return [name for name, value in replay_only.items() if value is not None]
 
+    if gamma is not None or zipf is not None or windows is not None or pace is not None:
+        flags = (
+            ("TRACE", trace is not None), ("--drop-failed", drop_failed),
+            ("--speedup", speedup is not None), ("--synthetic", synthetic),
+            ("--burstiness", burstiness != 1), ("--shape", shape is not None),
+            ("--history", history),
+        )  # fmt: skip
+        unused = [*replay_options(), *(name for name, on in flags if on)]
+        _parametric(
+            out, to, tokenizer, gamma=gamma, zipf=zipf, windows=windows, pace=pace,
+            duration=duration, rps=rps, length_cap=length_cap, seed=seed, unused=unused,
+        )  # fmt: skip
+        return
     if synthetic:
         given = replay_options()
         if trace is not None or given or drop_failed or speedup is not None:
@@ -235,6 +279,75 @@ def generate(
     workload = unscaled.with_columns(pl.col("arrival_s") / time_scale)
     _finish(
         workload, reference(unscaled), time_scale, out, to, history=history, tokenizer=tokenizer
+    )
+
+
+def _parametric(
+    out: Path,
+    to: str | None,
+    tokenizer: str | None,
+    *,
+    gamma: str | None,
+    zipf: float | None,
+    windows: str | None,
+    pace: str | None,
+    duration: str | None,
+    rps: float | None,
+    length_cap: int | None,
+    seed: int,
+    unused: list[str],
+) -> None:
+    """Write a Gamma/Zipf workload drawn from parameters alone (see
+    :mod:`burstlab.workload.parametric`)."""
+    from burstlab.core.errors import InputError
+    from burstlab.core.units import parse_duration
+    from burstlab.workload import parametric as pm
+    from burstlab.workload.exports import export
+    from burstlab.workload.model import load_model
+
+    if unused:
+        raise InputError(
+            f"{', '.join(unused)}: not with --gamma, --zipf or --windows "
+            "(they draw a workload from parameters alone)"
+        )
+    if pace is not None and windows is None:
+        raise InputError("--pace steps through the windows of --windows model.json")
+    duration_s = None if duration is None else parse_duration(duration, option="--duration")
+    pace_s = None if pace is None else parse_duration(pace, option="--pace")
+    shape_scale = pm.parse_gamma(gamma) if gamma is not None else None
+    theta = pm.DEFAULT_ZIPF if zipf is None else zipf
+    cap = pm.DEFAULT_MAX_TOKENS if length_cap is None else length_cap
+    plan = None
+    if windows is not None:
+        if shape_scale is not None:
+            raise InputError("--gamma and --windows cannot be combined: the windows set the gaps")
+        fitted = load_model(windows)
+        if fitted is None:
+            raise InputError("not a model.json written by 'burstlab fit'", path=windows)
+        rows = [(w.rate_rps, w.shape, w.scale) for w in fitted.windows]
+        plan = pm.windows_from_table(rows, fitted.window_s, pace_s=pace_s)
+        played = sum(w.length_s for w in plan)
+        arrivals = f"{len(plan):,} windows of {fitted.window_s:g} s from {windows}" + (
+            f" at {pace_s:g} s each" if pace_s is not None else ""
+        )
+        if duration_s is not None and duration_s > played:
+            arrivals += ", repeated"
+    else:
+        k, scale = shape_scale or pm.DEFAULT_GAMMA
+        scale = 1.0 / (rps * k) if rps is not None and rps > 0 else scale
+        arrivals = f"Gamma shape {k:g}, scale {scale:.4g} s"
+    workload = pm.parametric_workload(
+        duration_s=duration_s, gamma=shape_scale, zipf=theta, windows=plan,
+        rps=rps, max_tokens=cap, seed=seed,
+    )  # fmt: skip
+    if workload.height == 0:
+        raise InputError("no requests were drawn: raise --duration or --rps")
+    span = duration_s if duration_s is not None else sum(w.length_s for w in plan or [])
+    path = export(workload, out, to, tokenizer=tokenizer)
+    typer.echo(
+        f"wrote {workload.height:,} requests over {span:g} s (mean "
+        f"{workload.height / span:.4g} req/s; {arrivals}; Zipf {theta:g} lengths 1-{cap}; "
+        f"seed {seed}) to {path}"
     )
 
 
