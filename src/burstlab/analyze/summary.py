@@ -12,6 +12,7 @@ from scipy import stats
 from burstlab.analyze.burstiness import Burstiness, burstiness
 from burstlab.analyze.calendar import Calendar, calendar, origin_of
 from burstlab.analyze.conversations import Conversations, conversations
+from burstlab.analyze.elapsed import Elapsed, elapsed
 from burstlab.analyze.failures import Failures, failures
 from burstlab.analyze.lengths import ClassLengths, lengths
 from burstlab.analyze.periodicity import Periodicity, periodicity
@@ -45,6 +46,7 @@ class Summary(BaseModel):
     lengths: list[ClassLengths]
     conversations: Conversations | None
     failures: Failures
+    elapsed: Elapsed | None
 
 
 def apply_filters(table: pl.DataFrame, filters: Filters) -> pl.DataFrame:
@@ -79,7 +81,8 @@ def analyze(
     seed: int = 0,
     origin: datetime | None = None,
 ) -> Summary:
-    """Burstiness, periodicity, calendar, lengths, conversations and failures of ``table``.
+    """Burstiness, periodicity, calendar, lengths, conversations, failures and the source's
+    elapsed times of ``table``.
 
     ``origin`` is the wall-clock time at ``arrival_s = 0``; without it the trace's own
     clock is used when it has one (see :func:`burstlab.analyze.calendar.origin_of`)."""
@@ -100,6 +103,7 @@ def analyze(
         lengths=lengths(part),
         conversations=conversations(part),
         failures=failures(part, burst.windows),
+        elapsed=elapsed(part),
     )
 
 
