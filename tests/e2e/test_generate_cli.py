@@ -167,3 +167,127 @@ def test_history_grows_session_inputs(tmp_path: Path, data_dir: Path) -> None:
     assert b.filter(a["session_id"].is_null())["input_tokens"].equals(
         a.filter(a["session_id"].is_null())["input_tokens"]
     )
+
+
+def test_parametric_gamma_zipf(tmp_path: Path) -> None:
+    """BurstGPT-Perf's modelled mode: Gamma gaps and Zipf lengths from parameters alone."""
+    target = tmp_path / "w.parquet"
+    args = ("generate", "--gamma", "0.5,2", "--zipf", "1.1", "--duration", "1h", "--seed", "3")
+    out = run(*args, "-o", str(target))
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("wrote ")
+    assert "requests over 3600 s" in line
+    assert "Gamma shape 0.5, scale 2 s; Zipf 1.1 lengths 1-1023; seed 3" in line
+    assert line.endswith(f"to {target}")
+    table, report = read_trace(target)
+    assert report.format == "burstlab"
+    assert f"wrote {table.height:,} requests" in line
+    assert table.height == pytest.approx(3600, rel=0.1)
+    assert table["arrival_s"].max() < 3600
+    assert table["input_tokens"].min() >= 1
+    assert table["input_tokens"].max() <= 1023
+    again = tmp_path / "again.parquet"
+    assert run(*args, "-o", str(again)).returncode == 0
+    assert read_trace(again)[0].equals(table)
+
+
+def test_parametric_defaults_rps_and_cap(tmp_path: Path) -> None:
+    target = tmp_path / "w.csv"
+    out = run(
+        "generate", "--zipf", "1.3", "--duration", "10m", "--rps", "8", "--length-cap", "64",
+        "-o", str(target),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Gamma shape 0.5, scale 0.25 s" in out.stdout  # default shape, scale for 8 req/s
+    assert "Zipf 1.3 lengths 1-64" in out.stdout
+    table, _ = read_trace(target)
+    assert table.height / 600 == pytest.approx(8, rel=0.15)
+    assert table["output_tokens"].max() <= 64
+    only_gamma = run("generate", "--gamma", "2,0.5", "--duration", "1m", "-o", str(target))
+    assert only_gamma.returncode == 0, only_gamma.stderr
+    assert "Gamma shape 2, scale 0.5 s; Zipf 1.1 lengths" in only_gamma.stdout
+    export = run(
+        "generate", "--gamma", "1,1", "--duration", "2m", "--to", "burstgpt",
+        "-o", str(tmp_path / "b.csv"),
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    assert read_trace(tmp_path / "b.csv")[1].format == "burstgpt"
+
+
+def test_parametric_windows_from_a_fitted_model(tmp_path: Path, data_dir: Path) -> None:
+    model = tmp_path / "model.json"
+    fitted = run("fit", str(data_dir / "mooncake_head.jsonl"), "--window", "20", "-o", str(model))
+    assert fitted.returncode == 0, fitted.stderr
+    windows = json.loads(model.read_text())["windows"]
+    target = tmp_path / "w.parquet"
+    real = run("generate", "--windows", str(model), "-o", str(target))
+    assert real.returncode == 0, real.stderr
+    assert f"{len(windows)} windows of 20 s from {model}" in real.stdout
+    assert f"over {20 * len(windows):g} s" in real.stdout
+    paced = run(
+        "generate", "--windows", str(model), "--pace", "5", "--duration", "60", "--rps", "4",
+        "--zipf", "1.2", "-o", str(target),
+    )  # fmt: skip
+    assert paced.returncode == 0, paced.stderr
+    assert f"{len(windows)} windows of 20 s from {model} at 5 s each, repeated" in paced.stdout
+    assert "over 60 s" in paced.stdout
+    table, _ = read_trace(target)
+    assert table["arrival_s"].max() < 60
+    assert table.height == pytest.approx(240, rel=0.4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--gamma", "0.5", "--duration", "1h"), "--gamma '0.5' is not SHAPE,SCALE"),
+        (("--gamma", "0.5,x", "--duration", "1h"), "is not SHAPE,SCALE"),
+        (("--gamma", "0,2", "--duration", "1h"), "--gamma shape must be a positive"),
+        (("--gamma", "0.5,-2", "--duration", "1h"), "--gamma scale must be a positive"),
+        (("--gamma", "nan,2", "--duration", "1h"), "--gamma shape must be a positive"),
+        (("--zipf", "0", "--duration", "1h"), "--zipf must be a positive"),
+        (("--zipf", "nan", "--duration", "1h"), "--zipf must be a positive"),
+        (
+            (
+                "--zipf",
+                "1.1",
+            ),
+            "--duration is needed",
+        ),
+        (("--zipf", "1.1", "--duration", "0"), "--duration must be a positive"),
+        (("--zipf", "1.1", "--duration", "soon"), "--duration 'soon' is not a duration"),
+        (("--zipf", "1.1", "--duration", "1h", "--rps", "0"), "--rps must be a positive"),
+        (("--zipf", "1.1", "--duration", "1h", "--rps", "nan"), "--rps must be a positive"),
+        (("--zipf", "1.1", "--duration", "1h", "--length-cap", "0"), "--length-cap"),
+        (("--zipf", "1.1", "--duration", "100d", "--rps", "1000"), "at most 50,000,000"),
+        (("--gamma", "1,1", "--duration", "1h", "--pace", "60"), "--pace steps through"),
+        (("sample", "--gamma", "1,1", "--duration", "1h"), "TRACE: not with --gamma"),
+        (("--zipf", "1.1", "--duration", "1h", "--busiest", "10m"), "--busiest: not with"),
+        (("--zipf", "1.1", "--duration", "1h", "--speedup", "2"), "--speedup: not with"),
+        (("--zipf", "1.1", "--duration", "1h", "--synthetic"), "--synthetic: not with"),
+        (("--windows", "nope.json"), "not a model.json written by 'burstlab fit'"),
+    ],
+)
+def test_parametric_bad_options(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    out = run("generate", *args, "-o", str(tmp_path / "w.parquet"))
+    assert out.returncode == 2, out.stdout
+    assert out.stderr.startswith("error: ")
+    assert message in out.stderr.splitlines()[0]
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "w.parquet").exists()
+
+
+def test_parametric_bad_window_options(tmp_path: Path) -> None:
+    model = tmp_path / "model.json"
+    assert run("fit", "sample", "-o", str(model)).returncode == 0
+    for args, message in (
+        (("--pace", "0"), "--pace must be a positive"),
+        (("--pace", "-5"), "--pace '-5' is not a duration"),
+        (("--gamma", "1,1"), "--gamma and --windows cannot be combined"),
+        (("--duration", "0"), "--duration must be a positive"),
+    ):
+        out = run("generate", "--windows", str(model), *args, "-o", str(tmp_path / "w.parquet"))
+        assert out.returncode == 2, (args, out.stdout)
+        assert message in out.stderr, (args, out.stderr)
+    trace = run("generate", "--windows", str(tmp_path / "w.csv"), "-o", str(tmp_path / "x.parquet"))
+    assert trace.returncode == 2
