@@ -1,10 +1,12 @@
-"""Burstiness of arrivals: Gamma fits, coefficient of variation, index of dispersion.
+"""Burstiness of arrivals: grid-aware gap fits, coefficient of variation, index of dispersion.
 
 All figures are about inter-arrival gaps (seconds) and request counts per bin.
 A Poisson process has CV 1, Gamma shape 1 and index of dispersion 1; BurstGPT's
-traffic is far burstier (shape well below 1, IDC well above 1). Zero gaps
-(requests logged in the same instant) cannot enter a Gamma likelihood; they are
-left out of the fits and their share is reported.
+traffic is far burstier (shape well below 1, IDC well above 1). Timestamps are
+often quantised (whole seconds, a 3 s grid): gap fits use the likelihood of the
+logged ticks (:mod:`burstlab.analyze.gaps`), zero gaps included, and say when
+the grid leaves the shape unidentifiable. Counts are taken in bins aligned half
+a tick off the grid, so a logged tick never straddles a bin edge.
 """
 
 from __future__ import annotations
@@ -13,27 +15,72 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from burstlab.analyze.gamma import gamma_mle
+from burstlab.analyze.gaps import GapFit, Resolution, detect_resolution, fit_gaps, fit_windows
 from burstlab.trace.info import counts_per_bin
 
-IDC_BINS_S = (1.0, 10.0, 60.0)
+#: Bin widths (s) of the index of dispersion.
+IDC_BINS_S = (1.0, 10.0, 60.0, 600.0)
+#: An IDC is judged on at least this many complete bins...
+IDC_MIN_BINS = 10
+#: ... holding at least this many requests each on average (below, counts are 0 or 1
+#: and the IDC reads about 1 whatever the process).
+IDC_MIN_MEAN = 0.25
 
 
-class GammaFit(BaseModel):
-    """Gamma MLE of positive inter-arrival gaps: shape (dimensionless), scale (s)."""
+class Dispersion(BaseModel):
+    """Index of dispersion (variance / mean of counts) per bin width, or why not judged."""
 
     model_config = ConfigDict(extra="forbid")
 
-    shape: float
-    scale: float
-    gaps: int
+    idc: dict[str, float | None]
+    notes: dict[str, str]
+
+
+def idc_key(width_s: float) -> str:
+    """The name of a bin width in IDC tables: ``1s``, ``600s``."""
+    return f"{width_s:g}s"
+
+
+def dispersion(
+    arrival_s: np.ndarray,
+    widths_s: tuple[float, ...] = IDC_BINS_S,
+    *,
+    resolution: Resolution | None = None,
+) -> Dispersion:
+    """IDC of counts in complete bins of each width, from the first arrival.
+
+    A width below the timestamp tick, fewer than :data:`IDC_MIN_BINS` complete bins
+    or under :data:`IDC_MIN_MEAN` requests per bin gives None and a note.
+    """
+    arrival = np.asarray(arrival_s, dtype=np.float64)
+    tick = (resolution or detect_resolution(arrival)).tick_s or 0.0
+    shifted = arrival - arrival[0] + tick / 2 if arrival.size else arrival
+    span = float(shifted[-1]) if shifted.size else 0.0
+    idc: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+    for width in widths_s:
+        key = idc_key(width)
+        bins = int(span // width)
+        mean = shifted.size / max(span, 1e-12) * width
+        if width < tick * 0.999:
+            idc[key], notes[key] = None, f"below the timestamp resolution ({tick:g} s)"
+        elif bins < IDC_MIN_BINS:
+            idc[key], notes[key] = None, f"{bins} complete bins (needs {IDC_MIN_BINS})"
+        elif mean < IDC_MIN_MEAN:
+            idc[key] = None
+            notes[key] = f"{mean:.2g} requests per bin: too few to tell from Poisson"
+        else:
+            counts = counts_per_bin(pl.DataFrame({"arrival_s": shifted}), width)[:bins]
+            idc[key] = float(counts.var() / counts.mean())
+    return Dispersion(idc=idc, notes=notes)
 
 
 class WindowSeries(BaseModel):
     """Per-window statistics, one entry per window of ``window_s`` seconds from time 0.
 
-    ``shape``/``scale``/``cv`` are NaN (null in JSON) where a window has fewer
-    than two distinct positive gaps.
+    ``shape``/``scale`` are the censored Gamma fit of the window's gaps, null where
+    too few gaps or the grid leaves them unidentifiable; ``cv`` is the CV of the
+    logged gaps, null with fewer than two.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,9 +99,9 @@ class ArrivalStats(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gamma: GammaFit
+    gaps: GapFit
     cv: float
-    idc: dict[str, float]
+    dispersion: Dispersion
     peak_to_mean: float
 
 
@@ -62,7 +109,6 @@ class Burstiness(ArrivalStats):
     """Burstiness of a table, with a Poisson process of the same rate beside it."""
 
     mean_rps: float
-    zero_gap_share: float
     poisson: ArrivalStats
     windows: WindowSeries
 
@@ -71,62 +117,52 @@ def _nan_to_none(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
-def _complete_bins(table: pl.DataFrame, width_s: float) -> np.ndarray:
-    """Counts per bin without the last one, which the end of the table cuts short."""
-    counts = counts_per_bin(table, width_s)
-    return counts[:-1] if counts.size > 1 else counts
-
-
-def arrival_stats(arrival_s: np.ndarray) -> ArrivalStats:
-    """CV and Gamma fit of the gaps, IDC of counts at 1/10/60 s, peak-to-mean 60-s rate."""
+def arrival_stats(arrival_s: np.ndarray, resolution: Resolution | None = None) -> ArrivalStats:
+    """Gap fits and CV, IDC at 1/10/60/600 s, and the peak-to-mean 60-s rate."""
+    res = resolution or detect_resolution(arrival_s)
     gaps = np.diff(arrival_s)
-    positive = gaps[gaps > 0]
-    shape, scale = gamma_mle(np.array([positive.mean()]), np.array([np.log(positive).mean()]))
-    table = pl.DataFrame({"arrival_s": arrival_s})
-    idc = {}
-    for width in IDC_BINS_S:
-        counts = _complete_bins(table, width)
-        idc[f"{width:g}s"] = float(counts.var() / counts.mean())
-    per_minute = _complete_bins(table, 60.0)
+    per_minute = counts_per_bin(pl.DataFrame({"arrival_s": arrival_s - arrival_s[0]}), 60.0)
+    per_minute = per_minute[:-1] if per_minute.size > 1 else per_minute
     return ArrivalStats(
-        gamma=GammaFit(shape=float(shape[0]), scale=float(scale[0]), gaps=int(positive.size)),
-        cv=float(gaps.std() / gaps.mean()),
-        idc=idc,
+        gaps=fit_gaps(arrival_s, res),
+        cv=float(gaps.std() / gaps.mean()) if gaps.mean() > 0 else float("nan"),
+        dispersion=dispersion(arrival_s, resolution=res),
         peak_to_mean=float(per_minute.max() / per_minute.mean()),
     )
 
 
-def window_series(arrival_s: np.ndarray, window_s: float) -> WindowSeries:
-    """Gamma fit, CV and rate of every window at once (bincount sums, no per-window loop)."""
+def window_rates(arrival_s: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Requests and rate (req/s) per window of ``window_s`` from 0; the last window is
+    cut short by the end of the table, so its rate is over the part it covers."""
+    requests = counts_per_bin(pl.DataFrame({"arrival_s": arrival_s}), window_s)
+    starts = np.arange(requests.size) * window_s
+    covered = np.clip(arrival_s[-1] - starts, 1e-9, window_s)
+    return requests, requests / covered
+
+
+def window_series(
+    arrival_s: np.ndarray, window_s: float, resolution: Resolution | None = None
+) -> WindowSeries:
+    """Censored Gamma fit, CV and rate of every window at once (no per-window loop)."""
     gaps = np.diff(arrival_s)
     which = (arrival_s[1:] // window_s).astype(np.int64)
     n_windows = int(arrival_s[-1] // window_s) + 1
-    pos = gaps > 0
-    w, g = which[pos], gaps[pos]
-    count = np.bincount(w, minlength=n_windows).astype(np.float64)
-    total = np.bincount(w, weights=g, minlength=n_windows)
-    logs = np.bincount(w, weights=np.log(g), minlength=n_windows)
+    fits = fit_windows(arrival_s, window_s, resolution=resolution)
     all_n = np.bincount(which, minlength=n_windows).astype(np.float64)
     all_sum = np.bincount(which, weights=gaps, minlength=n_windows)
     all_sq = np.bincount(which, weights=gaps * gaps, minlength=n_windows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        shape, scale = gamma_mle(total / count, logs / count)
-        shape = np.where(count >= 2, shape, np.nan)
-        scale = np.where(count >= 2, scale, np.nan)
         mean = all_sum / all_n
         cv = np.sqrt(np.maximum(all_sq / all_n - mean**2, 0.0)) / mean
         cv = np.where(all_n >= 2, cv, np.nan)
-    requests = counts_per_bin(pl.DataFrame({"arrival_s": arrival_s}), window_s)
-    starts = np.arange(n_windows) * window_s
-    # the last window is cut short by the end of the table: its rate is over what it covers
-    covered = np.clip(arrival_s[-1] - starts, 1e-9, window_s)
+    requests, rates = window_rates(arrival_s, window_s)
     return WindowSeries(
         window_s=window_s,
-        start_s=starts.tolist(),
+        start_s=(np.arange(n_windows) * window_s).tolist(),
         requests=requests.tolist(),
-        rate_rps=(requests / covered).tolist(),
-        shape=_nan_to_none(shape),
-        scale=_nan_to_none(scale),
+        rate_rps=rates.tolist(),
+        shape=_nan_to_none(fits.shape),
+        scale=_nan_to_none(fits.scale),
         cv=_nan_to_none(cv),
     )
 
@@ -135,20 +171,21 @@ def burstiness(table: pl.DataFrame, *, window_s: float = 1200.0, seed: int = 0) 
     """Burstiness of ``table``'s arrivals overall and per window of ``window_s`` seconds.
 
     The Poisson reference has the same number of requests over the same span,
-    drawn with ``seed``.
+    drawn with ``seed`` and logged on the same timestamp grid.
     """
     arrival = table["arrival_s"].to_numpy()
     if arrival.size < 3:
         raise ValueError("burstiness needs at least 3 requests")
-    whole = arrival_stats(arrival)
+    res = detect_resolution(arrival)
+    whole = arrival_stats(arrival, res)
     rng = np.random.default_rng(seed)
     poisson = np.sort(rng.uniform(arrival[0], arrival[-1], arrival.size))
-    gaps = np.diff(arrival)
+    if res.tick_s:
+        poisson = np.floor(poisson / res.tick_s) * res.tick_s
     span = float(arrival[-1] - arrival[0])
     return Burstiness(
         **whole.model_dump(),
         mean_rps=arrival.size / span if span > 0 else float("nan"),
-        zero_gap_share=float((gaps == 0).mean()),
-        poisson=arrival_stats(poisson),
-        windows=window_series(arrival, window_s),
+        poisson=arrival_stats(poisson, res),
+        windows=window_series(arrival, window_s, res),
     )
