@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 BIN = Path(sys.executable).parent / "burstlab"
 
 
@@ -21,6 +24,11 @@ def test_analyze_sample(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "Gamma shape" in out.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
+    calendar = summary["calendar"]
+    assert (calendar["origin"], calendar["origin_from"]) == ("2023-11-16T18:15:46.680590", "trace")
+    assert calendar["weekday0"] == 3  # a Thursday
+    assert calendar["weekday_hour"] is None  # an hour of trace
+    assert summary["elapsed"] is None
     b = summary["burstiness"]
     for key in ("shape", "scale"):
         assert b["gamma"][key] > 0
@@ -82,3 +90,61 @@ def test_filters_and_bad_options(tmp_path: Path) -> None:
     bad = run("analyze", "sample", "-o", str(tmp_path), "--window", "soon")
     assert bad.returncode == 2
     assert "--window 'soon' is not a duration" in bad.stderr
+
+
+def test_origin_gives_a_dateless_trace_its_calendar(tmp_path: Path) -> None:
+    # BurstGPT v1 CSV, 8 days: 20 requests an hour on weekdays 09-17, 2 otherwise
+    day = np.arange(8 * 24)
+    wd, hour = (day // 24) % 7, day % 24
+    per_hour = np.where((wd < 5) & (hour >= 9) & (hour < 17), 20, 2)
+    start = np.repeat(day * 3600, per_hour)
+    j = np.arange(per_hour.sum()) - np.repeat(np.cumsum(per_hour) - per_hour, per_hour)
+    seconds = start + j * 3600 // np.repeat(per_hour, per_hour)
+    rows = ["Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"]
+    rows += [f"{t},ChatGPT,100,{20 + i % 50},1,Conversation log" for i, t in enumerate(seconds)]
+    trace = tmp_path / "week.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    out = run("analyze", str(trace), "-o", str(tmp_path / "o"), "--origin", "2024-01-01T00:00:00")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    cal = summary["calendar"]
+    assert (cal["origin"], cal["origin_from"], cal["weekday0"]) == (
+        "2024-01-01T00:00:00",
+        "option",
+        0,
+    )
+    cells = cal["weekday_hour"]["requests_per_hour"]
+    assert cells[2][10] == 20.0  # Wednesday 10:00
+    assert cells[5][10] == 2.0  # Saturday 10:00
+    assert len(cal["weekly"]["mean"]) == 168
+    rate = cal["hourly_rate"]["hours"]
+    assert rate[10]["mean"] == pytest.approx((6 * 20 + 2 * 2) / 8 / 3600)  # 6 weekdays of 8
+    assert rate[3]["mean"] == pytest.approx(2 / 3600)
+    html = (tmp_path / "o" / "report.html").read_text()
+    for caption in (
+        "Mean requests per hour by weekday and hour of day",
+        "Weekly profile: requests per hour over the 168 hours of a week",
+        "Request and response tokens per hour",
+    ):
+        assert f"<figcaption>{caption}" in html
+    without = run("analyze", str(trace), "-o", str(tmp_path / "n"), "--no-plots")
+    assert without.returncode == 0, without.stderr
+    bare = json.loads((tmp_path / "n" / "summary.json").read_text())["calendar"]
+    assert bare["weekday_hour"] is None
+    assert "--origin" in bare["note"]
+
+
+def test_bad_origin_is_one_error_line(tmp_path: Path) -> None:
+    out = run("analyze", "sample", "-o", str(tmp_path), "--origin", "next tuesday")
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error: --origin 'next tuesday' is not an ISO datetime")
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_elapsed_of_burstgpt_v3(tmp_path: Path, data_dir: Path) -> None:
+    out = run("analyze", str(data_dir / "burstgpt_v3.csv"), "-o", str(tmp_path), "--no-plots")
+    assert out.returncode == 0, out.stderr
+    e = json.loads((tmp_path / "summary.json").read_text())["elapsed"]
+    assert [m["model"] for m in e["models"]] == ["ChatGPT", "GPT-4"]
+    assert e["left_out"] == 1

@@ -25,6 +25,8 @@ HOUR_S = 3600.0
 WEEK_S = 7 * DAY_S
 #: The tokens-per-hour series joins whole hours into one bin to stay under this many bins.
 MAX_SERIES_BINS = 10_000
+#: A table spanning less than a day gets its tokens series in bins this long instead.
+SHORT_BIN_S = 300.0
 
 
 class Quantiles(BaseModel):
@@ -92,9 +94,10 @@ class HourlyRate(BaseModel):
 
 class TokensPerHour(BaseModel):
     """Request (input) and response (output) tokens per hour: the mean for each hour of
-    day (over hours observed; null where none), and the series over the trace in
-    ``series_bin_s`` bins (whole hours) starting at ``series_start_s`` (``arrival_s`` of
-    the first bin's start, on the wall-clock hour, so it may be negative)."""
+    day (over hours observed; null where none), and the tokens in each ``series_bin_s``
+    bin over the trace (whole hours; 5 minutes when the table spans less than a day)
+    from ``series_start_s`` (``arrival_s`` of the first bin's start, on the wall clock,
+    so it may be negative)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -201,6 +204,14 @@ def calendar(
 
     seen = np.bincount(hour, weights=covered, minlength=24)
     tokens = _tokens(seen, hour, inp, out, start_s=s0 * HOUR_S - day_offset_s)
+    if span < DAY_S:  # hourly bins would show a day or less as a few steps
+        short = _short_series(table, wall, day_offset_s)
+        tokens = tokens.model_copy(
+            update={
+                k: getattr(short, k)
+                for k in ("series_bin_s", "series_start_s", "series_input", "series_output")
+            }
+        )
 
     weekday_hour = weekly = None
     if weekday0 is None:
@@ -271,6 +282,23 @@ def _tokens(
         series_start_s=start_s,
         series_input=[int(v) for v in np.rint(series[0])],
         series_output=[int(v) for v in np.rint(series[1])],
+    )
+
+
+def _short_series(table: pl.DataFrame, wall: np.ndarray, day_offset_s: float) -> TokensPerHour:
+    """The series part of :class:`TokensPerHour` in :data:`SHORT_BIN_S` bins."""
+    b = np.floor(wall / SHORT_BIN_S).astype(np.int64)
+    b0 = int(b.min())
+    size = int(b.max()) - b0 + 1
+    inp = np.bincount(b - b0, weights=table["input_tokens"].to_numpy(), minlength=size)
+    out = np.bincount(b - b0, weights=table["output_tokens"].to_numpy(), minlength=size)
+    return TokensPerHour(
+        hour_input=[],
+        hour_output=[],
+        series_bin_s=SHORT_BIN_S,
+        series_start_s=b0 * SHORT_BIN_S - day_offset_s,
+        series_input=[int(v) for v in np.rint(inp)],
+        series_output=[int(v) for v in np.rint(out)],
     )
 
 

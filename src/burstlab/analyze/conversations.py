@@ -58,6 +58,7 @@ class Conversations(BaseModel):
     input_median_by_turn: list[float]
     turns_histogram: TurnCounts
     multi_turn_sessions: int
+    gaps_between_turns: int
     gap_between_turns_s: Quantiles | None
     gap_between_turns_histogram: LogHistogram | None
     duration_multi_turn_s: Quantiles | None
@@ -116,6 +117,7 @@ def conversations(table: pl.DataFrame) -> Conversations | None:
             more=more,
         ),
         multi_turn_sessions=int(multi.size),
+        gaps_between_turns=int(gap.size),
         gap_between_turns_s=quantiles(gap),
         gap_between_turns_histogram=log_histogram(gap),
         duration_multi_turn_s=quantiles(multi),

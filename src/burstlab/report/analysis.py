@@ -28,9 +28,34 @@ def figures(table: pl.DataFrame, summary: Summary) -> list[tuple[str, str]]:
             plots.interarrival_cdf({summary.source: table}),
         ),
         ("Requests by hour of day and weekday", plots.profiles(summary)),
+        ("Mean requests per hour by weekday and hour of day", plots.weekday_hour(summary)),
+        (
+            "Weekly profile: requests per hour over the 168 hours of a week",
+            plots.weekly(summary),
+        ),
+        (
+            "Request rate within each hour of day across days (per-minute bins; box p25-p75, "
+            "whiskers p5-p95)",
+            plots.hourly_rate(summary),
+        ),
+        ("Request and response tokens per hour", plots.tokens_per_hour(summary)),
         ("Request lengths", plots.length_histograms(table, "input_tokens", "request tokens")),
         ("Response lengths", plots.length_histograms(table, "output_tokens", "response tokens")),
-        ("Request vs response", plots.relation(summary)),
+        (
+            "Request vs response: median, mean and 90% band (p5-p95) of response tokens per "
+            "request-length bin",
+            plots.relation(summary),
+        ),
+        (
+            "Conversations: turns per session, time between turns (arrival to arrival), and "
+            "duration of multi-turn sessions",
+            plots.conversation_shapes(summary),
+        ),
+        (
+            "Elapsed time recorded by the source against response tokens, per model, with the "
+            "least-squares line",
+            plots.elapsed(table, summary),
+        ),
         ("Failures over time", plots.failures_over_time(summary)),
     ]
     return [(caption, uri) for caption, png in made if (uri := plots.data_uri(png)) is not None]

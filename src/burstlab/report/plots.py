@@ -144,19 +144,45 @@ def length_histograms(table: pl.DataFrame, column: str, title: str) -> bytes:
     return _png(fig)
 
 
-def relation(summary: Summary) -> bytes:
-    """Median response length against request length, per class, with the fitted line."""
-    fig, (ax,) = _figure(1, 3.4)
-    for c in summary.lengths:
-        if c.relation is None or not c.relation.bin_input:
-            continue
-        label = f"{c.model or '-'} / {c.log_type or '-'} (slope {c.relation.slope:.3f})"
-        ax.plot(c.relation.bin_input, c.relation.bin_median_output, "o-", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("request tokens (bin centre)")
-    ax.set_ylabel("median response tokens")
-    ax.set_title("request vs response length")
-    ax.legend(loc="upper left", fontsize=8)
+def relation(summary: Summary, *, max_classes: int = 6, min_bin: int = 10) -> bytes | None:
+    """Response length against request length, one panel per class: median, mean and the
+    90% band (p5-p95) of responses in each request-length bin of at least ``min_bin``
+    requests."""
+    shown = [c for c in summary.lengths if c.relation is not None and c.relation.bin_input]
+    shown = shown[:max_classes]
+    if not shown:
+        return None
+    cols = 1 if len(shown) == 1 else 2
+    rows = -(-len(shown) // cols)
+    fig, axes = grid(rows, cols, height=3.2, width=9.0)
+    for ax in axes.ravel()[len(shown) :]:
+        ax.set_visible(False)
+    for ax, c in zip(axes.ravel(), shown, strict=False):
+        r = c.relation
+        assert r is not None
+        keep = np.asarray(r.bin_count) >= min_bin
+        x = np.asarray(r.bin_input)[keep]
+        ax.fill_between(
+            x,
+            np.asarray(r.bin_p5_output)[keep],
+            np.asarray(r.bin_p95_output)[keep],
+            color="tab:blue",
+            alpha=0.2,
+            label="p5-p95",
+        )
+        ax.plot(
+            x, np.asarray(r.bin_median_output)[keep], "o-", color="tab:blue", ms=3, label="median"
+        )
+        ax.plot(x, np.asarray(r.bin_mean_output)[keep], "--", color="tab:red", lw=1, label="mean")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("request tokens (bin centre)")
+        ax.set_ylabel("response tokens")
+        ax.set_title(
+            f"{c.model or '-'} / {c.log_type or '-'}: slope {r.slope:.3f}, R² {r.r_squared:.2f}",
+            fontsize=10,
+        )
+        ax.legend(loc="upper left", fontsize=7)
     return _png(fig)
 
 
@@ -172,4 +198,199 @@ def failures_over_time(summary: Summary) -> bytes:
     twin.step(*_steps(w.start_s, w.window_s, w.rate_rps), where="post", color="tab:blue", alpha=0.4)
     twin.set_ylabel("requests/s")
     ax.set_title("failures per window")
+    return _png(fig)
+
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def weekday_hour(summary: Summary) -> bytes | None:
+    """Heatmap of mean requests per hour in each weekday x hour-of-day cell."""
+    cells = summary.calendar.weekday_hour
+    if cells is None:
+        return None
+    grid_ = _none_to_nan([v for row in cells.requests_per_hour for v in row]).reshape(7, 24)
+    fig, ((ax,),) = grid(1, 1, height=3.2)
+    image = ax.imshow(grid_, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(7), WEEKDAYS)
+    ax.set_xticks(range(0, 24, 2))
+    ax.set_xlabel("hour of day")
+    ax.set_title("mean requests per hour, weekday x hour of day")
+    fig.colorbar(image, ax=ax, label="requests / hour")
+    return _png(fig)
+
+
+def weekly(summary: Summary) -> bytes | None:
+    """Requests per hour over the 168 hours of a week: mean, and the lowest to highest
+    fully observed hour."""
+    week = summary.calendar.weekly
+    if week is None:
+        return None
+    hours = np.arange(168)
+    fig, (ax,) = _figure(1, 3.0)
+    ax.fill_between(
+        hours,
+        _none_to_nan(week.low),
+        _none_to_nan(week.high),
+        step="mid",
+        color="tab:blue",
+        alpha=0.2,
+        label="lowest to highest week",
+    )
+    ax.step(hours, _none_to_nan(week.mean), where="mid", color="tab:blue", label="mean")
+    ax.set_xticks(np.arange(0, 168, 24) + 12, WEEKDAYS)
+    for day in range(1, 7):
+        ax.axvline(day * 24 - 0.5, color="grey", lw=0.5)
+    ax.set_xlim(-0.5, 167.5)
+    ax.set_ylabel("requests / hour")
+    ax.set_title(f"weekly profile over {week.weeks:.1f} weeks (Monday 00:00 first)")
+    ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
+
+
+def hourly_rate(summary: Summary) -> bytes | None:
+    """Per hour of day, a box of the per-bin request rate across days (whiskers p5-p95)."""
+    rate = summary.calendar.hourly_rate
+    if rate is None:
+        return None
+    stats = [
+        {
+            "med": q.p50,
+            "q1": q.p25,
+            "q3": q.p75,
+            "whislo": q.p5,
+            "whishi": q.p95,
+            "mean": q.mean,
+            "label": str(h),
+        }
+        for h, q in enumerate(rate.hours)
+        if q is not None
+    ]
+    if not stats:
+        return None
+    fig, (ax,) = _figure(1, 3.2)
+    ax.bxp(stats, showfliers=False, showmeans=True, meanprops={"markersize": 4})
+    ax.set_xlabel("hour of day")
+    ax.set_ylabel("requests/s")
+    ax.set_title(f"request rate in {rate.bin_s:g}-s bins within each hour of day, across days")
+    return _png(fig)
+
+
+def tokens_per_hour(summary: Summary) -> bytes:
+    """Request and response tokens per hour: by hour of day, and over the trace."""
+    t = summary.calendar.tokens_per_hour
+    fig, (top, bottom) = _figure(2, 3.0)
+    hours = np.arange(24)
+    top.bar(hours - 0.2, _none_to_nan(t.hour_input), 0.4, label="request tokens")
+    top.bar(hours + 0.2, _none_to_nan(t.hour_output), 0.4, label="response tokens")
+    top.set_xticks(range(0, 24, 2))
+    top.set_xlim(-0.6, 23.6)
+    top.set_xlabel("hour of day")
+    top.set_ylabel("tokens / hour")
+    top.set_title("mean tokens per hour by hour of day")
+    top.legend(loc="upper left", fontsize=8)
+    long = len(t.series_input) * t.series_bin_s > 3 * 24 * HOUR
+    unit = 24 * HOUR if long else HOUR
+    start = (t.series_start_s + np.arange(len(t.series_input)) * t.series_bin_s) / unit
+    per_hour = HOUR / t.series_bin_s
+    for values, label in ((t.series_input, "request tokens"), (t.series_output, "response tokens")):
+        y = np.asarray(values, dtype=np.float64) * per_hour
+        bottom.step(
+            np.append(start, start[-1] + t.series_bin_s / unit),
+            np.append(y, y[-1]),
+            where="post",
+            label=label,
+            lw=0.8,
+        )
+    bottom.set_xlabel("days from start" if long else "hours from start")
+    bottom.set_ylabel("tokens / hour")
+    width = (
+        f"{t.series_bin_s / HOUR:g}-h" if t.series_bin_s >= HOUR else f"{t.series_bin_s / 60:g}-min"
+    )
+    bottom.set_title(f"tokens per hour over the trace ({width} bins)")
+    bottom.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def conversation_shapes(summary: Summary) -> bytes | None:
+    """Turns per session, time between turns, and duration of multi-turn sessions."""
+    c = summary.conversations
+    if c is None:
+        return None
+    fig, axes = grid(1, 3, height=3.2, width=11.0)
+    turns, gaps, durations = axes[0]
+    h = c.turns_histogram
+    labels = [*h.turns, h.turns[-1] + 1] if h.more else h.turns
+    counts = [*h.sessions, h.more] if h.more else h.sessions
+    turns.bar(labels, counts, color="tab:blue")
+    if h.more:
+        turns.annotate(f"> {h.turns[-1]}", (labels[-1], counts[-1]), ha="center", va="bottom")
+    turns.set_yscale("log")
+    turns.set_xlabel("turns in the session")
+    turns.set_ylabel("sessions")
+    turns.set_title("turns per session")
+    for ax, hist, title in (
+        (gaps, c.gap_between_turns_histogram, "time between turns (arrivals)"),
+        (durations, c.duration_multi_turn_histogram, "duration, multi-turn sessions"),
+    ):
+        ax.set_title(title)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds")
+        if hist is None:
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+            continue
+        ax.stairs(hist.counts, hist.edges, fill=True, alpha=0.6)
+        ax.set_ylabel("count")
+        if hist.zeros:
+            ax.text(
+                0.98,
+                0.95,
+                f"{hist.zeros} at 0 s",
+                ha="right",
+                va="top",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
+    return _png(fig)
+
+
+def elapsed(table: pl.DataFrame, summary: Summary, *, max_models: int = 4) -> bytes | None:
+    """Per model: a 2-D histogram of the source's elapsed time against response tokens,
+    with the least-squares line (output tokens only)."""
+    e = summary.elapsed
+    if e is None or not e.models:
+        return None
+    shown = e.models[:max_models]
+    fig, axes = grid(1, len(shown), height=3.4, width=4.5 * len(shown))
+    for ax, m in zip(axes[0], shown, strict=True):
+        part = table.filter(
+            pl.col("model").cast(pl.String).eq_missing(m.model)
+            & ~pl.col("failed")
+            & (pl.col("output_tokens") > 0)
+            & pl.col("elapsed_s").is_not_null()
+        )
+        x = part["output_tokens"].to_numpy().astype(np.float64)
+        y = part["elapsed_s"].to_numpy()
+        top_x, top_y = np.quantile(x, 0.995), np.quantile(y, 0.995)
+        counts, xe, ye = np.histogram2d(
+            x, y, bins=60, range=[[0, max(top_x, 1.0)], [0, max(top_y, 1.0)]]
+        )
+        image = ax.pcolormesh(
+            xe, ye, np.where(counts > 0, counts, np.nan).T, cmap="viridis", norm="log"
+        )
+        fig.colorbar(image, ax=ax, label="requests")
+        if m.output_only is not None:
+            line = m.output_only
+            xs = np.array([0.0, xe[-1]])
+            ax.plot(
+                xs,
+                line.intercept_s + line.per_output_token_s * xs,
+                color="tab:red",
+                label=f"{line.intercept_s:.2f} s + {1000 * line.per_output_token_s:.1f} ms/token"
+                f" (R² {line.r_squared:.2f})",
+            )
+            ax.legend(loc="upper left", fontsize=8)
+        ax.set_xlabel("response tokens")
+        ax.set_ylabel("elapsed (s), as the source measured")
+        ax.set_title(f"{m.model or '-'}: {m.requests:,} requests (to p99.5)")
     return _png(fig)

@@ -109,13 +109,14 @@ def test_short_spans_say_why() -> None:
     assert week_less.note is not None
     assert "at least a week" in week_less.note
     hour = pl.DataFrame(
-        {"arrival_s": np.linspace(0, 3000, 50), "input_tokens": [1] * 50, "output_tokens": [1] * 50}
+        {"arrival_s": np.arange(50) * 60.0, "input_tokens": [1] * 50, "output_tokens": [1] * 50}
     )
     short = calendar(hour)
     assert short.hourly_rate is None
     assert short.note is not None
     assert "at least a day" in short.note
-    assert short.tokens_per_hour.series_input == [50]
+    assert short.tokens_per_hour.series_bin_s == 300.0
+    assert short.tokens_per_hour.series_input == [5] * 10  # one a minute
 
 
 def test_wall_clock_offset_moves_hours() -> None:

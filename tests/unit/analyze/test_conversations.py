@@ -42,6 +42,7 @@ def test_turns_gaps_and_multi_turn_durations() -> None:
     assert (g.p5, g.p50, g.p95, g.mean) == pytest.approx((10.0, 10.0, 10.0, 10.0))
     assert result.gap_between_turns_histogram is not None
     assert sum(result.gap_between_turns_histogram.counts) == 1 + 1 + 2 + 4
+    assert result.gaps_between_turns == 8
     assert result.input_median_by_turn == [100.0, 200.0, 300.0, 400.0, 500.0]
 
 
