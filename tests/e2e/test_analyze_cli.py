@@ -31,9 +31,9 @@ def test_analyze_sample(tmp_path: Path) -> None:
     assert summary["elapsed"] is None
     b = summary["burstiness"]
     for key in ("shape", "scale"):
-        assert b["gamma"][key] > 0
+        assert b["gaps"]["gamma"][key] > 0
     assert b["cv"] > 0
-    assert set(b["idc"]) == {"1s", "10s", "60s"}
+    assert set(b["dispersion"]["idc"]) == {"1s", "10s", "60s", "600s"}
     assert summary["rows"] == 19366
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5
