@@ -35,7 +35,7 @@ def figures(table: pl.DataFrame, summary: Summary) -> list[tuple[str, str]]:
         ),
         (
             "Request rate within each hour of day across days (per-minute bins; box p25-p75, "
-            "whiskers p5-p95)",
+            "whiskers p5-p95, triangle mean)",
             plots.hourly_rate(summary),
         ),
         ("Request and response tokens per hour", plots.tokens_per_hour(summary)),
