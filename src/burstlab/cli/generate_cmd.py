@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +22,14 @@ from burstlab.cli.reading import (
 if TYPE_CHECKING:
     import polars as pl
 
-    from burstlab.workload.fidelity import Fidelity, Reference
+    from burstlab.workload.fidelity import Fidelity, Reference, Stat
+
+
+class ArrivalOpt(StrEnum):
+    """The arrival models a fitted model can sample."""
+
+    multiscale = "multiscale"
+    window_gamma = "window-gamma"
 
 
 def generate(
@@ -98,10 +107,20 @@ def generate(
         ),
     ] = 1.0,
     shape: Annotated[
-        float | None, typer.Option("--shape", help="Model: one Gamma shape for all windows.")
+        float | None,
+        typer.Option("--shape", help="Model: one Gamma shape for the gaps inside the rate."),
     ] = None,
     length_cap: Annotated[
         int | None, typer.Option("--length-cap", help="Model: cap request/response tokens.")
+    ] = None,
+    arrivals: Annotated[
+        ArrivalOpt | None,
+        typer.Option(
+            "--arrivals",
+            help="Model: multiscale (default: rate moving at every time scale, fitted to the "
+            "trace's burstiness from 1 s to hours) or window-gamma (the BurstGPT paper's "
+            "per-window Gamma, for comparison).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Model or --synthetic: random seed.")] = 0,
     synthetic: Annotated[
@@ -249,17 +268,21 @@ def generate(
         if duration_s is not None and duration_s <= 0:
             raise InputError("--duration must be positive")
         workload = fitted.sample(
-            duration_s=duration_s, rps=target, seed=seed,
-            burstiness=burstiness, shape=shape, length_cap=length_cap,
+            duration_s=duration_s, rps=target, seed=seed, burstiness=burstiness,
+            shape=shape, length_cap=length_cap, arrivals=arrivals.value if arrivals else None,
         )  # fmt: skip
+        typer.echo(f"arrivals: {arrivals.value if arrivals else fitted.default_arrivals}")
         if workload.height < 2:
             raise InputError("the model produced fewer than 2 requests: raise --duration")
         scale = target / fitted.mean_rps if target is not None else 1.0
         _finish(workload, fitted.reference, scale, out, to, history=history, tokenizer=tokenizer)
         return
-    if duration is not None or shape is not None or length_cap is not None or burstiness != 1:
+    if (
+        duration is not None or shape is not None or length_cap is not None
+        or burstiness != 1 or arrivals is not None
+    ):  # fmt: skip
         raise InputError(
-            "--duration, --burstiness, --shape and --length-cap apply to a "
+            "--duration, --burstiness, --shape, --length-cap and --arrivals apply to a "
             "fitted model (see 'burstlab fit')"
         )
     table, report = load(
@@ -324,10 +347,11 @@ def _parametric(
         fitted = load_model(windows)
         if fitted is None:
             raise InputError("not a model.json written by 'burstlab fit'", path=windows)
-        rows = [(w.rate_rps, w.shape, w.scale) for w in fitted.windows]
-        plan = pm.windows_from_table(rows, fitted.window_s, pace_s=pace_s)
+        table = fitted.window_gamma
+        rows = [(w.rate_rps, w.shape, w.scale) for w in table.windows]
+        plan = pm.windows_from_table(rows, table.window_s, pace_s=pace_s)
         played = sum(w.length_s for w in plan)
-        arrivals = f"{len(plan):,} windows of {fitted.window_s:g} s from {windows}" + (
+        arrivals = f"{len(plan):,} windows of {table.window_s:g} s from {windows}" + (
             f" at {pace_s:g} s each" if pace_s is not None else ""
         )
         if duration_s is not None and duration_s > played:
@@ -390,15 +414,19 @@ def _finish(
     Fidelity is judged before ``--history`` grows the inputs, since the source's
     lengths are per-turn tokens.
     """
+    from burstlab.core.files import atomic_write
     from burstlab.workload.exports import export
     from burstlab.workload.fidelity import fidelity
     from burstlab.workload.sessions import with_history
 
     result = fidelity(ref, workload, time_scale=time_scale)
     path = export(with_history(workload) if history else workload, out, to, tokenizer=tokenizer)
-    side = out.with_name(out.name + ".fidelity.json")
-    side.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    print_fidelity(result)
+    side = atomic_write(
+        out.with_name(out.name + ".fidelity.json"), result.model_dump_json(indent=2).encode()
+    )
+    print_fidelity(
+        {"workload": result}, f"fidelity (workload runs {time_scale:.4g}x the trace's speed)"
+    )
     sessions = workload["session_id"].n_unique() - (workload["session_id"].null_count() > 0)
     grown = "; inputs include earlier turns (--history)" if history and sessions else ""
     typer.echo(
@@ -407,8 +435,12 @@ def _finish(
     )
 
 
-def print_fidelity(result: Fidelity) -> None:
-    """The fidelity report as a rich table."""
+def _idc_getter(key: str) -> Callable[[Fidelity], Stat]:
+    return lambda f: f.idc[key]
+
+
+def print_fidelity(columns: dict[str, Fidelity], title: str) -> None:
+    """Fidelity reports side by side as a rich table: the source, then one column each."""
     from rich.console import Console
     from rich.table import Table
 
@@ -417,37 +449,69 @@ def print_fidelity(result: Fidelity) -> None:
             return "-"
         return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:,.4g}"
 
-    table = Table(
-        title=f"fidelity (workload runs {result.time_scale:.4g}x the trace's speed)",
-        title_justify="left",
-    )
-    for name in ("statistic", "source", "workload"):
-        table.add_column(name, justify="left" if name == "statistic" else "right")
-    for name, pair in (
-        ("requests", result.requests),
-        ("mean rate (req/s)", result.mean_rps),
-        ("CV of gaps", result.cv),
-        ("Gamma shape", result.gamma_shape),
-        ("IDC, 1-s bins (source: same trace time)", result.idc_1s),
-        ("IDC, 60-s bins (source: same trace time)", result.idc_60s),
-    ):
-        table.add_row(name, fmt(pair.source), fmt(pair.workload))
+    def cell(stat: Stat) -> str:
+        if stat.workload is None:
+            return "-"
+        spread = f" [{fmt(stat.lo)}, {fmt(stat.hi)}]" if stat.lo is not None else ""
+        return fmt(stat.workload) + spread
+
+    first = next(iter(columns.values()))
+    table = Table(title=f"{title}; trace time, {first.resolution} timestamps", title_justify="left")
+    table.add_column("statistic")
+    for name in ("source", *columns):
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, Callable[[Fidelity], Stat]]] = [
+        ("requests", lambda f: f.requests),
+        ("mean rate (req/s)", lambda f: f.mean_rps),
+        ("CV of gaps", lambda f: f.cv),
+    ]
+    rows += [(f"IDC, {k} bins", _idc_getter(k)) for k in first.idc]
+    rows += [
+        ("KS of gaps", lambda f: f.ks_gaps),
+        ("KS of per-minute rate", lambda f: f.ks_minute_rate),
+    ]
+    notes = []
+    for name, get in rows:
+        stat = get(first)
+        source = fmt(stat.source) if name[:2] != "KS" else ""
+        if stat.note and stat.source is None:
+            source = "not judged"
+            notes.append(f"{name}: {stat.note}")
+        table.add_row(name, source, *(cell(get(f)) for f in columns.values()))
     console = Console(highlight=False)
     console.print(table)
-    console.print(
-        f"per-window rate error (median, {result.window_s:g}-s windows of trace time): "
-        f"{fmt(result.window_rate_error)}; KS distances: inter-arrival (normalised) "
-        f"{result.ks_interarrival:.4f}, request {result.ks_input_tokens:.4f}, response "
-        f"{result.ks_output_tokens:.4f}"
-    )
+    for note in notes:
+        console.print(f"  not judged: {note}")
+    for name, f in columns.items():
+        window = (
+            f"per-window rate error {fmt(f.window_rate_error)} ({f.window_s:g}-s windows); "
+            if f.window_rate_error is not None
+            else ""
+        )
+        console.print(
+            f"{name}: {window}length KS request {f.ks_input_tokens:.4f}, response "
+            f"{f.ks_output_tokens:.4f}; {f.verdict}"
+        )
 
 
 def fit(
     trace: Annotated[str, typer.Argument(help="Trace to fit (file or 'sample').")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write model.json.")],
     window: Annotated[
-        str, typer.Option("--window", help="Window of the per-window Gamma fits.")
+        str, typer.Option("--window", help="Window of the per-window Gamma (window-gamma).")
     ] = "20m",
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            "--holdout",
+            help="Fit on the first 1-F of the span only, generate the rest's length and "
+            "compare it with the held-out part (writes model.json.holdout.json).",
+        ),
+    ] = None,
+    paths: Annotated[
+        int, typer.Option("--paths", help="--holdout: generated paths averaged per model.")
+    ] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="--holdout: first seed.")] = 0,
     format: FormatOpt = None,
     map: MapOpt = None,
     time_unit: TimeUnitOpt = "s",
@@ -455,18 +519,30 @@ def fit(
     lenient: LenientOpt = False,
     cache: CacheOpt = False,
 ) -> None:
-    """Fit a workload model (per-window Gamma arrivals, class mix, lengths, failures).
+    """Fit a workload model: multi-scale arrivals (and the paper's per-window Gamma),
+    class mix, lengths, failures, sessions.
 
-    Example: burstlab fit sample -o model.json
+    Examples: burstlab fit sample -o model.json;
+    burstlab fit sample -o model.json --holdout 0.5
     """
+    import math
+
+    from rich.console import Console
+
     from burstlab.core.errors import InputError
+    from burstlab.core.files import atomic_write
     from burstlab.core.units import parse_duration
+    from burstlab.workload.holdout import holdout as run_holdout
     from burstlab.workload.model import fit as fit_model
     from burstlab.workload.model import save_model
 
     window_s = parse_duration(window, option="--window")
-    if window_s <= 0:
+    if not window_s > 0:
         raise InputError("--window must be positive")
+    if holdout is not None and not (math.isfinite(holdout) and 0 < holdout < 1):
+        raise InputError(f"--holdout must lie between 0 and 1 (exclusive), got {holdout}")
+    if not 1 <= paths <= 1000:
+        raise InputError(f"--paths must lie in 1..1000, got {paths}")
     table, report = load(
         trace,
         format=format,
@@ -476,14 +552,46 @@ def fit(
         lenient=lenient,
         cache=cache,
     )
-    fitted = fit_model(table, window_s=window_s, source=report.source)
+    console = Console(stderr=True)
+    if holdout is None:
+        with console.status("fitting"):
+            fitted = fit_model(table, window_s=window_s, source=report.source)
+    else:
+        with console.status(f"fitting on the first {1 - holdout:.0%}, generating {paths} paths"):
+            try:
+                fitted, check = run_holdout(
+                    table, fraction=holdout, window_s=window_s, paths=paths, seed=seed,
+                    source=report.source,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise InputError(f"--holdout {holdout}: {exc}") from None
     save_model(fitted, out)
     kinds = ", ".join(
         f"{c.model or '-'}/{c.log_type or '-'} {c.share:.1%} ({c.request.kind})"
         for c in fitted.classes
     )
-    typer.echo(
-        f"fitted {len(fitted.windows):,} windows of {window_s:g} s, mean rate "
-        f"{fitted.mean_rps:.4g} req/s; classes: {kinds}"
+    arrivals = fitted.arrivals
+    scales = (
+        f"gap shape {arrivals.gap_shape:.3g}, log-rate variance at "
+        + ", ".join(
+            f"{t:.3g} s: {v:.3g}" for t, v in zip(arrivals.tau_s, arrivals.variance, strict=True)
+        )
+        if arrivals is not None and arrivals.tau_s
+        else "no rate modulation found"
     )
+    typer.echo(
+        f"fitted mean rate {fitted.mean_rps:.4g} req/s, multiscale arrivals ({scales}); "
+        f"classes: {kinds}"
+    )
+    if holdout is not None:
+        side = out.with_name(out.name + ".holdout.json")
+        atomic_write(side, check.model_dump_json(indent=2).encode())
+        print_fidelity(
+            check.models,
+            f"held out: the last {holdout:.0%} ({check.held_out_requests:,} requests over "
+            f"{check.held_out_span_s:,.0f} s); generated at the fitted rate, mean of "
+            f"{paths} paths [range]",
+        )
+        typer.echo(f"wrote {out} and {side}")
+        return
     typer.echo(f"wrote {out}")

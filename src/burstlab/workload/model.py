@@ -23,14 +23,22 @@ import orjson
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from burstlab.analyze.burstiness import window_series
+from burstlab.analyze.gaps import detect_resolution
 from burstlab.analyze.lengths import length_fit
 from burstlab.core.errors import InputError
+from burstlab.core.files import atomic_write
 from burstlab.trace.schema import conform
-from burstlab.workload.fidelity import Reference, reference
+from burstlab.workload.arrivals import (
+    MultiscaleArrivals,
+    WindowGammaArrivals,
+    fit_multiscale,
+    fit_window_gamma,
+)
+from burstlab.workload.fidelity import Reference, reference, upgrade_reference
 from burstlab.workload.sessions import SessionModel, expand_sessions, fit_sessions
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+ArrivalKind = Literal["multiscale", "window-gamma"]
 QUANTILES = 1001
 RESPONSE_BINS = 16
 
@@ -140,32 +148,31 @@ class ClassModel(BaseModel):
         return self.sessions.mean_turns if self.sessions else 1.0
 
 
-class ArrivalWindow(BaseModel):
-    """Arrivals in one window: mean rate (req/s over the part of the window the trace
-    covers) and the Gamma fit of its gaps (None when too few to fit)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rate_rps: float
-    shape: float | None
-    scale: float | None
-
-
 class WorkloadModel(BaseModel):
-    """A fitted workload model (saved as JSON; ``version`` guards the format)."""
+    """A fitted workload model (saved as JSON; ``version`` guards the format).
+
+    ``arrivals`` is the multi-scale process (None in models of format version 1,
+    which only had the per-window Gamma); ``window_gamma`` is the paper's
+    per-window Gamma, kept for comparison.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["workload-model"] = "workload-model"
     version: int = MODEL_VERSION
     source: str
-    window_s: float = Field(gt=0)
     duration_s: float = Field(gt=0)
     mean_rps: float = Field(gt=0)
-    windows: list[ArrivalWindow]
-    zero_gap_share: float = Field(0.0, ge=0.0, le=0.99)
+    resolution_s: float | None = None
+    arrivals: MultiscaleArrivals | None
+    window_gamma: WindowGammaArrivals
     classes: list[ClassModel]
     reference: Reference
+
+    @property
+    def default_arrivals(self) -> ArrivalKind:
+        """The multi-scale process where the model has one, else the per-window Gamma."""
+        return "multiscale" if self.arrivals is not None else "window-gamma"
 
     def sample(
         self,
@@ -176,37 +183,38 @@ class WorkloadModel(BaseModel):
         burstiness: float = 1.0,
         shape: float | None = None,
         length_cap: int | None = None,
+        arrivals: ArrivalKind | None = None,
     ) -> pl.DataFrame:
         """Draw a workload (canonical request table) from the model.
 
-        ``duration_s`` defaults to the fitted span (windows repeat when longer);
-        ``rps`` rescales every window's rate so the mean is ``rps``;
-        ``burstiness`` divides every Gamma shape (2 = burstier, same mean rate);
-        ``shape`` fixes the shape of all windows; ``length_cap`` caps lengths.
+        ``duration_s`` defaults to the fitted span; ``rps`` sets the mean rate
+        (multiscale: the source's process played faster or slower; window-gamma:
+        every window's rate scaled, windows repeating when longer);
+        ``burstiness`` divides the gap shapes (and, multiscale, multiplies the
+        log-rate variances: 2 = burstier, same mean rate); ``shape`` fixes the
+        gap shape; ``length_cap`` caps lengths; ``arrivals`` picks the arrival
+        model (default :attr:`default_arrivals`).
         """
         rng = np.random.default_rng(seed)
         duration = duration_s if duration_s is not None else self.duration_s
         # a session class's arrival event brings all its turns: draw fewer events
         per_event = 1.0 / sum(c.share / c.turns for c in self.classes)
-        factor = ((rps / self.mean_rps) if rps is not None else 1.0) / per_event
-        n_windows = int(np.ceil(duration / self.window_s))
-        chunks = []
-        for k in range(n_windows):
-            w = self.windows[k % len(self.windows)]
-            rate = w.rate_rps * factor
-            if rate <= 0:
-                continue
-            k_shape = (shape or w.shape or 1.0) / burstiness
-            # a share of gaps are 0 (requests logged together); the rest carry the rate
-            mean_gap = 1.0 / (rate * (1.0 - self.zero_gap_share))
-            start, end = k * self.window_s, min((k + 1) * self.window_s, duration)
-            count = int(rate * (end - start) * 1.3 + 10 * np.sqrt(rate * (end - start)) + 10)
-            gaps = rng.gamma(k_shape, mean_gap / k_shape, count)
-            if self.zero_gap_share > 0:
-                gaps[rng.random(count) < self.zero_gap_share] = 0.0
-            offsets = start + rng.random() * gaps[0] + np.cumsum(gaps) - gaps[0]
-            chunks.append(offsets[offsets < end])
-        events = np.concatenate(chunks) if chunks else np.zeros(0)
+        target = rps if rps is not None else self.mean_rps
+        kind = arrivals or self.default_arrivals
+        if kind == "multiscale":
+            if self.arrivals is None:
+                raise InputError(
+                    f"this model (format version 1) has no multi-scale arrivals: refit it "
+                    f"with 'burstlab fit {self.source}', or use window-gamma arrivals"
+                )
+            events = self.arrivals.sample(
+                rng, duration, target, per_event=per_event, burstiness=burstiness, shape=shape
+            )
+        else:
+            events = self.window_gamma.sample(
+                rng, duration, target / self.mean_rps / per_event,
+                burstiness=burstiness, shape=shape,
+            )  # fmt: skip
         return self._requests(rng, events, duration, length_cap)
 
     def _requests(
@@ -309,10 +317,14 @@ class WorkloadModel(BaseModel):
 
 
 def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table") -> WorkloadModel:
-    """Fit a :class:`WorkloadModel` to a canonical request table."""
+    """Fit a :class:`WorkloadModel` to a canonical request table.
+
+    Both arrival models are fitted: the multi-scale process and, over windows of
+    ``window_s`` seconds, the paper's per-window Gamma.
+    """
     arrival = table["arrival_s"].to_numpy()
     arrival = arrival - arrival[0]
-    windows = window_series(arrival, window_s)
+    resolution = detect_resolution(arrival)
     classes = []
     groups = (
         table.group_by("model", "log_type")
@@ -346,16 +358,11 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
     span = float(arrival[-1]) if arrival.size > 1 else window_s
     return WorkloadModel(
         source=source,
-        window_s=window_s,
         duration_s=span,
         mean_rps=table.height / span,
-        zero_gap_share=min(
-            float((np.diff(arrival) == 0).mean()) if arrival.size > 1 else 0.0, 0.99
-        ),
-        windows=[
-            ArrivalWindow(rate_rps=r, shape=s, scale=c)
-            for r, s, c in zip(windows.rate_rps, windows.shape, windows.scale, strict=True)
-        ],
+        resolution_s=resolution.tick_s,
+        arrivals=fit_multiscale(arrival, resolution),
+        window_gamma=fit_window_gamma(arrival, window_s, resolution),
         classes=classes,
         reference=reference(table),
     )
@@ -363,12 +370,25 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
 
 def save_model(model: WorkloadModel, path: str | Path) -> Path:
     """Write ``model`` as JSON atomically."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(model.model_dump_json(indent=1), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return atomic_write(path, model.model_dump_json(indent=1).encode())
+
+
+def _from_version_1(data: dict[str, object]) -> dict[str, object]:
+    """A version-1 model (per-window Gamma only) in the version-2 layout.
+
+    Its fidelity reference predates the resolution-aware one, so it is rebuilt
+    empty of gap statistics and the fidelity report says so.
+    """
+    out = dict(data)
+    out["window_gamma"] = {
+        "window_s": out.pop("window_s", 1200.0),
+        "windows": out.pop("windows", []),
+        "zero_gap_share": out.pop("zero_gap_share", 0.0),
+    }
+    out["arrivals"] = None
+    out["reference"] = upgrade_reference(out.get("reference"))
+    out["version"] = MODEL_VERSION
+    return out
 
 
 def load_model(path: str | Path) -> WorkloadModel | None:
@@ -386,6 +406,8 @@ def load_model(path: str | Path) -> WorkloadModel | None:
         raise InputError(f"not valid JSON ({exc})", path=p) from None
     if not isinstance(data, dict) or data.get("kind") != "workload-model":
         return None
+    if data.get("version") == 1:
+        data = _from_version_1(data)
     if data.get("version") != MODEL_VERSION:
         raise InputError(
             f"workload model version {data.get('version')!r} is not supported "

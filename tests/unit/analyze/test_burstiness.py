@@ -41,7 +41,10 @@ def test_window_fit_respects_whole_second_stamps() -> None:
     rng = np.random.default_rng(8)
     arrival = np.floor(np.cumsum(rng.gamma(0.5, 1.0, 40_000)))  # 2 req/s, whole seconds
     shapes = np.array(
-        [np.nan if s is None else s for s in burstiness(table_of(arrival), window_s=4000).windows.shape]
+        [
+            np.nan if s is None else s
+            for s in burstiness(table_of(arrival), window_s=4000).windows.shape
+        ]
     )
     assert np.nanmedian(shapes) == pytest.approx(0.5, rel=0.1)
 

@@ -1,0 +1,392 @@
+"""Arrival models: a multi-scale doubly stochastic process, and the paper's per-window Gamma.
+
+**Why a multi-scale log-Gaussian Cox process.** Real LLM traffic is bursty at every
+scale: requests cluster within seconds, minutes run hot or idle, hours surge.
+The BurstGPT paper's model (a Gamma renewal process per 20-minute window) keeps
+each window's mean rate and loses everything inside it, and it can only replay
+the source's own rate curve. ServeGen adds many clients together, which needs
+client ids that public traces do not have. A self-exciting (Hawkes) process
+captures clustering within seconds but not slow surges. Here the rate itself is
+random:
+
+    lambda(t) = mu * exp(X_1(t) + ... + X_J(t) - (s_1 + ... + s_J) / 2),
+
+each ``X_j`` a stationary Ornstein-Uhlenbeck process with variance ``s_j`` and
+correlation time ``tau_j`` (a geometric ladder from below the mean gap to a
+quarter of the trace), so the rate moves at every scale, with heavy-tailed
+surges and near-idle stretches from the lognormal law. Inside the rate,
+requests follow a Gamma renewal process of shape ``gap_shape`` in operational
+time (``gap_shape`` < 1: clumps within seconds; > 1: smoother than Poisson, as
+on a batching grid).
+
+**Fitting by the variance-time curve.** For this process the index of
+dispersion of counts in bins of ``w`` seconds has a closed form:
+
+    IDC(w) = r(mu w) + (2 mu / w) * int_0^w (w - u) (exp(sum_j s_j e^{-u/tau_j}) - 1) du,
+
+where ``r(L)`` is the IDC of the Gamma renewal process over ``L`` expected
+events (exact, from its renewal density: a sum of Gamma densities). The fit
+matches ``ln IDC`` of the trace at ~24 bin widths from the timestamp tick (or
+a tenth of the mean gap) to a twentieth of the span, weighted by how many bins
+each estimate rests on, by bounded least squares over ``(ln gap_shape, s_1..s_J)``
+with a small ridge on ``s``. Bins are aligned with the timestamp grid, so whole-
+second logging does not bias any of it. The fitted model is a generator, not a
+copy: any ``--duration``, any ``--rps`` (the rate curve keeps its relative
+surges and is scaled so its mean over the workload is exactly ``rps``), a new
+path for every seed.
+
+What-if knobs: ``burstiness`` multiplies every ``s_j`` and divides the gap
+shape (2: burstier at every scale, same mean rate); ``shape`` fixes the gap shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import optimize, special
+from scipy.signal import lfilter
+
+from burstlab.analyze.burstiness import window_series
+from burstlab.analyze.gaps import Resolution, detect_resolution
+from burstlab.trace.info import counts_per_bin
+
+#: Bin widths of the variance-time fit, and the ratio between OU time scales.
+FIT_SCALES = 24
+TAU_RATIO = 4.0
+#: Grid steps of the rate path per generated chunk (bounds memory for long workloads).
+CHUNK_STEPS = 1 << 20
+#: Most grid steps of one rate path (a longer workload gets coarser steps).
+MAX_STEPS = 1 << 24
+
+
+class MultiscaleArrivals(BaseModel):
+    """A fitted multi-scale Cox process (see the module docstring); times in seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["multiscale"] = "multiscale"
+    mean_rps: float = Field(gt=0)
+    gap_shape: float = Field(gt=0)
+    tau_s: list[float]
+    variance: list[float]
+    resolution_s: float | None
+    fit_scales_s: list[float]
+    fit_idc: list[float]
+    model_idc: list[float]
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        duration_s: float,
+        rate_rps: float,
+        *,
+        per_event: float = 1.0,
+        burstiness: float = 1.0,
+        shape: float | None = None,
+    ) -> np.ndarray:
+        """Sorted event times in ``[0, duration_s)`` for a request rate of ``rate_rps``.
+
+        The workload is the source's process played ``rate_rps / mean_rps`` times
+        faster (every time scale shrinks by that factor, as a replay at that speed);
+        each event stands for ``per_event`` requests (a session's turns), so events
+        come ``per_event`` times less often.
+        """
+        if rate_rps <= 0 or duration_s <= 0:
+            return np.zeros(0)
+        speed = rate_rps / self.mean_rps  # the source's process played this many times faster
+        span = duration_s * speed
+        s = np.asarray(self.variance) * burstiness
+        tau = np.asarray(self.tau_s)
+        a = (shape if shape is not None else self.gap_shape) / burstiness
+        step = _step(tau, span, self.mean_rps)
+        log_rate = _ou_sum(rng, tau, s, span, step)
+        rate = np.exp(log_rate - log_rate.max())
+        rate *= self.mean_rps / per_event * span / (rate.sum() * step)  # exactly the mean
+        out: np.ndarray = _renewal_in_operational_time(rng, rate, step, span, a) / speed
+        return out
+
+
+def _step(tau: np.ndarray, duration_s: float, rate_rps: float) -> float:
+    """Grid step of the rate path: a quarter of the fastest scale, a tenth of the mean
+    gap at most, and at most :data:`MAX_STEPS` steps in all."""
+    finest = float(tau.min()) / 4 if tau.size else duration_s
+    return max(min(finest, 0.1 / rate_rps, duration_s), duration_s / MAX_STEPS)
+
+
+def _ou_sum(
+    rng: np.random.Generator, tau: np.ndarray, s: np.ndarray, duration_s: float, step: float
+) -> np.ndarray:
+    """Sum of stationary OU paths (variance ``s``, time scale ``tau``) averaged over grid
+    steps, chunked.
+
+    The average of an OU path over a step of ``x = step / tau`` time scales has
+    variance ``s * 2 (x - 1 + e^-x) / x^2``; consecutive averages are taken as AR(1)
+    with ``phi = e^-x``, exact for slow components and harmless for fast ones.
+    """
+    steps = max(1, math.ceil(duration_s / step))
+    total = np.zeros(steps)
+    for tj, sj in zip(tau, s, strict=True):
+        if sj <= 0:
+            continue
+        x = step / tj
+        var = sj * (2 * (x - 1 + math.exp(-x)) / (x * x) if x > 1e-6 else 1.0)
+        phi = math.exp(-x)
+        sd = math.sqrt(var * (1 - phi * phi))
+        state = np.array([rng.standard_normal() * math.sqrt(var) * phi])
+        for lo in range(0, steps, CHUNK_STEPS):
+            hi = min(lo + CHUNK_STEPS, steps)
+            path, state = lfilter([1.0], [1.0, -phi], rng.standard_normal(hi - lo) * sd, zi=state)
+            total[lo:hi] += path
+    return total
+
+
+def _renewal_in_operational_time(
+    rng: np.random.Generator, rate: np.ndarray, step: float, duration_s: float, shape: float
+) -> np.ndarray:
+    """Gamma(shape) renewal events of unit mean in operational time, mapped to real time.
+
+    ``rate`` is piecewise constant on steps of ``step`` seconds, so the map back is
+    exact: inside step k, t = k step + (E - Lambda_k) / rate_k.
+    """
+    cumulative = np.concatenate([[0.0], np.cumsum(rate * step)])
+    total = float(cumulative[-1])
+    count = int(total + 10 * math.sqrt(total / min(shape, 1.0)) + 20)
+    gaps = rng.gamma(shape, 1.0 / shape, count)
+    events = np.cumsum(gaps) - gaps[0] * rng.random()  # a uniform start inside the first gap
+    while events[-1] < total:  # rare: draw more
+        more = np.cumsum(rng.gamma(shape, 1.0 / shape, count)) + events[-1]
+        events = np.concatenate([events, more])
+    events = events[(events >= 0) & (events < total)]
+    k = np.clip(np.searchsorted(cumulative, events, side="right") - 1, 0, rate.size - 1)
+    times = k * step + (events - cumulative[k]) / np.maximum(rate[k], 1e-300)
+    out: np.ndarray = np.sort(times[times < duration_s])
+    return out
+
+
+# --- fitting ------------------------------------------------------------------------------
+
+
+def empirical_idc(
+    arrival_s: np.ndarray, widths_s: np.ndarray, tick_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """IDC of counts in complete bins of each width (bins half a tick off the grid),
+    and how many bins each rests on."""
+    shifted = arrival_s - arrival_s[0] + tick_s / 2
+    table = pl.DataFrame({"arrival_s": shifted})
+    span = float(shifted[-1])
+    idc, bins = np.full(widths_s.size, np.nan), np.zeros(widths_s.size)
+    for i, w in enumerate(widths_s):
+        b = int(span // w)
+        if b >= 2:
+            counts = counts_per_bin(table, float(w))[:b]
+            if counts.mean() > 0:
+                idc[i], bins[i] = counts.var() / counts.mean(), b
+    return idc, bins
+
+
+def renewal_idc(shape: float, expected: np.ndarray) -> np.ndarray:
+    """IDC of a stationary Gamma(shape) renewal process over ``expected`` mean events.
+
+    Var N(L) = L + 2 sum_n [L P(n a, a L) - n P(n a + 1, a L)] - L^2 (unit mean gaps,
+    ``P`` the regularised lower incomplete gamma), from the renewal density, a sum of
+    Gamma densities; beyond L = 200, Var N(L) = L / a + c with c taken at 200.
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    if abs(shape - 1.0) < 1e-9:
+        return np.ones_like(expected)
+
+    def variance(big_l: np.ndarray) -> np.ndarray:
+        top = float(big_l.max()) if big_l.size else 0.0
+        n = np.arange(1, int(top + 12 * math.sqrt(top / min(shape, 1.0)) + 60))[None, :]
+        lc = big_l[:, None]
+        terms = lc * special.gammainc(n * shape, shape * lc) - n * special.gammainc(
+            n * shape + 1, shape * lc
+        )
+        out: np.ndarray = big_l + 2 * terms.sum(axis=1) - big_l**2
+        return out
+
+    near = np.minimum(expected, 200.0)
+    var = variance(near)
+    far = expected > 200.0
+    if far.any():
+        c = float(variance(np.array([200.0]))[0]) - 200.0 / shape
+        var = np.where(far, expected / shape + c, var)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(expected > 0, var / expected, 1.0)
+    out: np.ndarray = np.maximum(ratio, 1e-6)
+    return out
+
+
+def mixed_renewal_idc(
+    shape: float, mean_rps: float, widths_s: np.ndarray, tau_s: np.ndarray, variance: np.ndarray
+) -> np.ndarray:
+    """The renewal share of the IDC under a moving rate: ``E[(L/m) r(L)]`` over the
+    lognormal law of a bin's expected count ``L`` (mean ``m = mean_rps * w``), by
+    Gauss-Hermite quadrature. A component of time scale ``tau`` moves the count of a
+    ``w``-second bin with variance ``s * 2 (x - 1 + e^-x) / x^2``, ``x = w / tau``.
+    """
+    nodes, weights = np.polynomial.hermite_e.hermegauss(16)
+    weights = weights / weights.sum()
+    x = widths_s[:, None] / tau_s[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        damp = np.where(x > 1e-6, 2 * (x - 1 + np.exp(-x)) / x**2, 1.0)
+    sigma2 = (variance[None, :] * damp).sum(axis=1) if tau_s.size else np.zeros(widths_s.size)
+    factor = np.exp(np.sqrt(sigma2)[:, None] * nodes[None, :] - sigma2[:, None] / 2)
+    expected = mean_rps * widths_s[:, None] * factor
+    r = renewal_idc(shape, expected.ravel()).reshape(expected.shape)
+    out: np.ndarray = (weights[None, :] * factor * r).sum(axis=1)
+    return out
+
+
+def modulation_idc(
+    mean_rps: float, widths_s: np.ndarray, tau_s: np.ndarray, variance: np.ndarray
+) -> np.ndarray:
+    """The rate process's share of the IDC at each width (see the module docstring)."""
+    x = np.geomspace(1e-7, 1.0, 400)
+    out = np.zeros(widths_s.size)
+    for i, w in enumerate(widths_s):
+        u = w * x
+        g = np.expm1((variance[None, :] * np.exp(-u[:, None] / tau_s[None, :])).sum(axis=1))
+        integrand = (w - u) * g * u  # d u = u d ln u
+        integral = np.trapezoid(integrand, np.log(u)) + w * g[0] * u[0]
+        out[i] = 2 * mean_rps / w * integral
+    return out
+
+
+def fit_multiscale(
+    arrival_s: np.ndarray, resolution: Resolution | None = None
+) -> MultiscaleArrivals:
+    """Fit the multi-scale process to sorted ``arrival_s`` (seconds) by its IDC curve."""
+    arrival = np.asarray(arrival_s, dtype=np.float64)
+    if arrival.size < 3:
+        raise ValueError("fitting arrivals needs at least 3 requests")
+    res = resolution or detect_resolution(arrival)
+    tick = res.tick_s or 0.0
+    span = float(arrival[-1] - arrival[0])
+    mu = (arrival.size - 1) / span if span > 0 else 1.0
+    mean_gap = 1.0 / mu
+    lo = max(tick, 0.1 * mean_gap, 1e-4)
+    hi = span / 20
+    if hi <= lo:
+        return MultiscaleArrivals(
+            mean_rps=mu, gap_shape=1.0, tau_s=[], variance=[], resolution_s=res.tick_s,
+            fit_scales_s=[], fit_idc=[], model_idc=[],
+        )  # fmt: skip
+    widths = np.geomspace(lo, hi, FIT_SCALES)
+    if tick > 0:
+        widths = np.unique(np.maximum(np.rint(widths / tick), 1) * tick)
+    idc, bins = empirical_idc(arrival, widths, tick)
+    ok = np.isfinite(idc) & (idc > 0) & (bins >= 10)
+    widths, idc, bins = widths[ok], idc[ok], bins[ok]
+    tau = lo / 2 * TAU_RATIO ** np.arange(60)
+    tau = tau[tau <= span / 2]
+    if tau.size == 0:
+        tau = np.array([span / 4])
+    weight = 1.0 / np.sqrt(2.0 / bins + 0.02**2)  # standard error of ln IDC ~ sqrt(2/bins)
+    ridge = 0.05
+
+    every = np.append(widths, span)
+
+    def expected(a: float, s: np.ndarray) -> np.ndarray:
+        """The IDC a sample of this span shows: the sample mean absorbs IDC(span) / bins."""
+        curve = mixed_renewal_idc(a, mu, every, tau, s) + modulation_idc(mu, every, tau, s)
+        out: np.ndarray = np.maximum(curve[:-1] - curve[-1] / bins, 1e-3)
+        return out
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        s = p[1:]
+        fitted = expected(math.exp(p[0]), s)
+        return np.concatenate([(np.log(fitted) - np.log(idc)) * weight, ridge * s])
+
+    start = np.concatenate([[0.0], np.full(tau.size, 0.1)])
+    lower = np.concatenate([[math.log(0.05)], np.zeros(tau.size)])
+    upper = np.concatenate([[math.log(20.0)], np.full(tau.size, 25.0)])
+    result = optimize.least_squares(residuals, start, bounds=(lower, upper), x_scale=1.0)
+    a, s = math.exp(result.x[0]), result.x[1:]
+    model = expected(a, s)
+    keep = s > 1e-6
+    return MultiscaleArrivals(
+        mean_rps=mu,
+        gap_shape=a,
+        tau_s=tau[keep].tolist(),
+        variance=s[keep].tolist(),
+        resolution_s=res.tick_s,
+        fit_scales_s=widths.tolist(),
+        fit_idc=idc.tolist(),
+        model_idc=model.tolist(),
+    )
+
+
+# --- the paper's per-window Gamma ---------------------------------------------------------
+
+
+class ArrivalWindow(BaseModel):
+    """Arrivals in one window: mean rate (req/s over the part of the window the trace
+    covers) and the Gamma fit of its gaps (None when too few to fit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_rps: float
+    shape: float | None
+    scale: float | None
+
+
+class WindowGammaArrivals(BaseModel):
+    """BurstGPT's model: a Gamma renewal process per window at the window's rate.
+
+    It replays the source's sequence of window rates (repeating it when longer)
+    with fresh gaps. ``zero_gap_share`` is only set by models of format version 1,
+    which mimicked same-second logging by zeroing that share of gaps.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["window-gamma"] = "window-gamma"
+    window_s: float = Field(gt=0)
+    windows: list[ArrivalWindow]
+    zero_gap_share: float = Field(0.0, ge=0.0, le=0.99)
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        duration_s: float,
+        factor: float,
+        *,
+        burstiness: float = 1.0,
+        shape: float | None = None,
+    ) -> np.ndarray:
+        """Event times in ``[0, duration_s)``, every window's rate times ``factor``."""
+        chunks = []
+        for k in range(math.ceil(duration_s / self.window_s)):
+            w = self.windows[k % len(self.windows)]
+            rate = w.rate_rps * factor
+            if rate <= 0:
+                continue
+            k_shape = (shape or w.shape or 1.0) / burstiness
+            mean_gap = 1.0 / (rate * (1.0 - self.zero_gap_share))
+            start, end = k * self.window_s, min((k + 1) * self.window_s, duration_s)
+            count = int(rate * (end - start) * 1.3 + 10 * np.sqrt(rate * (end - start)) + 10)
+            gaps = rng.gamma(k_shape, mean_gap / k_shape, count)
+            if self.zero_gap_share > 0:
+                gaps[rng.random(count) < self.zero_gap_share] = 0.0
+            offsets = start + rng.random() * gaps[0] + np.cumsum(gaps) - gaps[0]
+            chunks.append(offsets[offsets < end])
+        return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def fit_window_gamma(
+    arrival_s: np.ndarray, window_s: float, resolution: Resolution | None = None
+) -> WindowGammaArrivals:
+    """Per-window rate and censored Gamma fit of sorted ``arrival_s`` from 0."""
+    windows = window_series(arrival_s, window_s, resolution)
+    return WindowGammaArrivals(
+        window_s=window_s,
+        windows=[
+            ArrivalWindow(rate_rps=r, shape=s, scale=c)
+            for r, s, c in zip(windows.rate_rps, windows.shape, windows.scale, strict=True)
+        ],
+    )
