@@ -17,6 +17,7 @@ from burstlab.core.errors import BurstlabError, FetchError, InputError
 from burstlab.core.version import __version__
 
 if TYPE_CHECKING:
+    from burstlab.analyze.gaps import fit_gaps
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
     from burstlab.bench.run import BenchConfig, RunResult
     from burstlab.bench.run import bench as run_bench
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from burstlab.trace.records import load_records
     from burstlab.trace.sample import sample_trace
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
+    from burstlab.workload.holdout import holdout
     from burstlab.workload.model import WorkloadModel, fit
     from burstlab.workload.replay import ReplaySpec, replay
     from burstlab.workload.synthetic import synthetic_trace
@@ -65,6 +67,8 @@ _LAZY = {
     "load_spec": "burstlab.sim.spec",
     "simulate": "burstlab.sim.simulate",
     "fit": "burstlab.workload.model",
+    "fit_gaps": "burstlab.analyze.gaps",
+    "holdout": "burstlab.workload.holdout",
     "WorkloadModel": "burstlab.workload.model",
     "ReplaySpec": "burstlab.workload.replay",
     "replay": "burstlab.workload.replay",
@@ -126,6 +130,8 @@ __all__ = [
     "compare",
     "fetch",
     "fit",
+    "fit_gaps",
+    "holdout",
     "load_plan",
     "load_predictions",
     "load_records",
