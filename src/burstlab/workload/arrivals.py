@@ -45,20 +45,20 @@ import math
 from typing import Literal
 
 import numpy as np
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize, special
 from scipy.signal import lfilter
 
-from burstlab.analyze.burstiness import window_series
+from burstlab.analyze.burstiness import count_moments, window_series
 from burstlab.analyze.gaps import Resolution, detect_resolution
-from burstlab.trace.info import counts_per_bin
 
 #: Bin widths of the variance-time fit, and the ratio between OU time scales.
 FIT_SCALES = 24
 TAU_RATIO = 4.0
 #: Grid steps of the rate path per generated chunk (bounds memory for long workloads).
 CHUNK_STEPS = 1 << 20
+#: Largest mean burst size the fit considers.
+MAX_CLUSTER = 200.0
 #: Most grid steps of one rate path (a longer workload gets coarser steps).
 MAX_STEPS = 1 << 24
 
@@ -73,6 +73,8 @@ class MultiscaleArrivals(BaseModel):
     gap_shape: float = Field(gt=0)
     tau_s: list[float]
     variance: list[float]
+    cluster_mean: float = Field(1.0, ge=1.0)
+    cluster_spread_s: float = Field(0.0, ge=0.0)
     resolution_s: float | None
     fit_scales_s: list[float]
     fit_idc: list[float]
@@ -102,11 +104,20 @@ class MultiscaleArrivals(BaseModel):
         s = np.asarray(self.variance) * burstiness
         tau = np.asarray(self.tau_s)
         a = (shape if shape is not None else self.gap_shape) / burstiness
-        step = _step(tau, span, self.mean_rps)
+        kappa = self.cluster_mean
+        parents_rps = self.mean_rps / per_event / kappa
+        step = _step(tau, span, parents_rps)
         log_rate = _ou_sum(rng, tau, s, span, step)
         rate = np.exp(log_rate - log_rate.max())
-        rate *= self.mean_rps / per_event * span / (rate.sum() * step)  # exactly the mean
-        out: np.ndarray = _renewal_in_operational_time(rng, rate, step, span, a) / speed
+        rate *= parents_rps * span / (rate.sum() * step)  # exactly the mean
+        times = _renewal_in_operational_time(rng, rate, step, span, a)
+        if kappa > 1.0:  # each parent brings a geometric burst spread over Exp(spread)
+            size = rng.geometric(1.0 / kappa, times.size)
+            times = np.repeat(times, size)
+            if self.cluster_spread_s > 0:
+                times = times + rng.exponential(self.cluster_spread_s, times.size)
+            times = np.sort(times[times < span])
+        out: np.ndarray = times / speed
         return out
 
 
@@ -170,30 +181,13 @@ def _renewal_in_operational_time(
 # --- fitting ------------------------------------------------------------------------------
 
 
-def empirical_idc(
-    arrival_s: np.ndarray, widths_s: np.ndarray, tick_s: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """IDC of counts in complete bins of each width (bins half a tick off the grid),
-    and how many bins each rests on."""
-    shifted = arrival_s - arrival_s[0] + tick_s / 2
-    table = pl.DataFrame({"arrival_s": shifted})
-    span = float(shifted[-1])
-    idc, bins = np.full(widths_s.size, np.nan), np.zeros(widths_s.size)
-    for i, w in enumerate(widths_s):
-        b = int(span // w)
-        if b >= 2:
-            counts = counts_per_bin(table, float(w))[:b]
-            if counts.mean() > 0:
-                idc[i], bins[i] = counts.var() / counts.mean(), b
-    return idc, bins
-
-
 def renewal_idc(shape: float, expected: np.ndarray) -> np.ndarray:
     """IDC of a stationary Gamma(shape) renewal process over ``expected`` mean events.
 
     Var N(L) = L + 2 sum_n [L P(n a, a L) - n P(n a + 1, a L)] - L^2 (unit mean gaps,
     ``P`` the regularised lower incomplete gamma), from the renewal density, a sum of
-    Gamma densities; beyond L = 200, Var N(L) = L / a + c with c taken at 200.
+    Gamma densities, on 64 points of L from 1e-4 to 200 and interpolated in ln L;
+    beyond L = 200, Var N(L) = L / a + c with c taken at 200.
     """
     expected = np.asarray(expected, dtype=np.float64)
     if abs(shape - 1.0) < 1e-9:
@@ -209,14 +203,14 @@ def renewal_idc(shape: float, expected: np.ndarray) -> np.ndarray:
         out: np.ndarray = big_l + 2 * terms.sum(axis=1) - big_l**2
         return out
 
-    near = np.minimum(expected, 200.0)
-    var = variance(near)
-    far = expected > 200.0
-    if far.any():
-        c = float(variance(np.array([200.0]))[0]) - 200.0 / shape
-        var = np.where(far, expected / shape + c, var)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(expected > 0, var / expected, 1.0)
+    # exact on a log grid of L, interpolated in ln L (r is smooth there); L / a + c beyond
+    grid = np.geomspace(1e-4, 200.0, 64)
+    table = variance(grid) / grid
+    c = float(table[-1] * 200.0) - 200.0 / shape
+    safe = np.maximum(expected, 1e-12)
+    near = np.interp(np.log(safe), np.log(grid), table, left=1.0)
+    far = 1.0 / shape + c / safe
+    ratio = np.where(expected > 200.0, far, near)
     out: np.ndarray = np.maximum(ratio, 1e-6)
     return out
 
@@ -242,6 +236,18 @@ def mixed_renewal_idc(
     return out
 
 
+def cluster_idc(kappa: float, spread_s: float, widths_s: np.ndarray) -> np.ndarray:
+    """IDC of bursts alone: ``1 + c phi(w / spread)`` with ``c = E[K(K-1)] / E[K] =
+    2 (kappa - 1)`` for geometric burst sizes ``K`` of mean ``kappa``, and ``phi(x) =
+    1 - (1 - e^-x) / x`` the chance that two members (Exp(spread) offsets from their
+    parent, so a Laplace difference) share a bin of width ``w``."""
+    x = widths_s / max(spread_s, 1e-12)
+    with np.errstate(over="ignore"):
+        phi = np.where(x > 1e-8, 1 - (-np.expm1(-x)) / np.maximum(x, 1e-300), x / 2)
+    out: np.ndarray = 1.0 + 2.0 * (kappa - 1.0) * phi
+    return out
+
+
 def modulation_idc(
     mean_rps: float, widths_s: np.ndarray, tau_s: np.ndarray, variance: np.ndarray
 ) -> np.ndarray:
@@ -258,9 +264,16 @@ def modulation_idc(
 
 
 def fit_multiscale(
-    arrival_s: np.ndarray, resolution: Resolution | None = None
+    arrival_s: np.ndarray, resolution: Resolution | None = None, *, seed: int = 0
 ) -> MultiscaleArrivals:
-    """Fit the multi-scale process to sorted ``arrival_s`` (seconds) by its IDC curve."""
+    """Fit the multi-scale process to sorted ``arrival_s`` (seconds).
+
+    Four structures are fitted to the IDC curve (with and without bursts; the gap
+    shape inside the rate free or fixed at 1). The curve does not pin down how the
+    gaps are spread, so each is then simulated over (a stretch of) the trace's own
+    span and the one whose gaps and counts look most like the trace's is kept (see
+    :func:`_score`).
+    """
     arrival = np.asarray(arrival_s, dtype=np.float64)
     if arrival.size < 3:
         raise ValueError("fitting arrivals needs at least 3 requests")
@@ -268,57 +281,137 @@ def fit_multiscale(
     tick = res.tick_s or 0.0
     span = float(arrival[-1] - arrival[0])
     mu = (arrival.size - 1) / span if span > 0 else 1.0
-    mean_gap = 1.0 / mu
-    lo = max(tick, 0.1 * mean_gap, 1e-4)
-    hi = span / 20
-    if hi <= lo:
+    lo = max(tick, 0.02 / mu, 1e-4)
+    if span / 20 <= lo:
         return MultiscaleArrivals(
             mean_rps=mu, gap_shape=1.0, tau_s=[], variance=[], resolution_s=res.tick_s,
             fit_scales_s=[], fit_idc=[], model_idc=[],
         )  # fmt: skip
-    widths = np.geomspace(lo, hi, FIT_SCALES)
+    widths = np.geomspace(lo, span / 20, FIT_SCALES)
     if tick > 0:
         widths = np.unique(np.maximum(np.rint(widths / tick), 1) * tick)
-    idc, bins = empirical_idc(arrival, widths, tick)
+    moments = [count_moments(arrival, float(w), tick) for w in widths]
+    idc = np.array([m[0] for m in moments])
+    bins = np.array([m[1] for m in moments], dtype=np.float64)
     ok = np.isfinite(idc) & (idc > 0) & (bins >= 10)
-    widths, idc, bins = widths[ok], idc[ok], bins[ok]
-    tau = lo / 2 * TAU_RATIO ** np.arange(60)
-    tau = tau[tau <= span / 2]
-    if tau.size == 0:
-        tau = np.array([span / 4])
-    weight = 1.0 / np.sqrt(2.0 / bins + 0.02**2)  # standard error of ln IDC ~ sqrt(2/bins)
-    ridge = 0.05
+    curve = _Curve((mu, span), widths[ok], idc[ok], bins[ok], (lo, tick))
+    candidates = [
+        curve.fit(bursts=bursts, poisson=poisson).model_copy(update={"resolution_s": res.tick_s})
+        for bursts in (False, True)
+        for poisson in (False, True)
+    ]
+    scores = [_score(c, arrival, tick, seed) for c in candidates]
+    return candidates[int(np.argmin(scores))]
 
-    every = np.append(widths, span)
 
-    def expected(a: float, s: np.ndarray) -> np.ndarray:
+class _Curve:
+    """The trace's IDC curve and the least-squares fit of the process to it."""
+
+    def __init__(
+        self, rates: tuple[float, float], widths: np.ndarray, idc: np.ndarray,
+        bins: np.ndarray, grid: tuple[float, float],
+    ) -> None:  # fmt: skip
+        """``rates`` is (mean rate, span); ``grid`` is (smallest width, tick)."""
+        (self.mu, self.span), (self.lo, self.tick) = rates, grid
+        span, lo = self.span, self.lo
+        self.widths, self.idc, self.bins = widths, idc, bins
+        tau = lo / 2 * TAU_RATIO ** np.arange(60)
+        tau = tau[tau <= span / 2]
+        self.tau = tau if tau.size else np.array([span / 4])
+        self.every = np.append(widths, span)
+        # the standard error of ln IDC is about sqrt(2 / bins)
+        self.weight = 1.0 / np.sqrt(2.0 / bins + 0.02**2)
+
+    def expected(self, p: np.ndarray) -> np.ndarray:
         """The IDC a sample of this span shows: the sample mean absorbs IDC(span) / bins."""
-        curve = mixed_renewal_idc(a, mu, every, tau, s) + modulation_idc(mu, every, tau, s)
-        out: np.ndarray = np.maximum(curve[:-1] - curve[-1] / bins, 1e-3)
+        a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[3:]
+        nu = self.mu / kappa
+        curve = cluster_idc(kappa, spread, self.every) + kappa * (
+            mixed_renewal_idc(a, nu, self.every, self.tau, s)
+            + modulation_idc(nu, self.every, self.tau, s)
+            - 1.0
+        )
+        out: np.ndarray = np.maximum(curve[:-1] - curve[-1] / self.bins, 1e-3)
         return out
 
-    def residuals(p: np.ndarray) -> np.ndarray:
-        s = p[1:]
-        fitted = expected(math.exp(p[0]), s)
-        return np.concatenate([(np.log(fitted) - np.log(idc)) * weight, ridge * s])
+    def fit(self, *, bursts: bool, poisson: bool) -> MultiscaleArrivals:
+        """Least squares on ln IDC; ``bursts`` frees the burst size, ``poisson`` fixes
+        the gap shape inside the rate at 1."""
+        ridge = 0.05
+        n = self.tau.size
 
-    start = np.concatenate([[0.0], np.full(tau.size, 0.1)])
-    lower = np.concatenate([[math.log(0.05)], np.zeros(tau.size)])
-    upper = np.concatenate([[math.log(20.0)], np.full(tau.size, 25.0)])
-    result = optimize.least_squares(residuals, start, bounds=(lower, upper), x_scale=1.0)
-    a, s = math.exp(result.x[0]), result.x[1:]
-    model = expected(a, s)
-    keep = s > 1e-6
-    return MultiscaleArrivals(
-        mean_rps=mu,
-        gap_shape=a,
-        tau_s=tau[keep].tolist(),
-        variance=s[keep].tolist(),
-        resolution_s=res.tick_s,
-        fit_scales_s=widths.tolist(),
-        fit_idc=idc.tolist(),
-        model_idc=model.tolist(),
-    )
+        def residuals(p: np.ndarray) -> np.ndarray:
+            misfit = (np.log(self.expected(p)) - np.log(self.idc)) * self.weight
+            return np.concatenate([misfit, ridge * p[3:]])
+
+        spread_lo = math.log(max(self.tick / 10, 1e-5))
+        top = math.log(MAX_CLUSTER) if bursts else 1e-9
+        shape_lo, shape_hi = (0.0, 1e-9) if poisson else (math.log(0.05), math.log(20.0))
+        lower = np.concatenate([[shape_lo, 0.0, spread_lo], np.zeros(n)])
+        upper = np.concatenate([[shape_hi, top, math.log(self.span / 20)], np.full(n, 4.0)])
+        start = np.concatenate([[0.0, math.log(1.2), math.log(self.lo)], np.full(n, 0.1)])
+        start = np.clip(start, lower, upper)
+        p = optimize.least_squares(residuals, start, bounds=(lower, upper)).x
+        a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[3:]
+        keep = s > 1e-6
+        clustered = kappa > 1.01
+        return MultiscaleArrivals(
+            mean_rps=self.mu,
+            gap_shape=a,
+            tau_s=self.tau[keep].tolist(),
+            variance=s[keep].tolist(),
+            cluster_mean=kappa if clustered else 1.0,
+            cluster_spread_s=spread if clustered else 0.0,
+            resolution_s=None,
+            fit_scales_s=self.widths.tolist(),
+            fit_idc=self.idc.tolist(),
+            model_idc=self.expected(p).tolist(),
+        )
+
+
+#: Requests simulated per candidate when choosing a structure.
+SCORE_REQUESTS = 100_000
+
+
+def _score(model: MultiscaleArrivals, arrival: np.ndarray, tick: float, seed: int) -> float:
+    """How unlike the trace a model's traffic is, over a stretch of the trace's length
+    holding up to :data:`SCORE_REQUESTS` requests, logged on its grid: the KS distance
+    of gaps over their mean, plus |ln| of the CV ratio and of the IDC ratio at 1, 10
+    and 60 s (those judged on both sides), averaged over two paths."""
+    span = float(arrival[-1] - arrival[0])
+    length = min(span, SCORE_REQUESTS / model.mean_rps)
+    piece = arrival[arrival - arrival[0] <= length]
+    piece = piece - piece[0]
+    ref = _traffic_stats(piece, tick)
+    total = 0.0
+    for k in range(2):
+        gen = model.sample(np.random.default_rng([seed, k]), length, model.mean_rps)
+        if tick > 0:
+            gen = np.floor(gen / tick) * tick
+        got = _traffic_stats(gen, tick)
+        if got is None or ref is None:
+            return math.inf
+        gaps = np.sort(got[0])
+        ks = float(np.abs(np.searchsorted(gaps, ref[3], side="right") / gaps.size - ref[4]).max())
+        ratios = [abs(math.log(g / r)) for g, r in zip(got[1:3], ref[1:3], strict=True) if g > 0]
+        total += ks + float(np.mean(ratios)) if ratios else ks
+    return total / 2
+
+
+def _traffic_stats(
+    arrival: np.ndarray, tick: float
+) -> tuple[np.ndarray, float, float, np.ndarray, np.ndarray] | None:
+    """(gaps over their mean, CV, mean IDC over 1/10/60 s, CDF grid, CDF values)."""
+    gaps = np.diff(arrival)
+    if gaps.size < 10 or gaps.mean() <= 0:
+        return None
+    norm = gaps / gaps.mean()
+    idcs = [count_moments(arrival, w, tick)[0] for w in (1.0, 10.0, 60.0) if w >= tick]
+    idcs = [v for v in idcs if np.isfinite(v) and v > 0]
+    idc = float(np.exp(np.mean(np.log(idcs)))) if idcs else 1.0
+    grid = np.quantile(norm, np.linspace(0, 1, 201), method="inverted_cdf")
+    cdf = np.searchsorted(np.sort(norm), grid, side="right") / norm.size
+    return norm, float(gaps.std() / gaps.mean()), idc, grid, cdf
 
 
 # --- the paper's per-window Gamma ---------------------------------------------------------

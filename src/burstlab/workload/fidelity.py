@@ -17,7 +17,9 @@ have recorded:
   (requests per minute, compared at mid-count points);
 - for replays, the median relative error of per-window rates;
 - KS distances of request and response lengths;
-- a one-line verdict: CV and every judged IDC within 20%, gap KS at most 0.05.
+- a one-line verdict: CV and every judged IDC within 20% (or within twice the
+  source's own sampling error, ``2 sqrt(2 / bins)``, for an IDC on few bins),
+  gap KS at most 0.05.
 
 KS distances are taken against the source's quantile function (1,001 points, so
 0.001 resolution).
@@ -57,6 +59,7 @@ class Reference(BaseModel):
     cv: float
     idc: dict[str, float | None]
     idc_notes: dict[str, str]
+    idc_bins: dict[str, int] = {}
     window_s: float
     window_rate_rps: list[float]
     gap_quantiles: list[float]
@@ -68,7 +71,9 @@ class Reference(BaseModel):
 class Stat(BaseModel):
     """One statistic of the source and of the workload (``lo``/``hi``: the range over
     several generated paths, when there were several); ``note`` says why a side is
-    not judged."""
+    not judged; ``tolerance`` is the relative error still counted as faithful: 20%,
+    or twice the source's own sampling error where that is larger (an IDC on few
+    bins)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +82,7 @@ class Stat(BaseModel):
     lo: float | None = None
     hi: float | None = None
     note: str | None = None
+    tolerance: float = TOLERANCE
 
     @property
     def error(self) -> float | None:
@@ -159,6 +165,7 @@ def reference(table: pl.DataFrame, *, window_s: float = 60.0) -> Reference:
         cv=float(gaps.std() / gaps.mean()) if gaps.size and gaps.mean() > 0 else float("nan"),
         idc=disp.idc,
         idc_notes=disp.notes,
+        idc_bins=disp.bins,
         window_s=window_s,
         window_rate_rps=window_rates(arrival, window_s)[1].tolist(),
         gap_quantiles=_quantiles(_gaps(arrival, res.tick_s)),
@@ -223,15 +230,16 @@ def _verdict(f: Fidelity) -> str:
         err = stat.error
         if err is None:
             continue
-        text = f"{name} {stat.workload:.3g} vs {stat.source:.3g} ({err:+.0%})"
-        (bad if abs(err) > TOLERANCE else good).append(text)
+        bar = "" if stat.tolerance <= TOLERANCE + 0.02 else f", bar {stat.tolerance:.0%}: few bins"
+        text = f"{name} {stat.workload:.3g} vs {stat.source:.3g} ({err:+.0%}{bar})"
+        (bad if abs(err) > stat.tolerance else good).append(text)
     ks = f.ks_gaps.workload
     if ks is not None:
         (bad if ks > GAP_KS else good).append(f"gap KS {ks:.3f}")
     if not bad and not good:
         return "not judged: too little data on either side"
     if bad:
-        return f"not faithful: {'; '.join(bad)} (bar: {TOLERANCE:.0%}, gap KS {GAP_KS})"
+        return f"not faithful: {'; '.join(bad)} (bars: {TOLERANCE:.0%}, gap KS {GAP_KS})"
     return f"faithful: {', '.join(good)}"
 
 
@@ -258,6 +266,7 @@ def fidelity(ref: Reference, workload: pl.DataFrame, *, time_scale: float = 1.0)
             source=ref.idc.get(key),
             workload=value,
             note=ref.idc_notes.get(key) or disp.notes.get(key),
+            tolerance=max(TOLERANCE, 2 * (2 / max(ref.idc_bins.get(key, 10**9), 1)) ** 0.5),
         )
         for key, value in disp.idc.items()
     }
