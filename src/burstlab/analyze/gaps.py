@@ -594,3 +594,25 @@ def fit_windows(
         loglik=np.where(n > 0, batch.loglik, nan),
         identifiable=ok,
     )
+
+
+def censored_pmf(family: Family, shape: float, scale_ticks: float, k: np.ndarray) -> np.ndarray:
+    """P(a gap is logged as ``k`` ticks) under ``family`` with ``shape`` and scale
+    ``scale_ticks`` (in ticks), one value per entry of ``k`` (whole numbers >= 0).
+
+    The same censored probability the fits maximise (see the module docstring), so
+    a fit can be drawn as the logger would have recorded it.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    data = GapData(
+        window=np.arange(k.size, dtype=np.int64),
+        k=k,
+        logk=np.log(np.maximum(k, 1e-300)),
+        n=np.ones(k.size),
+        exact=k < EXACT_TICKS,
+        windows=k.size,
+    )
+    p0 = np.full(k.size, np.log(shape))
+    p1 = np.full(k.size, np.log(scale_ticks))
+    out: np.ndarray = np.exp(_loglik(family, data, p0, p1))
+    return out

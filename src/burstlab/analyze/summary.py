@@ -9,6 +9,14 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
+from burstlab.analyze.arrival_fits import (
+    ClassArrivals,
+    GapCheck,
+    WorkdaySlots,
+    class_arrivals,
+    gap_check,
+    workday_slots,
+)
 from burstlab.analyze.burstiness import Burstiness, burstiness
 from burstlab.analyze.calendar import Calendar, calendar, origin_of
 from burstlab.analyze.conversations import Conversations, conversations
@@ -41,6 +49,9 @@ class Summary(BaseModel):
     span_s: float
     filters: Filters
     burstiness: Burstiness
+    gap_check: GapCheck
+    class_arrivals: list[ClassArrivals]
+    workday_slots: WorkdaySlots
     periodicity: Periodicity
     calendar: Calendar
     lengths: list[ClassLengths]
@@ -81,8 +92,9 @@ def analyze(
     seed: int = 0,
     origin: datetime | None = None,
 ) -> Summary:
-    """Burstiness, periodicity, calendar, lengths, conversations, failures and the source's
-    elapsed times of ``table``.
+    """Burstiness (with the gap fits' goodness of fit, fits per model x log type and the
+    work-day alpha/beta per 20 minutes of day), periodicity, calendar, lengths,
+    conversations, failures and the source's elapsed times of ``table``.
 
     ``origin`` is the wall-clock time at ``arrival_s = 0``; without it the trace's own
     clock is used when it has one (see :func:`burstlab.analyze.calendar.origin_of`)."""
@@ -90,12 +102,22 @@ def analyze(
     part = apply_filters(table, filters)
     offset, weekday, when, source = origin_of(report, origin)
     burst = burstiness(part, window_s=window_s, seed=seed)
+    arrival = part["arrival_s"].to_numpy()
     return Summary(
         source=report.source if report else "table",
         rows=part.height,
-        span_s=float(np.ptp(part["arrival_s"].to_numpy())),
+        span_s=float(np.ptp(arrival)),
         filters=filters,
         burstiness=burst,
+        gap_check=gap_check(arrival, burst.gaps),
+        class_arrivals=class_arrivals(part, burst.gaps),
+        workday_slots=workday_slots(
+            arrival,
+            day_offset_s=offset,
+            weekday0=weekday,
+            resolution=burst.gaps.resolution,
+            windows=burst.windows,
+        ),
         periodicity=periodicity(part, day_offset_s=offset, weekday0=weekday),
         calendar=calendar(
             part, day_offset_s=offset, weekday0=weekday, origin=when, origin_from=source

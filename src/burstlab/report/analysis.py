@@ -27,6 +27,8 @@ def figures(table: pl.DataFrame, summary: Summary) -> list[tuple[str, str]]:
             "Inter-arrival gaps against a Poisson process",
             plots.interarrival_cdf({summary.source: table}),
         ),
+        (_gap_fit_caption(summary), plots.gap_fit(summary)),
+        (_day_slots_caption(summary), plots.day_slots(summary)),
         ("Requests by hour of day and weekday", plots.profiles(summary)),
         ("Mean requests per hour by weekday and hour of day", plots.weekday_hour(summary)),
         (
@@ -59,6 +61,29 @@ def figures(table: pl.DataFrame, summary: Summary) -> list[tuple[str, str]]:
         ("Failures over time", plots.failures_over_time(summary)),
     ]
     return [(caption, uri) for caption, png in made if (uri := plots.data_uri(png)) is not None]
+
+
+def _gap_fit_caption(summary: Summary) -> str:
+    ticks = summary.gap_check.histogram.kind == "ticks"
+    caption = (
+        "Fitted Gamma and Weibull against the logged inter-arrival gaps, as the logger would "
+        "record them"
+        + (" (the censored probability of each whole number of ticks)" if ticks else "")
+        + "; below: P-P plot of the empirical against each fitted CDF and their difference, "
+        "KS distance in the legend"
+    )
+    note = summary.gap_check.note
+    return f"{caption}. {note}." if note else caption
+
+
+def _day_slots_caption(summary: Summary) -> str:
+    table = summary.workday_slots
+    caption = (
+        f"Gamma α (shape) and β (scale) per 20-minute slot of the day, averaged over "
+        f"{'work days (Mon-Fri)' if table.days == 'Mon-Fri' else 'all days'} (band: ±1 sd "
+        "across days), and the mean rate"
+    )
+    return f"{caption}; {table.note}" if table.note else caption
 
 
 def render(

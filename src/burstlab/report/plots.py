@@ -394,3 +394,117 @@ def elapsed(table: pl.DataFrame, summary: Summary, *, max_models: int = 4) -> by
         ax.set_ylabel("elapsed (s), as the source measured")
         ax.set_title(f"{m.model or '-'}: {m.requests:,} requests (to p99.5)")
     return _png(fig)
+
+
+_FAMILY_STYLE = {"gamma": ("tab:red", "o-", "Gamma"), "weibull": ("tab:green", "s--", "Weibull")}
+
+
+def gap_fit(summary: Summary) -> bytes:
+    """Top: the logged gaps' histogram with both fits as the logger would record them (one
+    bar per whole tick on a grid, else log-binned densities). Bottom: P-P plot of the
+    empirical against each fitted CDF at the bins' upper edges, with the KS distance, and
+    the same differences drawn out (empirical minus fitted)."""
+    check = summary.gap_check
+    h = check.histogram
+    fig = Figure(figsize=(9, 6.6))
+    axes = fig.subplot_mosaic([["hist", "hist"], ["pp", "diff"]], height_ratios=[1.1, 1.0])
+    left = axes["hist"]
+    lo, hi = np.asarray(h.lo_s), np.asarray(h.hi_s)
+    empirical = np.asarray(h.empirical)
+    fitted = {"gamma": h.gamma, "weibull": h.weibull}
+    if h.kind == "ticks":
+        k = np.rint(lo / (h.tick_s or 1.0))
+        left.bar(k, empirical, width=0.8, color="lightgrey", label="logged gaps")
+        for family, values in fitted.items():
+            if values is not None:
+                color, style, name = _FAMILY_STYLE[family]
+                left.plot(k, values, style, color=color, ms=3, lw=1, label=f"{name}, as logged")
+        left.set_xlabel(f"gap, whole ticks of {summary.burstiness.gaps.resolution.label}")
+        left.set_ylabel("share of gaps")
+        left.set_title(
+            f"logged gaps of 0-{int(k[-1])} ticks ({empirical.sum():.1%} of all)", fontsize=10
+        )
+    else:
+        tick = h.tick_s
+        shown = lo > 0 if tick is None else lo >= 0  # a grid's zero gaps: a linear first tick
+        width = (hi - lo)[shown]
+        centre = np.where(lo > 0, np.sqrt(lo * hi), (lo + hi) / 2)[shown]
+        edges = np.append(lo[shown], hi[shown][-1])
+        density = np.where(empirical[shown] > 0, empirical[shown] / width, np.nan)
+        left.stairs(density, edges, color="grey", lw=1.5, label="logged gaps")
+        for family, values in fitted.items():
+            if values is not None:
+                color, style, name = _FAMILY_STYLE[family]
+                curve = np.asarray(values)[shown] / width
+                left.plot(centre, curve, style, color=color, ms=2, lw=1, label=name)
+        if tick is None:
+            left.set_xscale("log")
+            left.set_xlabel("gap (s)")
+            zero = float(np.asarray(h.cdf_empirical)[0] - empirical[0])
+            extra = f"; {zero:.1%} of gaps below the first bin" if zero >= 0.0005 else ""
+        else:
+            left.set_xscale("symlog", linthresh=tick, linscale=0.4)
+            left.set_xlabel(f"gap (s; linear below one tick of {tick:g} s: the zero gaps)")
+            extra = f"; {empirical[0]:.2%} of gaps are 0 ticks"
+        left.set_ylabel("share of gaps per second")
+        left.set_title(f"logged gaps, log bins up to p99.9{extra}", fontsize=10)
+    left.set_yscale("log")
+    left.legend(loc="upper right", fontsize=8)
+    pp, diff = axes["pp"], axes["diff"]
+    pp.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    diff.axhline(0.0, color="grey", lw=0.8, ls=":")
+    ks = {"gamma": check.ks_gamma, "weibull": check.ks_weibull}
+    cdfs = {"gamma": h.cdf_gamma, "weibull": h.cdf_weibull}
+    observed = np.asarray(h.cdf_empirical)
+    for family, cdf in cdfs.items():
+        if cdf is not None:
+            color, style, name = _FAMILY_STYLE[family]
+            label = f"{name} (KS {ks[family]:.4f})"
+            pp.plot(cdf, observed, style, color=color, ms=3, lw=1, label=label)
+            diff.plot(cdf, observed - np.asarray(cdf), style, color=color, ms=3, lw=1, label=label)
+    pp.set_xlim(0, 1)
+    pp.set_ylim(0, 1)
+    pp.set_title("P-P plot at the bins' upper edges", fontsize=10)
+    pp.set_ylabel("empirical CDF")
+    diff.set_xlim(0, 1)
+    diff.set_title("empirical minus fitted CDF", fontsize=10)
+    for ax in (pp, diff):
+        ax.set_xlabel("fitted CDF (as logged)")
+        if any(c is not None for c in cdfs.values()):
+            ax.legend(loc="lower right" if ax is pp else "best", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no identifiable fit", ha="center", va="center")
+    return _png(fig)
+
+
+def day_slots(summary: Summary) -> bytes | None:
+    """Work-day mean Gamma shape (alpha) and scale (beta) per 20-minute slot of the day,
+    with a band of one standard deviation across days, and the mean rate."""
+    table = summary.workday_slots
+    if table.slots is None:
+        return None
+    hours = np.array([s.start_s for s in table.slots]) / HOUR + table.slot_s / 2 / HOUR
+    fig, axes = grid(1, 3, height=2.9)
+    series = (
+        ("shape", "shape_sd", "Gamma α (shape)", "tab:red"),
+        ("scale", "scale_sd", "Gamma β (scale, s)", "tab:purple"),
+    )
+    for ax, (key, sd_key, title, color) in zip(axes[0][:2], series, strict=True):
+        mean = _none_to_nan([getattr(s, key) for s in table.slots])
+        sd = _none_to_nan([getattr(s, sd_key) for s in table.slots])
+        ax.fill_between(hours, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
+        ax.plot(hours, mean, ".-", color=color, ms=3, lw=1)
+        ax.set_title(title, fontsize=10)
+        if key == "shape":
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        else:
+            ax.set_ylim(bottom=0)
+    rate = axes[0][2]
+    rate.plot(hours, _none_to_nan([s.rate_rps for s in table.slots]), ".-", ms=3, lw=1)
+    rate.set_title("mean rate (requests/s)", fontsize=10)
+    rate.set_ylim(bottom=0)
+    for ax in axes[0]:
+        ax.set_xlim(0, 24)
+        ax.set_xticks(range(0, 25, 4))
+        ax.set_xlabel(f"hour of day ({table.days})")
+    return _png(fig)
