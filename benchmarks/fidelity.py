@@ -9,9 +9,9 @@ rows (``benchmarks/ingest.py``'s seeded BurstGPT-shaped trace).
 
 Traces: any files given on the command line (the two real traces in
 ``../shared/data`` by default, when present), and three synthetic sources of
-families *other* than the model's own, logged in whole seconds: a Markov on/off
-source, a self-exciting (Hawkes) source, and a diurnal source with heavy-tailed
-surges.
+families *other* than the model's own: a Markov on/off source, a self-exciting
+(Hawkes) source and a diurnal source with heavy-tailed surges, logged in whole
+seconds, and code-service-like batches logged in milliseconds.
 
 Goals: the multi-scale model within 20% of the held-out half on CV and every
 judged IDC, gap KS <= 0.05, and closer than the per-window Gamma on every
@@ -87,6 +87,18 @@ def hawkes(seed: int = 2, span: float = 4 * 3600.0) -> pl.DataFrame:
         generation = generation[generation < span]
         events.append(generation)
     return _table(np.concatenate(events), seed)
+
+
+def code_bursts(seed: int = 4, span: float = 2 * 3600.0) -> pl.DataFrame:
+    """Like a code-completion service: bursts (themselves bursty, 0.1/s) of Pareto-sized
+    batches of requests within ~0.2 s of each other, logged to the millisecond."""
+    rng = np.random.default_rng(seed)
+    starts = np.cumsum(rng.gamma(0.3, 1 / (0.1 * 0.3), 4000))
+    starts = starts[starts < span]
+    size = np.minimum((rng.pareto(1.3, starts.size) + 1) * 4, 400).astype(np.int64)
+    t = np.repeat(starts, size) + rng.exponential(0.2, int(size.sum()))
+    table = _table(np.round(t[t < span] * 1000), seed)  # whole milliseconds
+    return table.with_columns(pl.col("arrival_s") / 1000)
 
 
 def diurnal_surges(seed: int = 3, span: float = 2 * 86_400.0) -> pl.DataFrame:
@@ -186,6 +198,7 @@ def main() -> None:
     for name, make in (
         ("synthetic on/off", on_off),
         ("synthetic Hawkes", hawkes),
+        ("synthetic code bursts", code_bursts),
         ("synthetic diurnal + surges", diurnal_surges),
     ):
         report(name, make())

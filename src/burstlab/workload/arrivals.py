@@ -41,6 +41,7 @@ shape (2: burstier at every scale, same mean rate); ``shape`` fixes the gap shap
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -63,6 +64,61 @@ MAX_CLUSTER = 200.0
 MAX_STEPS = 1 << 24
 
 
+DAY_S = 86_400.0
+#: A daily profile is fitted from this many days of trace on.
+PROFILE_MIN_DAYS = 3.0
+
+
+class DailyProfile(BaseModel):
+    """The rate's daily cycle: a factor per ``bin_s`` slot of the day (mean 1), in the
+    trace's own clock (its ``arrival_s`` = 0 is taken as midnight).
+
+    The multi-scale process runs in *operational time* ``P(t) = int_0^t p(s) ds``,
+    where the cycle is gone; real times come back through the inverse of ``P``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bin_s: float = Field(gt=0)
+    factors: list[float]
+
+    def _cumulative(self) -> tuple[np.ndarray, np.ndarray]:
+        factors = np.asarray(self.factors)
+        return factors, np.concatenate([[0.0], np.cumsum(factors * self.bin_s)])
+
+    def to_operational(self, t: np.ndarray) -> np.ndarray:
+        """``P(t)`` for times ``t`` (s)."""
+        factors, cum = self._cumulative()
+        day, within = np.divmod(t, DAY_S)
+        slot = np.minimum((within // self.bin_s).astype(np.int64), factors.size - 1)
+        out: np.ndarray = day * cum[-1] + cum[slot] + factors[slot] * (within - slot * self.bin_s)
+        return out
+
+    def to_real(self, u: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`to_operational`."""
+        factors, cum = self._cumulative()
+        day, within = np.divmod(u, cum[-1])
+        slot = np.clip(np.searchsorted(cum, within, side="right") - 1, 0, factors.size - 1)
+        out: np.ndarray = day * DAY_S + slot * self.bin_s + (within - cum[slot]) / factors[slot]
+        return out
+
+
+def daily_profile(arrival_s: np.ndarray, bin_s: float = 600.0) -> DailyProfile | None:
+    """Requests per slot of the day over whole days, smoothed over three slots and
+    scaled to mean 1 (floored at 0.05); None under :data:`PROFILE_MIN_DAYS` days."""
+    span = float(arrival_s[-1] - arrival_s[0]) if arrival_s.size else 0.0
+    if span < PROFILE_MIN_DAYS * DAY_S:
+        return None
+    whole = arrival_s[arrival_s < (span // DAY_S) * DAY_S]
+    slots = round(DAY_S / bin_s)
+    counts = np.bincount(((whole % DAY_S) // bin_s).astype(np.int64), minlength=slots)
+    counts = counts[:slots].astype(np.float64)
+    smooth = (np.roll(counts, 1) + counts + np.roll(counts, -1)) / 3
+    factors = smooth / smooth.mean() if smooth.mean() > 0 else np.ones(slots)
+    factors = np.maximum(factors, 0.05)
+    return DailyProfile(bin_s=DAY_S / slots, factors=(factors / factors.mean()).tolist())
+
+
 class MultiscaleArrivals(BaseModel):
     """A fitted multi-scale Cox process (see the module docstring); times in seconds."""
 
@@ -75,6 +131,7 @@ class MultiscaleArrivals(BaseModel):
     variance: list[float]
     cluster_mean: float = Field(1.0, ge=1.0)
     cluster_spread_s: float = Field(0.0, ge=0.0)
+    profile: DailyProfile | None = None
     resolution_s: float | None
     fit_scales_s: list[float]
     fit_idc: list[float]
@@ -106,6 +163,8 @@ class MultiscaleArrivals(BaseModel):
         a = (shape if shape is not None else self.gap_shape) / burstiness
         kappa = self.cluster_mean
         parents_rps = self.mean_rps / per_event / kappa
+        if self.profile is not None:  # run in operational time, long enough to cover span
+            span = float(self.profile.to_operational(np.array([span]))[0])
         step = _step(tau, span, parents_rps)
         log_rate = _ou_sum(rng, tau, s, span, step)
         rate = np.exp(log_rate - log_rate.max())
@@ -117,15 +176,20 @@ class MultiscaleArrivals(BaseModel):
             if self.cluster_spread_s > 0:
                 times = times + rng.exponential(self.cluster_spread_s, times.size)
             times = np.sort(times[times < span])
+        if self.profile is not None:
+            times = self.profile.to_real(times)
+            times = times[times < span]
         out: np.ndarray = times / speed
         return out
 
 
 def _step(tau: np.ndarray, duration_s: float, rate_rps: float) -> float:
-    """Grid step of the rate path: a quarter of the fastest scale, a tenth of the mean
-    gap at most, and at most :data:`MAX_STEPS` steps in all."""
+    """Grid step of the rate path: a quarter of the fastest scale and a tenth of the
+    mean gap at most, but no finer than a twentieth of the mean gap (faster components
+    enter through their average over a step) and at most :data:`MAX_STEPS` steps."""
     finest = float(tau.min()) / 4 if tau.size else duration_s
-    return max(min(finest, 0.1 / rate_rps, duration_s), duration_s / MAX_STEPS)
+    step = max(min(finest, 0.1 / rate_rps, duration_s), 0.05 / rate_rps)
+    return max(step, duration_s / MAX_STEPS)
 
 
 def _ou_sum(
@@ -192,27 +256,39 @@ def renewal_idc(shape: float, expected: np.ndarray) -> np.ndarray:
     expected = np.asarray(expected, dtype=np.float64)
     if abs(shape - 1.0) < 1e-9:
         return np.ones_like(expected)
-
-    def variance(big_l: np.ndarray) -> np.ndarray:
-        top = float(big_l.max()) if big_l.size else 0.0
-        n = np.arange(1, int(top + 12 * math.sqrt(top / min(shape, 1.0)) + 60))[None, :]
-        lc = big_l[:, None]
-        terms = lc * special.gammainc(n * shape, shape * lc) - n * special.gammainc(
-            n * shape + 1, shape * lc
-        )
-        out: np.ndarray = big_l + 2 * terms.sum(axis=1) - big_l**2
-        return out
-
-    # exact on a log grid of L, interpolated in ln L (r is smooth there); L / a + c beyond
-    grid = np.geomspace(1e-4, 200.0, 64)
-    table = variance(grid) / grid
-    c = float(table[-1] * 200.0) - 200.0 / shape
+    table, c = _renewal_table(float(shape))
     safe = np.maximum(expected, 1e-12)
-    near = np.interp(np.log(safe), np.log(grid), table, left=1.0)
+    near = np.interp(np.log(safe), _RENEWAL_LOG_GRID, table, left=1.0)
     far = 1.0 / shape + c / safe
     ratio = np.where(expected > 200.0, far, near)
     out: np.ndarray = np.maximum(ratio, 1e-6)
     return out
+
+
+_RENEWAL_GRID = np.geomspace(1e-4, 200.0, 64)
+_RENEWAL_LOG_GRID = np.log(_RENEWAL_GRID)
+
+
+@functools.lru_cache(maxsize=64)
+def _renewal_table(shape: float) -> tuple[np.ndarray, float]:
+    """Var N(L) / L on the grid, and the constant ``c`` of ``Var N(L) = L / a + c``
+    beyond it (cached: a least-squares fit asks for the same shape many times)."""
+    grid = _RENEWAL_GRID
+    top = float(grid[-1])
+    n = np.arange(1, int(top + 12 * math.sqrt(top / min(shape, 1.0)) + 60))[None, :]
+    lc = grid[:, None]
+    terms = lc * special.gammainc(n * shape, shape * lc) - n * special.gammainc(
+        n * shape + 1, shape * lc
+    )
+    table = (grid + 2 * terms.sum(axis=1) - grid**2) / grid
+    table.setflags(write=False)
+    return table, float(table[-1] * top) - top / shape
+
+
+_HERMITE = (
+    np.polynomial.hermite_e.hermegauss(16)[0],
+    np.polynomial.hermite_e.hermegauss(16)[1] / math.sqrt(2 * math.pi),
+)
 
 
 def mixed_renewal_idc(
@@ -223,8 +299,7 @@ def mixed_renewal_idc(
     Gauss-Hermite quadrature. A component of time scale ``tau`` moves the count of a
     ``w``-second bin with variance ``s * 2 (x - 1 + e^-x) / x^2``, ``x = w / tau``.
     """
-    nodes, weights = np.polynomial.hermite_e.hermegauss(16)
-    weights = weights / weights.sum()
+    nodes, weights = _HERMITE
     x = widths_s[:, None] / tau_s[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         damp = np.where(x > 1e-6, 2 * (x - 1 + np.exp(-x)) / x**2, 1.0)
@@ -248,19 +323,43 @@ def cluster_idc(kappa: float, spread_s: float, widths_s: np.ndarray) -> np.ndarr
     return out
 
 
+_LOG_X = np.linspace(math.log(1e-7), 0.0, 400)
+
+
 def modulation_idc(
     mean_rps: float, widths_s: np.ndarray, tau_s: np.ndarray, variance: np.ndarray
 ) -> np.ndarray:
-    """The rate process's share of the IDC at each width (see the module docstring)."""
-    x = np.geomspace(1e-7, 1.0, 400)
-    out = np.zeros(widths_s.size)
-    for i, w in enumerate(widths_s):
-        u = w * x
-        g = np.expm1((variance[None, :] * np.exp(-u[:, None] / tau_s[None, :])).sum(axis=1))
-        integrand = (w - u) * g * u  # d u = u d ln u
-        integral = np.trapezoid(integrand, np.log(u)) + w * g[0] * u[0]
-        out[i] = 2 * mean_rps / w * integral
-    return out
+    """The rate process's share of the IDC at each width (see the module docstring),
+    by the trapezoid rule in ln u on 400 points from 1e-7 w to w."""
+    return mean_rps * (modulation_kernel(widths_s, tau_s) @ np.asarray(variance, dtype=float))
+
+
+def modulation_kernel(widths_s: np.ndarray, tau_s: np.ndarray) -> _Kernel:
+    """The parts of :func:`modulation_idc` that do not depend on the variances."""
+    return _Kernel(np.asarray(widths_s, dtype=float), np.asarray(tau_s, dtype=float))
+
+
+class _Kernel:
+    """``(2 / w) int_0^w (w - u) (exp(sum_j s_j e^{-u / tau_j}) - 1) du`` for any ``s``:
+    the decays ``e^{-u / tau_j}`` on each width's grid are computed once."""
+
+    def __init__(self, widths: np.ndarray, tau: np.ndarray) -> None:
+        x = np.exp(_LOG_X)
+        self.u = widths[:, None] * x[None, :]  # (W, X)
+        self.decay = np.exp(-self.u[:, :, None] / tau[None, None, :])  # (W, X, J)
+        self.widths = widths
+        step = np.diff(_LOG_X)
+        weights = np.zeros(x.size)  # trapezoid weights in ln u
+        weights[:-1] += step / 2
+        weights[1:] += step / 2
+        self.weights = weights
+
+    def __matmul__(self, variance: np.ndarray) -> np.ndarray:
+        g = np.expm1(self.decay @ variance)  # (W, X)
+        w = self.widths[:, None]
+        integral = ((w - self.u) * g * self.u) @ self.weights + self.widths * g[:, 0] * self.u[:, 0]
+        out: np.ndarray = 2.0 / self.widths * integral
+        return out
 
 
 def fit_multiscale(
@@ -269,7 +368,8 @@ def fit_multiscale(
     """Fit the multi-scale process to sorted ``arrival_s`` (seconds).
 
     Four structures are fitted to the IDC curve (with and without bursts; the gap
-    shape inside the rate free or fixed at 1). The curve does not pin down how the
+    shape inside the rate free or fixed at 1), after the daily cycle is taken out
+    when the trace spans three days or more. The curve does not pin down how the
     gaps are spread, so each is then simulated over (a stretch of) the trace's own
     span and the one whose gaps and counts look most like the trace's is kept (see
     :func:`_score`).
@@ -279,7 +379,10 @@ def fit_multiscale(
         raise ValueError("fitting arrivals needs at least 3 requests")
     res = resolution or detect_resolution(arrival)
     tick = res.tick_s or 0.0
-    span = float(arrival[-1] - arrival[0])
+    real = arrival - arrival[0]
+    profile = daily_profile(real)
+    arrival = profile.to_operational(real) if profile is not None else real
+    span = float(arrival[-1])
     mu = (arrival.size - 1) / span if span > 0 else 1.0
     lo = max(tick, 0.02 / mu, 1e-4)
     if span / 20 <= lo:
@@ -295,12 +398,13 @@ def fit_multiscale(
     bins = np.array([m[1] for m in moments], dtype=np.float64)
     ok = np.isfinite(idc) & (idc > 0) & (bins >= 10)
     curve = _Curve((mu, span), widths[ok], idc[ok], bins[ok], (lo, tick))
+    update = {"resolution_s": res.tick_s, "profile": profile}
     candidates = [
-        curve.fit(bursts=bursts, poisson=poisson).model_copy(update={"resolution_s": res.tick_s})
+        curve.fit(bursts=bursts, poisson=poisson).model_copy(update=update)
         for bursts in (False, True)
         for poisson in (False, True)
     ]
-    scores = [_score(c, arrival, tick, seed) for c in candidates]
+    scores = [_score(c, real, tick, seed) for c in candidates]
     return candidates[int(np.argmin(scores))]
 
 
@@ -319,6 +423,7 @@ class _Curve:
         tau = tau[tau <= span / 2]
         self.tau = tau if tau.size else np.array([span / 4])
         self.every = np.append(widths, span)
+        self.kernel = modulation_kernel(self.every, self.tau)
         # the standard error of ln IDC is about sqrt(2 / bins)
         self.weight = 1.0 / np.sqrt(2.0 / bins + 0.02**2)
 
@@ -327,9 +432,7 @@ class _Curve:
         a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[3:]
         nu = self.mu / kappa
         curve = cluster_idc(kappa, spread, self.every) + kappa * (
-            mixed_renewal_idc(a, nu, self.every, self.tau, s)
-            + modulation_idc(nu, self.every, self.tau, s)
-            - 1.0
+            mixed_renewal_idc(a, nu, self.every, self.tau, s) + nu * (self.kernel @ s) - 1.0
         )
         out: np.ndarray = np.maximum(curve[:-1] - curve[-1] / self.bins, 1e-3)
         return out
@@ -370,7 +473,7 @@ class _Curve:
 
 
 #: Requests simulated per candidate when choosing a structure.
-SCORE_REQUESTS = 100_000
+SCORE_REQUESTS = 50_000
 
 
 def _score(model: MultiscaleArrivals, arrival: np.ndarray, tick: float, seed: int) -> float:

@@ -15,6 +15,7 @@ from burstlab.core.errors import InputError
 from burstlab.trace.schema import conform, validate
 from burstlab.workload.fidelity import combine, fidelity, reference
 from burstlab.workload.model import WorkloadModel, fit, load_model
+from burstlab.workload.synthetic import synthetic_trace
 
 WINDOW = 1200.0
 
@@ -179,3 +180,63 @@ def test_a_version_1_model_still_loads_and_samples(tmp_path: Path) -> None:
     path.write_bytes(orjson.dumps(old | {"version": 99}))
     with pytest.raises(InputError, match="version 99"):
         load_model(path)
+
+
+def batch_trace(seed: int = 0, span_s: float = 7200.0) -> pl.DataFrame:
+    """Batches of many requests within ~0.2 s (like a code service), in milliseconds."""
+    rng = np.random.default_rng(seed)
+    starts = np.cumsum(rng.gamma(0.5, 1 / (0.1 * 0.5), 2000))
+    starts = starts[starts < span_s]
+    size = rng.geometric(1 / 12, starts.size)
+    t = np.repeat(starts, size) + rng.exponential(0.2, int(size.sum()))
+    t = np.sort(np.round(t[t < span_s], 3))
+    n = t.size
+    return conform(
+        pl.DataFrame(
+            {
+                "arrival_s": t - t[0],
+                "model": ["m"] * n,
+                "log_type": ["api"] * n,
+                "session_id": pl.Series([None] * n, dtype=pl.String),
+                "turn": pl.Series([None] * n, dtype=pl.Int32),
+                "input_tokens": np.full(n, 100, dtype=np.int32),
+                "output_tokens": np.full(n, 10, dtype=np.int32),
+                "failed": [False] * n,
+                "elapsed_s": pl.Series([None] * n, dtype=pl.Float64),
+            }
+        )
+    ).collect()
+
+
+def test_batches_are_fitted_as_bursts_and_their_gaps_kept() -> None:
+    source = batch_trace()
+    model = fit(source)
+    assert model.arrivals is not None
+    assert model.arrivals.cluster_mean > 4  # batches of 12 on average
+    ref = reference(source)
+    ms = combine([fidelity(ref, model.sample(seed=s)) for s in range(3)])
+    wg = combine([fidelity(ref, model.sample(seed=s, arrivals="window-gamma")) for s in range(3)])
+    assert ms.cv.error is not None
+    assert wg.cv.error is not None
+    assert abs(ms.cv.error) < 0.25
+    assert abs(wg.cv.error) > 0.5  # the per-window Gamma cannot make batches
+    for key in ("1s", "10s"):
+        assert abs(ms.idc[key].error or 9) < 0.25, key
+        assert abs(ms.idc[key].error or 0) < abs(wg.idc[key].error or 0), key
+
+
+def test_a_daily_cycle_is_kept_in_new_days() -> None:
+    source = synthetic_trace(7 * 86_400, rps=0.3, seed=1)
+    model = fit(source)
+    assert model.arrivals is not None
+    assert model.arrivals.profile is not None
+    gen = model.sample(duration_s=3 * 86_400, seed=2)["arrival_s"].to_numpy()
+    src = source["arrival_s"].to_numpy()
+    by_hour = [
+        np.bincount(((t % 86_400) // 3600).astype(np.int64), minlength=24) for t in (src, gen)
+    ]
+    assert np.corrcoef(*by_hour)[0, 1] > 0.95
+    assert gen.size / (3 * 86_400) == pytest.approx(0.3, rel=0.05)
+    short = fit(source.filter(pl.col("arrival_s") < 86_400))
+    assert short.arrivals is not None
+    assert short.arrivals.profile is None  # one day shows no cycle to fit
