@@ -348,16 +348,19 @@ def _aligned_fits(
     windows: WindowSeries | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gamma shape and scale of wall-clock windows ``g0 .. g0 + count - 1``: taken from
-    ``windows`` when its windows already fall on 20-minute marks, else fitted."""
+    ``windows`` when its windows fall within 5 minutes of 20-minute marks (a trace whose
+    clock starts a little after midnight, as BurstGPT's does; each window then counts
+    for the slot it mostly covers), else fitted."""
     steps = shift / SLOT_S
-    if windows is not None and windows.window_s == SLOT_S and abs(steps - round(steps)) < 1e-9:
+    near = abs(steps - round(steps)) * SLOT_S <= 300.0
+    if windows is not None and windows.window_s == SLOT_S and near:
         first = g0 - round(steps)
-        if first >= 0 and first + count <= len(windows.shape):
-            part = slice(first, first + count)
-            return (
-                np.array([np.nan if v is None else v for v in windows.shape[part]]),
-                np.array([np.nan if v is None else v for v in windows.scale[part]]),
-            )
+        if first >= 0:  # windows past the burstiness series' end stay unfitted (NaN)
+            out = np.full((2, count), np.nan)
+            for row, values in enumerate((windows.shape, windows.scale)):
+                got = [np.nan if v is None else v for v in values[first : first + count]]
+                out[row, : len(got)] = got
+            return out[0], out[1]
     fits = fit_windows(arrival + shift - g0 * SLOT_S, SLOT_S, resolution=resolution)
     shape = np.full(count, np.nan)
     scale = np.full(count, np.nan)

@@ -571,17 +571,24 @@ def fit(
         for c in fitted.classes
     )
     arrivals = fitted.arrivals
-    scales = (
-        f"gap shape {arrivals.gap_shape:.3g}, log-rate variance at "
-        + ", ".join(
-            f"{t:.3g} s: {v:.3g}" for t, v in zip(arrivals.tau_s, arrivals.variance, strict=True)
-        )
-        if arrivals is not None and arrivals.tau_s
-        else "no rate modulation found"
-    )
+    parts = []
+    if arrivals is not None:
+        parts.append(f"gap shape {arrivals.gap_shape:.3g}")
+        if arrivals.tau_s:
+            pairs = zip(arrivals.tau_s, arrivals.variance, strict=True)
+            parts.append(
+                "log-rate variance at " + ", ".join(f"{t:.3g} s: {v:.3g}" for t, v in pairs)
+            )
+        if arrivals.cluster_mean > 1:
+            parts.append(
+                f"bursts of {arrivals.cluster_mean:.3g} requests within "
+                f"{arrivals.cluster_spread_s:.3g} s"
+            )
+        if arrivals.profile is not None:
+            parts.append("a daily cycle")
     typer.echo(
-        f"fitted mean rate {fitted.mean_rps:.4g} req/s, multiscale arrivals ({scales}); "
-        f"classes: {kinds}"
+        f"fitted mean rate {fitted.mean_rps:.4g} req/s, multiscale arrivals "
+        f"({'; '.join(parts) or 'Poisson'}); classes: {kinds}"
     )
     if holdout is not None:
         side = out.with_name(out.name + ".holdout.json")

@@ -1,39 +1,53 @@
 """Arrival models: a multi-scale doubly stochastic process, and the paper's per-window Gamma.
 
-**Why a multi-scale log-Gaussian Cox process.** Real LLM traffic is bursty at every
-scale: requests cluster within seconds, minutes run hot or idle, hours surge.
-The BurstGPT paper's model (a Gamma renewal process per 20-minute window) keeps
-each window's mean rate and loses everything inside it, and it can only replay
-the source's own rate curve. ServeGen adds many clients together, which needs
-client ids that public traces do not have. A self-exciting (Hawkes) process
-captures clustering within seconds but not slow surges. Here the rate itself is
-random:
+**Why a multi-scale Cox process with bursts.** Real LLM traffic is bursty at every
+scale: requests come in batches within a fraction of a second (a code service
+fanning out), cluster within seconds, minutes run hot or idle, hours surge, and
+days cycle. The BurstGPT paper's model (a Gamma renewal process per 20-minute
+window) keeps each window's mean rate and loses everything inside it, and it can
+only replay the source's own rate curve. ServeGen adds many clients together,
+which needs client ids that public traces do not have. A self-exciting (Hawkes)
+process captures clustering within seconds but not slow surges. Here the rate
+itself is random, and each arrival of it may be a burst:
 
-    lambda(t) = mu * exp(X_1(t) + ... + X_J(t) - (s_1 + ... + s_J) / 2),
+    lambda(t) = nu * p(t) * exp(X_1(t) + ... + X_J(t)) / normaliser,
 
 each ``X_j`` a stationary Ornstein-Uhlenbeck process with variance ``s_j`` and
-correlation time ``tau_j`` (a geometric ladder from below the mean gap to a
-quarter of the trace), so the rate moves at every scale, with heavy-tailed
-surges and near-idle stretches from the lognormal law. Inside the rate,
-requests follow a Gamma renewal process of shape ``gap_shape`` in operational
-time (``gap_shape`` < 1: clumps within seconds; > 1: smoother than Poisson, as
-on a batching grid).
+correlation time ``tau_j`` (a geometric ladder from below the mean gap to half
+the trace), so the rate moves at every scale, with heavy-tailed surges and
+near-idle stretches from the lognormal law; ``p`` is the daily cycle
+(:class:`DailyProfile`, fitted when the trace spans three days or more; the
+process runs in the operational time where the cycle is gone). Inside the
+rate, *burst starts* follow a Gamma renewal process of shape ``gap_shape``
+(< 1: clumps; > 1: smoother than Poisson, as on a batching grid), and each start
+brings a geometric number of requests of mean ``cluster_mean``, spread over
+``Exp(cluster_spread_s)`` (``cluster_mean`` 1: no bursts).
 
-**Fitting by the variance-time curve.** For this process the index of
-dispersion of counts in bins of ``w`` seconds has a closed form:
+**Fitting by the variance-time curve.** For this process the index of dispersion
+of counts in bins of ``w`` seconds has a closed form:
 
-    IDC(w) = r(mu w) + (2 mu / w) * int_0^w (w - u) (exp(sum_j s_j e^{-u/tau_j}) - 1) du,
+    IDC(w) = 1 + 2 (kappa - 1) phi(w / spread) + kappa (R(w) + M(w) - 1),
+    M(w) = (2 nu / w) int_0^w (w - u) (exp(sum_j s_j e^{-u/tau_j}) - 1) du,
 
-where ``r(L)`` is the IDC of the Gamma renewal process over ``L`` expected
-events (exact, from its renewal density: a sum of Gamma densities). The fit
-matches ``ln IDC`` of the trace at ~24 bin widths from the timestamp tick (or
-a tenth of the mean gap) to a twentieth of the span, weighted by how many bins
-each estimate rests on, by bounded least squares over ``(ln gap_shape, s_1..s_J)``
-with a small ridge on ``s``. Bins are aligned with the timestamp grid, so whole-
-second logging does not bias any of it. The fitted model is a generator, not a
-copy: any ``--duration``, any ``--rps`` (the rate curve keeps its relative
-surges and is scaled so its mean over the workload is exactly ``rps``), a new
-path for every seed.
+with ``nu = mu / kappa`` the rate of burst starts, ``phi(x) = 1 - (1 - e^-x) / x``
+the chance that two members of a burst share a bin, and ``R(w)`` the renewal
+process's IDC averaged over the lognormal law of a bin's expected count (exact
+from its renewal density, a sum of Gamma densities). The fit matches ``ln IDC``
+of the trace at ~24 bin widths from the timestamp tick (or a fiftieth of the mean
+gap) to a twentieth of the span, weighted by how many bins each estimate rests
+on and corrected for the share of variance a finite sample's own mean absorbs, by
+bounded least squares with a small ridge on ``s``. Bins are aligned with the
+timestamp grid, so whole-second logging biases none of it.
+
+The curve does not pin down how gaps are spread (a lognormal rate with large
+variance and bursts can give the same curve), so four structures are fitted
+(bursts or not; gap shape free or 1), each is simulated over a stretch of the
+trace, and the one whose gaps (KS), CV and IDC look most like the trace's is kept.
+
+The fitted model is a generator, not a copy: any ``--duration``, a new path for
+every seed, and at ``--rps`` the source's process played ``rps / mean_rps`` times
+faster (every time scale shrinks, as a replay at that speed), with the mean rate
+exact over the workload.
 
 What-if knobs: ``burstiness`` multiplies every ``s_j`` and divides the gap
 shape (2: burstier at every scale, same mean rate); ``shape`` fixes the gap shape.
