@@ -63,18 +63,18 @@ def _table(arrival: np.ndarray, seed: int) -> pl.DataFrame:
     ).collect()
 
 
-def on_off(seed: int = 1, span: float = 4 * 3600.0) -> pl.DataFrame:
+def on_off(seed: int = 1, span: float = 24 * 3600.0) -> pl.DataFrame:
     """Markov on/off: on spells (mean 30 s) at 8 req/s, off spells (mean 120 s) at 0.3."""
     rng = np.random.default_rng(seed)
-    spells = rng.exponential(1.0, 2000) * np.tile([30.0, 120.0], 1000)
+    spells = rng.exponential(1.0, 20_000) * np.tile([30.0, 120.0], 10_000)
     edges = np.concatenate([[0.0], np.cumsum(spells)])
-    counts = rng.poisson(np.tile([8.0, 0.3], 1000) * spells)
+    counts = rng.poisson(np.tile([8.0, 0.3], 10_000) * spells)
     which = np.repeat(np.arange(spells.size), counts)
     t = edges[which] + rng.random(which.size) * spells[which]
     return _table(t[t < span], seed)
 
 
-def hawkes(seed: int = 2, span: float = 4 * 3600.0) -> pl.DataFrame:
+def hawkes(seed: int = 2, span: float = 24 * 3600.0) -> pl.DataFrame:
     """Self-exciting: background 0.5 req/s, each request triggers 0.8 more on average
     (exponential kernel, 5 s), by branching."""
     rng = np.random.default_rng(seed)
@@ -89,11 +89,11 @@ def hawkes(seed: int = 2, span: float = 4 * 3600.0) -> pl.DataFrame:
     return _table(np.concatenate(events), seed)
 
 
-def code_bursts(seed: int = 4, span: float = 2 * 3600.0) -> pl.DataFrame:
+def code_bursts(seed: int = 4, span: float = 12 * 3600.0) -> pl.DataFrame:
     """Like a code-completion service: bursts (themselves bursty, 0.1/s) of Pareto-sized
     batches of requests within ~0.2 s of each other, logged to the millisecond."""
     rng = np.random.default_rng(seed)
-    starts = np.cumsum(rng.gamma(0.3, 1 / (0.1 * 0.3), 4000))
+    starts = np.cumsum(rng.gamma(0.3, 1 / (0.1 * 0.3), 20_000))
     starts = starts[starts < span]
     size = np.minimum((rng.pareto(1.3, starts.size) + 1) * 4, 400).astype(np.int64)
     t = np.repeat(starts, size) + rng.exponential(0.2, int(size.sum()))
@@ -101,15 +101,16 @@ def code_bursts(seed: int = 4, span: float = 2 * 3600.0) -> pl.DataFrame:
     return table.with_columns(pl.col("arrival_s") / 1000)
 
 
-def diurnal_surges(seed: int = 3, span: float = 2 * 86_400.0) -> pl.DataFrame:
+def diurnal_surges(seed: int = 3, span: float = 8 * 86_400.0) -> pl.DataFrame:
     """A daily cycle (3x peak to trough) times Pareto-sized surges of 1-10 minutes."""
     rng = np.random.default_rng(seed)
     step = 10.0
     t = np.arange(0.0, span, step)
     rate = 0.6 * (1 + 0.5 * np.cos(2 * np.pi * (t / 86_400 - 14 / 24)))
-    starts = rng.uniform(0, span, 150)
+    surges = int(75 * span / 86_400)
+    starts = rng.uniform(0, span, surges)
     for s0, dur, size in zip(
-        starts, rng.uniform(60, 600, 150), rng.pareto(1.5, 150) + 1, strict=True
+        starts, rng.uniform(60, 600, surges), rng.pareto(1.5, surges) + 1, strict=True
     ):
         rate[(t >= s0) & (t < s0 + dur)] *= min(size, 20.0)
     counts = rng.poisson(rate * step)

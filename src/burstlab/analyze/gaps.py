@@ -145,7 +145,7 @@ def detect_resolution(arrival_s: np.ndarray) -> Resolution:
 # --- the censored likelihood, in ticks ---------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GapData:
     """Logged gaps of many windows, compressed: one entry per (window, value) or log bin.
 
@@ -161,6 +161,13 @@ class GapData:
     n: np.ndarray
     exact: np.ndarray
     windows: int
+    _parts: _Parts | None = None
+
+    def parts(self) -> _Parts:
+        """The parameter-free parts of the likelihood, computed once."""
+        if self._parts is None:
+            self._parts = _Parts.of(self)
+        return self._parts
 
     @classmethod
     def build(cls, ticks: np.ndarray, window: np.ndarray, windows: int) -> GapData:
@@ -168,37 +175,35 @@ class GapData:
         ticks = np.asarray(ticks, dtype=np.float64)
         window = np.asarray(window, dtype=np.int64)
         small = ticks < EXACT_TICKS
-        k_small = np.rint(ticks[small])
+        # small gaps: one entry per (window, whole number of ticks), counted by bincount
+        key = window[small] * (EXACT_TICKS + 1) + np.rint(ticks[small]).astype(np.int64)
+        counts = np.bincount(key, minlength=windows * (EXACT_TICKS + 1))
+        small_keys = np.flatnonzero(counts)
+        small_k = (small_keys % (EXACT_TICKS + 1)).astype(np.float64)
+        # large gaps: one entry per (window, log bin), with their mean k and mean ln k
         big = ticks[~small]
-        bin_id = np.floor(np.log(np.maximum(big, 1.0)) / LOG_BIN).astype(np.int64)
-        # one key per (window, value) for small gaps and (window, log bin) for large ones
-        key_small = window[small] * (EXACT_TICKS + 1) + k_small.astype(np.int64)
-        offset = windows * (EXACT_TICKS + 1)
-        lo_bin = bin_id.min() if bin_id.size else 0
-        span = (bin_id.max() - lo_bin + 1) if bin_id.size else 1
-        key_big = offset + window[~small] * span + (bin_id - lo_bin)
-        keys = np.concatenate([key_small, key_big])
-        values = np.concatenate([k_small, big])
-        logs = np.log(np.maximum(values, 1e-300))
-        size = int(keys.max()) + 1 if keys.size else 0
-        if size <= 4 * keys.size + 1_000_000:  # a dense key space: sums by bincount, no sort
-            counts = np.bincount(keys, minlength=size)
-            uniq = np.flatnonzero(counts)
-            counts = counts[uniq]
-            k_sum = np.bincount(keys, weights=values, minlength=size)[uniq]
-            log_sum = np.bincount(keys, weights=logs, minlength=size)[uniq]
+        logs = np.log(big)
+        bin_id = np.floor(logs / LOG_BIN).astype(np.int64)
+        lo_bin = int(bin_id.min()) if bin_id.size else 0
+        width = int(bin_id.max()) - lo_bin + 1 if bin_id.size else 1
+        big_key = window[~small] * width + (bin_id - lo_bin)
+        if windows * width <= 4 * big_key.size + 1_000_000:  # dense: bincount, no sort
+            n_big = np.bincount(big_key, minlength=windows * width)
+            big_keys = np.flatnonzero(n_big)
+            n_big = n_big[big_keys]
+            k_sum = np.bincount(big_key, weights=big, minlength=windows * width)[big_keys]
+            log_sum = np.bincount(big_key, weights=logs, minlength=windows * width)[big_keys]
         else:
-            uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-            k_sum = np.bincount(inverse, weights=values, minlength=uniq.size)
-            log_sum = np.bincount(inverse, weights=logs, minlength=uniq.size)
-        exact = uniq < offset
-        win = np.where(exact, uniq // (EXACT_TICKS + 1), (uniq - offset) // span)
+            big_keys, inverse, n_big = np.unique(big_key, return_inverse=True, return_counts=True)
+            k_sum = np.bincount(inverse, weights=big, minlength=big_keys.size)
+            log_sum = np.bincount(inverse, weights=logs, minlength=big_keys.size)
+        n_small = counts[small_keys]
         return cls(
-            window=win.astype(np.int64),
-            k=k_sum / counts,
-            logk=log_sum / counts,
-            n=counts.astype(np.float64),
-            exact=exact,
+            window=np.concatenate([small_keys // (EXACT_TICKS + 1), big_keys // width]),
+            k=np.concatenate([small_k, k_sum / n_big]),
+            logk=np.concatenate([np.log(np.maximum(small_k, 1e-300)), log_sum / n_big]),
+            n=np.concatenate([n_small, n_big]).astype(np.float64),
+            exact=np.concatenate([np.ones(small_k.size, bool), np.zeros(big_keys.size, bool)]),
             windows=windows,
         )
 
@@ -209,17 +214,6 @@ def _logsumexp(x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     e = np.exp(x - top)
     total = (e * w).sum(axis=1) if w is not None else e.sum(axis=1)
     out: np.ndarray = top[:, 0] + np.log(total)
-    return out
-
-
-def _gamma_logf(x: np.ndarray, logx: np.ndarray, a: np.ndarray, th: np.ndarray) -> np.ndarray:
-    out: np.ndarray = (a - 1) * logx - x / th - a * np.log(th) - special.gammaln(a)
-    return out
-
-
-def _weibull_logf(logx: np.ndarray, c: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    z = c * (logx - np.log(lam))
-    out: np.ndarray = np.log(c) - np.log(lam) + (c - 1) * (logx - np.log(lam)) - np.exp(z)
     return out
 
 
@@ -263,44 +257,93 @@ def _log_f1_weibull(x: float, c: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What the likelihood needs of a :class:`GapData` that no parameter changes: the
+    entries of 0, 1, 2-15 ticks and of binned large gaps, and the quadrature points."""
+
+    zero: np.ndarray
+    one: np.ndarray
+    mid: np.ndarray
+    big: np.ndarray
+    mid_x: np.ndarray  # (entries, 8): k +- the Gauss-Legendre nodes
+    mid_logx: np.ndarray
+    big_x: np.ndarray
+    big_logx: np.ndarray
+
+    @classmethod
+    def of(cls, data: GapData) -> _Parts:
+        exact, k = data.exact, data.k
+        mid = np.flatnonzero(exact & (k >= 2))
+        km = k[mid][:, None]
+        mid_x = np.concatenate([km + _NODES, km - _NODES], axis=1)
+        big = np.flatnonzero(~exact)
+        return cls(
+            zero=np.flatnonzero(exact & (k == 0)),
+            one=np.flatnonzero(exact & (k == 1)),
+            mid=mid,
+            big=big,
+            mid_x=mid_x,
+            mid_logx=np.log(mid_x),
+            big_x=k[big],
+            big_logx=data.logk[big],
+        )
+
+
+_MID_WEIGHTS = np.concatenate([_WEIGHTS, _WEIGHTS])[None, :]
+
+
 def _loglik(family: Family, data: GapData, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
-    """Log-likelihood per window at (ln shape, ln scale-in-ticks) = (p0, p1) per window."""
+    """Log-likelihood per window at (ln shape, ln scale-in-ticks) = (p0, p1) per window.
+
+    Per-window constants of the log-density are computed once per window, not per
+    quadrature point.
+    """
+    parts = data.parts()
     shape_w, scale_w = np.exp(p0), np.exp(p1)
-    shape, scale = shape_w[data.window], scale_w[data.window]
+    # gamma: ln f = (a - 1) ln x - x / theta - [a ln theta + lgamma(a)];
+    # weibull: ln f = [ln c - c ln lambda] + (c - 1) ln x - (x / lambda)^c
+    gamma = family == "gamma"
+    const_w = shape_w * p1 + special.gammaln(shape_w) if gamma else p0 - shape_w * p1
     logp = np.empty(data.k.size)
-    exact = data.exact
-    k = data.k
     f1 = _log_f1_gamma if family == "gamma" else _log_f1_weibull
-    zero = exact & (k == 0)
-    if zero.any():
-        logp[zero] = f1(1.0, shape[zero], scale[zero])
-    one = exact & (k == 1)
-    if one.any():
-        s, c = shape[one], scale[one]
-        a, b = f1(2.0, s, c), f1(1.0, s, c) + np.log(2.0)
-        logp[one] = a + np.log(np.maximum(-np.expm1(np.minimum(b - a, 0.0)), 1e-300))
-    mid = exact & (k >= 2)
-    if mid.any():
-        s, c, km = shape[mid][:, None], scale[mid][:, None], k[mid][:, None]
-        xs = np.concatenate([km + _NODES, km - _NODES], axis=1)
-        lx = np.log(xs)
-        lf = _gamma_logf(xs, lx, s, c) if family == "gamma" else _weibull_logf(lx, s, c)
-        w = np.concatenate([_WEIGHTS, _WEIGHTS])[None, :]
-        logp[mid] = _logsumexp(lf, w)
-    big = ~exact
-    if big.any():
-        s, c, x = shape[big], scale[big], k[big]
+
+    def at(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        w = data.window[rows]
+        return shape_w[w], scale_w[w], p1[w], const_w[w]
+
+    def logf(x: np.ndarray, logx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        a, c, log_c, const = at(rows)
+        if x.ndim == 2:
+            a, c, log_c, const = a[:, None], c[:, None], log_c[:, None], const[:, None]
         if family == "gamma":
-            logp[big] = _gamma_logf(x, data.logk[big], s, c)
-            d1 = (s - 1) / x - 1 / c
-            d2 = -(s - 1) / x**2
+            out: np.ndarray = (a - 1) * logx - x / c - const
         else:
-            logp[big] = _weibull_logf(data.logk[big], s, c)
-            z = (x / c) ** s
-            d1 = (s - 1) / x - s * z / x
-            d2 = -(s - 1) / x**2 - s * (s - 1) * z / x**2
+            out = const + (a - 1) * logx - np.exp(a * (logx - log_c))
+        return out
+
+    if parts.zero.size:
+        a, c, _, _ = at(parts.zero)
+        logp[parts.zero] = f1(1.0, a, c)
+    if parts.one.size:
+        a, c, _, _ = at(parts.one)
+        hi, lo = f1(2.0, a, c), f1(1.0, a, c) + np.log(2.0)
+        logp[parts.one] = hi + np.log(np.maximum(-np.expm1(np.minimum(lo - hi, 0.0)), 1e-300))
+    if parts.mid.size:
+        logp[parts.mid] = _logsumexp(logf(parts.mid_x, parts.mid_logx, parts.mid), _MID_WEIGHTS)
+    if parts.big.size:
+        x = parts.big_x
+        logp[parts.big] = logf(x, parts.big_logx, parts.big)
+        a, c, _, _ = at(parts.big)
+        if family == "gamma":
+            d1 = (a - 1) / x - 1 / c
+            d2 = -(a - 1) / x**2
+        else:
+            z = (x / c) ** a
+            d1 = (a - 1) / x - a * z / x
+            d2 = -(a - 1) / x**2 - a * (a - 1) * z / x**2
         # the hat's second moment is 1/6: P(k) = f(k) (1 + (f''/f) / 12) to second order
-        logp[big] += np.log(np.clip(1 + (d2 + d1**2) / 12, 0.5, 2.0))
+        logp[parts.big] += np.log(np.clip(1 + (d2 + d1**2) / 12, 0.5, 2.0))
     return np.bincount(data.window, weights=data.n * logp, minlength=data.windows)
 
 
