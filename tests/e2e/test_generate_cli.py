@@ -161,7 +161,13 @@ def test_fit_holdout_compares_both_arrival_models(tmp_path: Path) -> None:
     assert "held out: the last 50%" in out.stdout
     assert "multiscale" in out.stdout
     assert "window-gamma" in out.stdout
+    page = (tmp_path / "model.json.holdout.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == 2
+    assert "<script" not in page
+    assert "Out-of-sample fidelity" in page
     report = json.loads((tmp_path / "model.json.holdout.json").read_text())
+    assert set(report["curves"]) == {"held out", "fitted part", "multiscale", "window-gamma"}
+    assert len(report["curves"]["held out"]) == len(report["curve_widths_s"])
     assert set(report["models"]) == {"multiscale", "window-gamma"}
     assert report["held_out_requests"] + report["fit_requests"] == 19_366
     for side in report["models"].values():

@@ -599,6 +599,11 @@ def fit(
             f"{check.held_out_span_s:,.0f} s); generated at the fitted rate, mean of "
             f"{paths} paths [range]",
         )
-        typer.echo(f"wrote {out} and {side}")
+        from burstlab.report.holdout import render_holdout
+
+        page = render_holdout(
+            out.with_name(out.name + ".holdout.html"), check, source=report.source
+        )
+        typer.echo(f"wrote {out}, {side} and {page}")
         return
     typer.echo(f"wrote {out}")

@@ -6,14 +6,18 @@ traffic is generated for the length of the held-out part at the *fitted* mean
 rate (the model is not told the held-out rate); both arrival models (the
 multi-scale process and the paper's per-window Gamma) are drawn ``paths`` times
 with consecutive seeds, and each statistic is averaged over the paths (with its
-range), since one path of a bursty process is itself a noisy sample.
+range), since one path of a bursty process is itself a noisy sample. The IDC
+curve over 16 bin widths (the mean over the paths) and the gap quantiles of one
+path per model are kept for the report's figures.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from burstlab.analyze.burstiness import count_moments
 from burstlab.workload.fidelity import Fidelity, combine, fidelity, reference
 from burstlab.workload.model import ArrivalKind, WorkloadModel, fit
 
@@ -36,6 +40,26 @@ class Holdout(BaseModel):
     seed: int
     models: dict[str, Fidelity]
     verdict: str
+    curve_widths_s: list[float] = []
+    curves: dict[str, list[float | None]] = {}
+    gap_quantiles: dict[str, list[float]] = {}
+
+
+def _curve(arrival: np.ndarray, widths: np.ndarray, tick: float) -> list[float | None]:
+    """IDC at each width (None with fewer than 10 bins), on the grid."""
+    out: list[float | None] = []
+    for w in widths:
+        value, bins = count_moments(arrival, float(w), tick)
+        out.append(float(value) if bins >= 10 and np.isfinite(value) else None)
+    return out
+
+
+def _gap_quantiles(arrival: np.ndarray) -> list[float]:
+    gaps = np.diff(arrival)
+    if gaps.size == 0 or gaps.mean() <= 0:
+        return []
+    values: list[float] = np.quantile(gaps / gaps.mean(), np.linspace(0, 1, 201)).tolist()
+    return values
 
 
 def split(table: pl.DataFrame, fraction: float) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -69,14 +93,35 @@ def holdout(
     model = fit(first, window_s=window_s, source=source)
     ref = reference(rest)
     duration = float(rest["arrival_s"].max())  # type: ignore[arg-type]
+    tick = ref.resolution_s or 0.0
+    held = rest["arrival_s"].to_numpy()
+    widths = np.geomspace(max(tick, 0.1 * duration / max(rest.height, 1), 1e-3), duration / 10, 16)
+    if tick > 0:
+        widths = np.unique(np.maximum(np.rint(widths / tick), 1) * tick)
+    fitted_part = first["arrival_s"].to_numpy()
+    curves: dict[str, list[float | None]] = {
+        "held out": _curve(held, widths, tick),
+        "fitted part": _curve(fitted_part - fitted_part[0], widths, tick),
+    }
+    quantiles = {"held out": _gap_quantiles(held)}
     models = {}
     for kind in ARRIVAL_KINDS:
-        runs = [
-            fidelity(ref, model.sample(duration_s=duration, seed=seed + i, arrivals=kind))
-            for i in range(paths)
-        ]
+        runs, path_curves = [], []
+        for i in range(paths):
+            work = model.sample(duration_s=duration, seed=seed + i, arrivals=kind)
+            runs.append(fidelity(ref, work))
+            times = work["arrival_s"].to_numpy()
+            times = np.floor(times / tick + 1e-6) * tick if tick else times
+            path_curves.append(_curve(times, widths, tick))
+            if i == 0:
+                quantiles[kind] = _gap_quantiles(times)
         # new paths share no windows with the held-out part: a per-window error means nothing
         models[kind] = combine(runs).model_copy(update={"window_rate_error": None})
+        stacked = np.array([[np.nan if v is None else v for v in c] for c in path_curves])
+        seen = np.isfinite(stacked).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.nansum(stacked, axis=0) / seen
+        curves[kind] = [float(v) if np.isfinite(v) else None for v in means]
     arrival = first["arrival_s"].to_numpy()
     return model, Holdout(
         fraction=fraction,
@@ -88,4 +133,7 @@ def holdout(
         seed=seed,
         models=models,
         verdict=f"multiscale {models['multiscale'].verdict}",
+        curve_widths_s=widths.tolist(),
+        curves=curves,
+        gap_quantiles=quantiles,
     )
