@@ -2,10 +2,11 @@
 
 Uses the seeded BurstGPT v3 CSV of ``benchmarks/ingest.py`` (generated if
 missing). Times, in wall seconds: reading the trace (not part of the goal),
-``fit`` (per-window Gamma fits, class mix, length and response models), and
-``WorkloadModel.sample`` of 10M requests (arrivals, classes, lengths,
-failures, canonical table). Goals on the 2-core reference machine: fit at most
-20 s, sampling 10M requests at most 5 s.
+``fit`` (the multi-scale arrival model with its structure choice, the per-window
+Gamma, class mix, length and response models), and ``WorkloadModel.sample`` of 10M
+requests (arrivals, classes, lengths, failures, canonical table). Goals on the
+2-core reference machine: fit at most 30 s (issue 12's bar for the fuller model;
+20 s before it), sampling 10M requests at most 5 s.
 
 Run: ``.venv/bin/python benchmarks/generate.py`` (``--rows 200000`` for a quick run).
 """
@@ -41,12 +42,12 @@ def main() -> None:
     t3 = time.perf_counter()
     fit_s, sample_s = t2 - t1, t3 - t2
     print(
-        f"\nread {t1 - t0:.2f} s; fit {fit_s:.2f} s ({len(model.windows):,} windows, "
+        f"\nread {t1 - t0:.2f} s; fit {fit_s:.2f} s ({len(model.window_gamma.windows):,} windows, "
         f"{len(model.classes)} classes); sampled {workload.height:,} requests in "
         f"{sample_s:.2f} s"
     )
     print(
-        f"{'PASS' if fit_s <= 20 else 'FAIL'}  fit on {table.height:,} rows <= 20 s ({fit_s:.2f} s)"
+        f"{'PASS' if fit_s <= 30 else 'FAIL'}  fit on {table.height:,} rows <= 30 s ({fit_s:.2f} s)"
     )
     per_10m = sample_s * 10_000_000 / max(workload.height, 1)
     print(
