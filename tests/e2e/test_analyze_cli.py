@@ -148,3 +148,15 @@ def test_elapsed_of_burstgpt_v3(tmp_path: Path, data_dir: Path) -> None:
     e = json.loads((tmp_path / "summary.json").read_text())["elapsed"]
     assert [m["model"] for m in e["models"]] == ["ChatGPT", "GPT-4"]
     assert e["left_out"] == 1
+
+
+def test_one_instant_is_analysed_with_figures(tmp_path: Path) -> None:
+    same = tmp_path / "same.csv"
+    same.write_text(
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        + "100,ChatGPT,10,10,20,API log\n" * 5
+    )
+    out = run("analyze", str(same), "-o", str(tmp_path / "a"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert not summary["burstiness"]["gaps"]["gamma"]["identifiable"]

@@ -333,3 +333,19 @@ def test_parametric_bad_window_options(tmp_path: Path) -> None:
         assert message in out.stderr, (args, out.stderr)
     trace = run("generate", "--windows", str(tmp_path / "w.csv"), "-o", str(tmp_path / "x.parquet"))
     assert trace.returncode == 2
+
+
+def test_degenerate_traces_give_a_model_or_one_error_line(tmp_path: Path) -> None:
+    head = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+    same = tmp_path / "same.csv"
+    same.write_text(head + "100,ChatGPT,10,10,20,API log\n" * 5)
+    out = run("fit", str(same), "-o", str(tmp_path / "m.json"))
+    assert out.returncode == 2
+    assert "spread over time" in out.stderr
+    assert "Traceback" not in out.stderr
+    few = tmp_path / "few.csv"
+    rows = "".join(f"{t},ChatGPT,10,10,20,API log\n" for t in (0, 0, 1, 1, 1, 2, 3, 3, 5, 5, 6, 9))
+    few.write_text(head + rows)
+    out = run("fit", str(few), "-o", str(tmp_path / "few.json"), "--holdout", "0.5", "--paths", "2")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "few.json.holdout.html").exists()

@@ -214,9 +214,12 @@ def _histogram(
         positive = logged.values[logged.values > 0]
         weights = np.diff(np.append(0.0, logged.cum))[logged.values > 0]
         cum = np.cumsum(weights) / max(weights.sum(), 1e-300)
-        lo = float(positive[np.searchsorted(cum, 0.001)]) if positive.size else unit
-        hi = float(positive[min(int(np.searchsorted(cum, 0.999)), positive.size - 1)])
-        hi = max(hi, lo * 10) if positive.size else unit * 10
+        if positive.size:
+            lo = float(positive[min(int(np.searchsorted(cum, 0.001)), positive.size - 1)])
+            hi = float(positive[min(int(np.searchsorted(cum, 0.999)), positive.size - 1)])
+            hi = max(hi, lo * 10)
+        else:  # every gap is zero: one instant
+            lo, hi = unit, unit * 10
         edges = np.geomspace(lo, hi, LOG_BINS + 1)
         if tick is not None:  # whole ticks, the zero gaps in a bin of their own
             edges = np.unique(np.concatenate([[0.0, 1.0], np.rint(edges)]))

@@ -26,10 +26,15 @@ def idc_curves(check: Holdout) -> bytes | None:
     """IDC against bin width: the held-out part and each model's mean over its paths."""
     if not check.curve_widths_s:
         return None
+    curves = {
+        name: np.array([np.nan if v is None or v <= 0 else v for v in values])
+        for name, values in check.curves.items()
+    }
+    if not any(np.isfinite(y).any() for y in curves.values()):
+        return None
     fig, ((ax,),) = plots.grid(1, 1, height=3.6)
     widths = np.asarray(check.curve_widths_s)
-    for name, values in check.curves.items():
-        y = np.array([np.nan if v is None else v for v in values])
+    for name, y in curves.items():
         style = "--" if name == "fitted part" else "o-"
         ax.plot(widths, y, style, color=COLORS.get(name), label=name, ms=3)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="Poisson")
@@ -40,11 +45,11 @@ def idc_curves(check: Holdout) -> bytes | None:
 
 def gap_cdfs(check: Holdout) -> bytes | None:
     """CDF of gaps over their mean: the held-out part and one path of each model."""
-    if not check.gap_quantiles:
+    if not any(q and max(q) > 0 for q in check.gap_quantiles.values()):
         return None
     fig, ((ax,),) = plots.grid(1, 1, height=3.4)
     for name, q in check.gap_quantiles.items():
-        if q:
+        if q and max(q) > 0:
             x = np.maximum(np.asarray(q), 1e-4)
             ax.step(x, np.linspace(0, 1, x.size), where="post", color=COLORS.get(name), label=name)
     ax.set(xscale="log", xlabel="gap / mean gap (gaps below 1e-4 drawn at 1e-4)", ylabel="CDF")

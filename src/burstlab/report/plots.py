@@ -148,8 +148,11 @@ def relation(summary: Summary, *, max_classes: int = 6, min_bin: int = 10) -> by
     """Response length against request length, one panel per class: median, mean and the
     90% band (p5-p95) of responses in each request-length bin of at least ``min_bin``
     requests."""
-    shown = [c for c in summary.lengths if c.relation is not None and c.relation.bin_input]
-    shown = shown[:max_classes]
+    shown = [
+        c
+        for c in summary.lengths
+        if c.relation is not None and max(c.relation.bin_count, default=0) >= min_bin
+    ][:max_classes]
     if not shown:
         return None
     cols = 1 if len(shown) == 1 else 2

@@ -323,6 +323,11 @@ def fit(table: pl.DataFrame, *, window_s: float = 1200.0, source: str = "table")
     ``window_s`` seconds, the paper's per-window Gamma.
     """
     arrival = table["arrival_s"].to_numpy()
+    if arrival.size < 3 or arrival[-1] <= arrival[0]:
+        raise InputError(
+            f"{source}: a model needs at least 3 requests spread over time; this table has "
+            f"{arrival.size} over {float(arrival[-1] - arrival[0]) if arrival.size else 0:g} s"
+        )
     arrival = arrival - arrival[0]
     resolution = detect_resolution(arrival)
     classes = []
