@@ -584,6 +584,11 @@ def fit(
                 f"bursts of {arrivals.cluster_mean:.3g} requests within "
                 f"{arrivals.cluster_spread_s:.3g} s"
             )
+        if arrivals.on_share < 1:
+            parts.append(
+                f"on {arrivals.on_share:.0%} of the time (switching every "
+                f"~{arrivals.on_off_s:.3g} s, {arrivals.off_level:.0%} of the rate when off)"
+            )
         if arrivals.profile is not None:
             parts.append("a daily cycle")
     typer.echo(

@@ -21,7 +21,10 @@ process runs in the operational time where the cycle is gone). Inside the
 rate, *burst starts* follow a Gamma renewal process of shape ``gap_shape``
 (< 1: clumps; > 1: smoother than Poisson, as on a batching grid), and each start
 brings a geometric number of requests of mean ``cluster_mean``, spread over
-``Exp(cluster_spread_s)`` (``cluster_mean`` 1: no bursts).
+``Exp(cluster_spread_s)`` (``cluster_mean`` 1: no bursts). An on/off factor may
+multiply the rate: a two-state Markov source on a share ``on_share`` of the time,
+switching on a time scale ``on_off_s``, at ``off_level`` times its on rate when
+off (idle stretches; ``on_share`` 1: none).
 
 **Fitting by the variance-time curve.** For this process the index of dispersion
 of counts in bins of ``w`` seconds has a closed form:
@@ -29,7 +32,8 @@ of counts in bins of ``w`` seconds has a closed form:
     IDC(w) = 1 + 2 (kappa - 1) phi(w / spread) + kappa (R(w) + M(w) - 1),
     M(w) = (2 nu / w) int_0^w (w - u) (exp(sum_j s_j e^{-u/tau_j}) - 1) du,
 
-with ``nu = mu / kappa`` the rate of burst starts, ``phi(x) = 1 - (1 - e^-x) / x``
+with ``nu = mu / kappa`` the rate of burst starts (with on/off, ``M`` gains the factor
+``1 + v e^{-u/on_off_s}``, ``v`` the on/off excess variance), ``phi(x) = 1 - (1 - e^-x) / x``
 the chance that two members of a burst share a bin, and ``R(w)`` the renewal
 process's IDC averaged over the lognormal law of a bin's expected count (exact
 from its renewal density, a sum of Gamma densities). The fit matches ``ln IDC``
@@ -40,9 +44,11 @@ bounded least squares with a small ridge on ``s``. Bins are aligned with the
 timestamp grid, so whole-second logging biases none of it.
 
 The curve does not pin down how gaps are spread (a lognormal rate with large
-variance and bursts can give the same curve), so four structures are fitted
-(bursts or not; gap shape free or 1), each is simulated over a stretch of the
-trace, and the one whose gaps (KS), CV and IDC look most like the trace's is kept.
+variance and bursts can give the same curve), so six structures are fitted
+(bursts or not; gap shape free or 1; on/off or not, where the curve fixes only
+``v`` and each off level in :data:`OFF_LEVELS` gives the on share), each is
+simulated over a stretch of the trace, and the one whose gaps (KS), CV and IDC
+look most like the trace's is kept.
 
 The fitted model is a generator, not a copy: any ``--duration``, a new path for
 every seed, and at ``--rps`` the source's process played ``rps / mean_rps`` times
@@ -72,6 +78,11 @@ FIT_SCALES = 24
 TAU_RATIO = 4.0
 #: Grid steps of the rate path per generated chunk (bounds memory for long workloads).
 CHUNK_STEPS = 1 << 20
+#: Parameters before the log-rate variances: ln shape, ln burst size, ln spread,
+#: ln(1 + off/on excess), ln on/off time scale.
+FIXED = 5
+#: Smallest on share of an on/off source the fit considers.
+MIN_ON_SHARE = 0.02
 #: Largest mean burst size the fit considers.
 MAX_CLUSTER = 200.0
 #: Most grid steps of one rate path (a longer workload gets coarser steps).
@@ -145,6 +156,9 @@ class MultiscaleArrivals(BaseModel):
     variance: list[float]
     cluster_mean: float = Field(1.0, ge=1.0)
     cluster_spread_s: float = Field(0.0, ge=0.0)
+    on_share: float = Field(1.0, gt=0.0, le=1.0)
+    on_off_s: float = Field(0.0, ge=0.0)
+    off_level: float = Field(0.0, ge=0.0, lt=1.0)
     profile: DailyProfile | None = None
     resolution_s: float | None
     fit_scales_s: list[float]
@@ -182,6 +196,10 @@ class MultiscaleArrivals(BaseModel):
         step = _step(tau, span, parents_rps)
         log_rate = _ou_sum(rng, tau, s, span, step)
         rate = np.exp(log_rate - log_rate.max())
+        if self.on_share < 1.0 and self.on_off_s > 0:
+            on = _on_off_mask(rng, self.on_share, self.on_off_s, rate.size, step)
+            if on.any():
+                rate = rate * np.where(on, 1.0, self.off_level)
         rate *= parents_rps * span / (rate.sum() * step)  # exactly the mean
         times = _renewal_in_operational_time(rng, rate, step, span, a)
         if kappa > 1.0:  # each parent brings a geometric burst spread over Exp(spread)
@@ -195,6 +213,35 @@ class MultiscaleArrivals(BaseModel):
             times = times[times < span]
         out: np.ndarray = times / speed
         return out
+
+
+def _on_off_mask(
+    rng: np.random.Generator, on_share: float, scale_s: float, steps: int, step: float
+) -> np.ndarray:
+    """Whether a two-state Markov source is on at each grid step's middle (its rate
+    while off is ``off_level`` times the rate while on): on a share
+    ``on_share`` of the time, switching on a time scale ``scale_s`` (mean spells
+    ``scale_s / (1 - on_share)`` on and ``scale_s / on_share`` off), started in its
+    stationary law."""
+    span = steps * step
+    on_mean, off_mean = scale_s / (1 - on_share), scale_s / on_share
+    cycles = int(span / (on_mean + off_mean) * 1.5) + 10
+    spells = rng.exponential(1.0, 2 * cycles) * np.tile([on_mean, off_mean], cycles)
+    if rng.random() >= on_share:  # start off: drop the first on spell
+        spells = spells[1:]
+        first_on = False
+    else:
+        first_on = True
+    ends = np.cumsum(spells)
+    while ends[-1] < span:  # rare: extend
+        more = rng.exponential(1.0, 2 * cycles) * np.tile(
+            [on_mean, off_mean] if (ends.size % 2 == 0) == first_on else [off_mean, on_mean],
+            cycles,
+        )
+        ends = np.concatenate([ends, ends[-1] + np.cumsum(more)])
+    spell = np.searchsorted(ends, (np.arange(steps) + 0.5) * step, side="right")
+    on: np.ndarray = (spell % 2 == 0) == first_on
+    return on
 
 
 def _step(tau: np.ndarray, duration_s: float, rate_rps: float) -> float:
@@ -306,20 +353,36 @@ _HERMITE = (
 
 
 def mixed_renewal_idc(
-    shape: float, mean_rps: float, widths_s: np.ndarray, tau_s: np.ndarray, variance: np.ndarray
+    shape: float,
+    mean_rps: float,
+    widths_s: np.ndarray,
+    tau_s: np.ndarray,
+    variance: np.ndarray,
+    *,
+    on_off: tuple[float, float] = (1.0, 0.0),
 ) -> np.ndarray:
     """The renewal share of the IDC under a moving rate: ``E[(L/m) r(L)]`` over the
     lognormal law of a bin's expected count ``L`` (mean ``m = mean_rps * w``), by
     Gauss-Hermite quadrature. A component of time scale ``tau`` moves the count of a
     ``w``-second bin with variance ``s * 2 (x - 1 + e^-x) / x^2``, ``x = w / tau``.
+    An on/off source (on share ``p``, time scale ``t``: ``on_off``) puts a bin's
+    requests into its on share ``1 - (1 - p) * damp(w / t)`` (the same damping).
     """
     nodes, weights = _HERMITE
+    on_share, scale = on_off
+    if on_share < 1.0 and scale > 0:
+        xm = widths_s / scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            damp_m = np.where(xm > 1e-6, 2 * (xm - 1 + np.exp(-xm)) / xm**2, 1.0)
+        busy = 1.0 - (1.0 - on_share) * damp_m
+    else:
+        busy = np.ones(widths_s.size)
     x = widths_s[:, None] / tau_s[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         damp = np.where(x > 1e-6, 2 * (x - 1 + np.exp(-x)) / x**2, 1.0)
     sigma2 = (variance[None, :] * damp).sum(axis=1) if tau_s.size else np.zeros(widths_s.size)
     factor = np.exp(np.sqrt(sigma2)[:, None] * nodes[None, :] - sigma2[:, None] / 2)
-    expected = mean_rps * widths_s[:, None] * factor
+    expected = mean_rps * (widths_s / busy)[:, None] * factor
     r = renewal_idc(shape, expected.ravel()).reshape(expected.shape)
     out: np.ndarray = (weights[None, :] * factor * r).sum(axis=1)
     return out
@@ -369,7 +432,14 @@ class _Kernel:
         self.weights = weights
 
     def __matmul__(self, variance: np.ndarray) -> np.ndarray:
+        return self.with_on_off(variance, 0.0, 1.0)
+
+    def with_on_off(self, variance: np.ndarray, excess: float, scale_s: float) -> np.ndarray:
+        """The integral with an on/off factor of covariance ``excess * e^{-u / scale}``
+        (``excess = (1 - p) / p`` for an on share ``p``) multiplying the lognormal one."""
         g = np.expm1(self.decay @ variance)  # (W, X)
+        if excess > 0:
+            g = (g + 1.0) * (1.0 + excess * np.exp(-self.u / scale_s)) - 1.0
         w = self.widths[:, None]
         integral = ((w - self.u) * g * self.u) @ self.weights + self.widths * g[:, 0] * self.u[:, 0]
         out: np.ndarray = 2.0 / self.widths * integral
@@ -381,8 +451,9 @@ def fit_multiscale(
 ) -> MultiscaleArrivals:
     """Fit the multi-scale process to sorted ``arrival_s`` (seconds).
 
-    Four structures are fitted to the IDC curve (with and without bursts; the gap
-    shape inside the rate free or fixed at 1), after the daily cycle is taken out
+    Six structures are fitted to the IDC curve (with and without bursts; the gap
+    shape inside the rate free or fixed at 1; with and without an on/off factor),
+    after the daily cycle is taken out
     when the trace spans three days or more. The curve does not pin down how the
     gaps are spread, so each is then simulated over (a stretch of) the trace's own
     span and the one whose gaps and counts look most like the trace's is kept (see
@@ -413,13 +484,37 @@ def fit_multiscale(
     ok = np.isfinite(idc) & (idc > 0) & (bins >= 10)
     curve = _Curve((mu, span), widths[ok], idc[ok], bins[ok], (lo, tick))
     update = {"resolution_s": res.tick_s, "profile": profile}
+    structures = [(b, p, False) for b in (False, True) for p in (False, True)]
+    structures += [(False, p, True) for p in (False, True)]
     candidates = [
-        curve.fit(bursts=bursts, poisson=poisson).model_copy(update=update)
-        for bursts in (False, True)
-        for poisson in (False, True)
+        curve.fit(bursts=b, poisson=p, on_off=o).model_copy(update=update) for b, p, o in structures
     ]
+    candidates = [v for c in candidates for v in _off_levels(c)]
     scores = [_score(c, real, tick, seed) for c in candidates]
     return candidates[int(np.argmin(scores))]
+
+
+#: Rates while "off", relative to "on", tried for an on/off source.
+OFF_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+def _off_levels(model: MultiscaleArrivals) -> list[MultiscaleArrivals]:
+    """An on/off fit fixes only the rate's excess variance ``v``; each off level ``r``
+    gives on shares ``p`` with ``p (1 - p) (1 - r)^2 / (p + (1 - p) r)^2 = v`` (up to two
+    roots), and the simulation score picks among them."""
+    if model.on_share >= 1.0:
+        return [model]
+    v = (1.0 - model.on_share) / model.on_share
+    q = np.geomspace(1e-3, 0.999, 4000)
+    out: list[MultiscaleArrivals] = []
+    for r in OFF_LEVELS:
+        excess = q * (1 - q) * (1 - r) ** 2 / (q + (1 - q) * r) ** 2 - v
+        cross = np.flatnonzero(np.diff(np.sign(excess)) != 0)
+        roots = {int(cross[0]), int(cross[-1])} if cross.size else set()
+        out.extend(
+            model.model_copy(update={"on_share": float(q[i]), "off_level": r}) for i in roots
+        )
+    return out or [model]
 
 
 class _Curve:
@@ -443,35 +538,48 @@ class _Curve:
 
     def expected(self, p: np.ndarray) -> np.ndarray:
         """The IDC a sample of this span shows: the sample mean absorbs IDC(span) / bins."""
-        a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[3:]
+        a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[FIXED:]
+        excess, scale = math.expm1(p[3]), math.exp(p[4])
         nu = self.mu / kappa
+        on_off = (1.0 / (1.0 + excess), scale)
         curve = cluster_idc(kappa, spread, self.every) + kappa * (
-            mixed_renewal_idc(a, nu, self.every, self.tau, s) + nu * (self.kernel @ s) - 1.0
+            mixed_renewal_idc(a, nu, self.every, self.tau, s, on_off=on_off)
+            + nu * self.kernel.with_on_off(s, excess, scale)
+            - 1.0
         )
         out: np.ndarray = np.maximum(curve[:-1] - curve[-1] / self.bins, 1e-3)
         return out
 
-    def fit(self, *, bursts: bool, poisson: bool) -> MultiscaleArrivals:
+    def fit(self, *, bursts: bool, poisson: bool, on_off: bool) -> MultiscaleArrivals:
         """Least squares on ln IDC; ``bursts`` frees the burst size, ``poisson`` fixes
-        the gap shape inside the rate at 1."""
+        the gap shape inside the rate at 1, ``on_off`` frees an on/off factor."""
         ridge = 0.05
         n = self.tau.size
 
         def residuals(p: np.ndarray) -> np.ndarray:
             misfit = (np.log(self.expected(p)) - np.log(self.idc)) * self.weight
-            return np.concatenate([misfit, ridge * p[3:]])
+            return np.concatenate([misfit, ridge * p[FIXED:]])
 
         spread_lo = math.log(max(self.tick / 10, 1e-5))
         top = math.log(MAX_CLUSTER) if bursts else 1e-9
         shape_lo, shape_hi = (0.0, 1e-9) if poisson else (math.log(0.05), math.log(20.0))
-        lower = np.concatenate([[shape_lo, 0.0, spread_lo], np.zeros(n)])
-        upper = np.concatenate([[shape_hi, top, math.log(self.span / 20)], np.full(n, 4.0)])
-        start = np.concatenate([[0.0, math.log(1.2), math.log(self.lo)], np.full(n, 0.1)])
+        excess_hi = math.log(1.0 / MIN_ON_SHARE) if on_off else 1e-9
+        scale_lo, scale_hi = math.log(self.lo), math.log(max(self.span / 4, self.lo * 2))
+        lower = np.concatenate([[shape_lo, 0.0, spread_lo, 0.0, scale_lo], np.zeros(n)])
+        upper = np.concatenate(
+            [[shape_hi, top, math.log(self.span / 20), excess_hi, scale_hi], np.full(n, 4.0)]
+        )
+        start = np.concatenate(
+            [[0.0, math.log(1.2), math.log(self.lo), math.log(1.5), (scale_lo + scale_hi) / 2],
+             np.full(n, 0.1)]
+        )  # fmt: skip
         start = np.clip(start, lower, upper)
         p = optimize.least_squares(residuals, start, bounds=(lower, upper)).x
-        a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[3:]
+        a, kappa, spread, s = math.exp(p[0]), math.exp(p[1]), math.exp(p[2]), p[FIXED:]
+        on_share = 1.0 / (1.0 + math.expm1(p[3]))
         keep = s > 1e-6
         clustered = kappa > 1.01
+        switching = on_share < 0.99
         return MultiscaleArrivals(
             mean_rps=self.mu,
             gap_shape=a,
@@ -479,6 +587,8 @@ class _Curve:
             variance=s[keep].tolist(),
             cluster_mean=kappa if clustered else 1.0,
             cluster_spread_s=spread if clustered else 0.0,
+            on_share=on_share if switching else 1.0,
+            on_off_s=math.exp(p[4]) if switching else 0.0,
             resolution_s=None,
             fit_scales_s=self.widths.tolist(),
             fit_idc=self.idc.tolist(),
@@ -487,7 +597,7 @@ class _Curve:
 
 
 #: Requests simulated per candidate when choosing a structure.
-SCORE_REQUESTS = 50_000
+SCORE_REQUESTS = 40_000
 
 
 def _score(model: MultiscaleArrivals, arrival: np.ndarray, tick: float, seed: int) -> float:
