@@ -16,6 +16,7 @@ from burstlab.trace.schema import conform, validate
 from burstlab.workload.fidelity import combine, fidelity, reference
 from burstlab.workload.model import WorkloadModel, fit, load_model
 from burstlab.workload.synthetic import synthetic_trace
+from helpers import workload
 
 WINDOW = 1200.0
 
@@ -77,22 +78,7 @@ def on_off_trace(seed: int = 0, span_s: float = 40_000.0) -> pl.DataFrame:
     which = np.repeat(np.arange(spells.size), counts)
     arrival = np.sort(edges[which] + rng.random(which.size) * spells[which])
     arrival = np.floor(arrival[arrival < span_s])
-    n = arrival.size
-    return conform(
-        pl.DataFrame(
-            {
-                "arrival_s": arrival - arrival[0],
-                "model": ["m"] * n,
-                "log_type": ["api"] * n,
-                "session_id": pl.Series([None] * n, dtype=pl.String),
-                "turn": pl.Series([None] * n, dtype=pl.Int32),
-                "input_tokens": rng.integers(1, 500, n).astype(np.int32),
-                "output_tokens": rng.integers(1, 500, n).astype(np.int32),
-                "failed": [False] * n,
-                "elapsed_s": pl.Series([None] * n, dtype=pl.Float64),
-            }
-        )
-    ).collect()
+    return workload((arrival - arrival[0]).tolist())
 
 
 def test_multiscale_keeps_burstiness_at_every_scale_in_new_traffic() -> None:
@@ -194,22 +180,7 @@ def batch_trace(seed: int = 0, span_s: float = 7200.0) -> pl.DataFrame:
     size = rng.geometric(1 / 12, starts.size)
     t = np.repeat(starts, size) + rng.exponential(0.2, int(size.sum()))
     t = np.sort(np.round(t[t < span_s], 3))
-    n = t.size
-    return conform(
-        pl.DataFrame(
-            {
-                "arrival_s": t - t[0],
-                "model": ["m"] * n,
-                "log_type": ["api"] * n,
-                "session_id": pl.Series([None] * n, dtype=pl.String),
-                "turn": pl.Series([None] * n, dtype=pl.Int32),
-                "input_tokens": np.full(n, 100, dtype=np.int32),
-                "output_tokens": np.full(n, 10, dtype=np.int32),
-                "failed": [False] * n,
-                "elapsed_s": pl.Series([None] * n, dtype=pl.Float64),
-            }
-        )
-    ).collect()
+    return workload((t - t[0]).tolist(), input_tokens=100, output_tokens=10)
 
 
 def test_batches_are_fitted_as_bursts_and_their_gaps_kept() -> None:
