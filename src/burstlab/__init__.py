@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
     from burstlab.workload.holdout import holdout
     from burstlab.workload.model import WorkloadModel, fit
+    from burstlab.workload.parametric import parametric_workload
     from burstlab.workload.replay import ReplaySpec, replay
     from burstlab.workload.synthetic import synthetic_trace
 
@@ -69,6 +70,7 @@ _LAZY = {
     "fit": "burstlab.workload.model",
     "fit_gaps": "burstlab.analyze.gaps",
     "holdout": "burstlab.workload.holdout",
+    "parametric_workload": "burstlab.workload.parametric",
     "WorkloadModel": "burstlab.workload.model",
     "ReplaySpec": "burstlab.workload.replay",
     "replay": "burstlab.workload.replay",
@@ -137,6 +139,7 @@ __all__ = [
     "load_records",
     "load_spec",
     "make_plan",
+    "parametric_workload",
     "read_table",
     "read_trace",
     "render_forecast",
