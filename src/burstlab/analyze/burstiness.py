@@ -15,7 +15,14 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from burstlab.analyze.gaps import GapFit, Resolution, detect_resolution, fit_gaps, fit_windows
+from burstlab.analyze.gaps import (
+    GapFit,
+    Resolution,
+    detect_resolution,
+    fit_gaps,
+    fit_windows,
+    sorted_arrivals,
+)
 from burstlab.trace.info import counts_per_bin
 
 #: Bin widths (s) of the index of dispersion.
@@ -85,7 +92,7 @@ def dispersion(
     A width below the timestamp tick, fewer than :data:`IDC_MIN_BINS` complete bins
     or under :data:`IDC_MIN_MEAN` requests per bin gives None and a note.
     """
-    arrival = np.asarray(arrival_s, dtype=np.float64)
+    arrival = sorted_arrivals(arrival_s)
     tick = (resolution or detect_resolution(arrival)).tick_s or 0.0
     span = float(arrival[-1] - arrival[0]) + tick / 2 if arrival.size else 0.0
     idc: dict[str, float | None] = {}

@@ -100,19 +100,41 @@ def resolution_label(tick: float | None, decimal: bool = True) -> str:
 
 
 def _grid_share(gaps: np.ndarray, tick: float) -> float:
+    """Share of gaps within 2% of a tick of a whole number of ticks (zero included: two
+    requests of one tick may differ by float noise or a little jitter), or 0 when under
+    1% of the gaps (and fewer than 20) span a tick or more: a tick no gap reaches is no
+    grid."""
+    if gaps.size == 0:
+        return 0.0
     ratio = gaps / tick
     whole = np.rint(ratio)
-    near = (np.abs(ratio - whole) <= 0.02) & (whole >= 1)
-    return float(near.mean()) if gaps.size else 0.0
+    spanning = int((whole >= 1).sum())
+    if spanning < min(20, gaps.size) and spanning < 0.01 * gaps.size:
+        return 0.0
+    return float((np.abs(ratio - whole) <= 0.02).mean())
+
+
+def sorted_arrivals(arrival_s: np.ndarray, *, non_negative: bool = False) -> np.ndarray:
+    """``arrival_s`` as float64, refused in words when it is not sorted (or, with
+    ``non_negative``, starts before 0): every statistic here reads gaps in order."""
+    arrival = np.asarray(arrival_s, dtype=np.float64)
+    if arrival.size > 1 and bool((np.diff(arrival) < 0).any()):
+        raise ValueError("arrival times must be sorted (seconds, ascending)")
+    if non_negative and arrival.size and arrival[0] < 0:
+        raise ValueError("arrival times must not be negative (seconds from the table's start)")
+    if arrival.size and not np.isfinite(arrival).all():
+        raise ValueError("arrival times must be finite")
+    return arrival
 
 
 def detect_resolution(arrival_s: np.ndarray) -> Resolution:
     """The coarsest tick on which at least 99% of the positive gaps lie.
 
-    Candidates are the decimal ticks 1/2/5 x 10^e from 1 us to 5000 s and one
-    taken from the data (the median of the gaps within 1.5x of the smallest one,
-    to the finest decimal tick that fits), so a jittered grid such as Mooncake's
-    ~3 s is found too.
+    Candidates are the decimal ticks 1/2/5 x 10^e from 1 us to 5000 s and one taken
+    from the data (the median of the gaps within 1.5x of the smallest gap that is at
+    least a tenth of the 90th percentile, to the finest decimal tick that fits), so a
+    jittered grid such as Mooncake's ~3 s is found too, and so are grids whose
+    same-tick requests differ by float noise or a few milliseconds.
     """
     arrival = np.asarray(arrival_s, dtype=np.float64)
     gaps = np.diff(arrival)
@@ -124,7 +146,8 @@ def detect_resolution(arrival_s: np.ndarray) -> Resolution:
     fits = [t for t in _DECIMAL_TICKS if _grid_share(positive, t) >= 0.99]
     finest = fits[0] if fits else None
     best: tuple[float, bool] | None = (fits[-1], True) if fits else None
-    small = positive[positive <= 1.5 * positive.min()]
+    clear = positive[positive >= 0.1 * np.quantile(positive, 0.9)]
+    small = clear[clear <= 1.5 * clear.min()]
     candidate = float(np.median(small))
     if finest is not None:
         candidate = round(candidate / finest) * finest
@@ -293,6 +316,48 @@ class _Parts:
 _MID_WEIGHTS = np.concatenate([_WEIGHTS, _WEIGHTS])[None, :]
 
 
+#: Below this standard deviation (ticks), P(k) for 2 <= k < 16 comes from the closed
+#: form rather than quadrature.
+PEAKED_SD = 2.0
+
+
+def _spread(family: Family, shape: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Standard deviation of the gap law, in ticks."""
+    if family == "gamma":
+        out: np.ndarray = np.sqrt(shape) * scale
+        return out
+    g1, g2 = special.gamma(1 + 1 / shape), special.gamma(1 + 2 / shape)
+    out = scale * np.sqrt(np.maximum(g2 - g1 * g1, 0.0))
+    return out
+
+
+def _log_second_difference(
+    family: Family, k: np.ndarray, shape: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """ln P(k) = ln [G(k + 1) - 2 G(k) + G(k - 1)] with G the integrated CDF ``F1`` left
+    of the mean and the integrated survival ``S1 = F1 - x + mean`` right of it (their
+    second differences are equal; each side keeps its digits)."""
+    mean = scale * shape if family == "gamma" else scale * special.gamma(1 + 1 / shape)
+    right = k > mean
+
+    def g(x: np.ndarray) -> np.ndarray:
+        if family == "gamma":
+            y = x / scale
+            f1 = scale * (y * special.gammainc(shape, y) - shape * special.gammainc(shape + 1, y))
+            s1 = scale * (shape * special.gammaincc(shape + 1, y) - y * special.gammaincc(shape, y))
+        else:
+            z = (x / scale) ** shape
+            f1 = x - mean * special.gammainc(1 / shape, z)
+            s1 = mean * special.gammaincc(1 / shape, z)
+        out: np.ndarray = np.where(right, s1, f1)
+        return out
+
+    diff = g(k + 1) - 2 * g(k) + g(k - 1)
+    out: np.ndarray = np.log(np.maximum(diff, 1e-300))
+    return out
+
+
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _loglik(family: Family, data: GapData, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     """Log-likelihood per window at (ln shape, ln scale-in-ticks) = (p0, p1) per window.
 
@@ -331,6 +396,11 @@ def _loglik(family: Family, data: GapData, p0: np.ndarray, p1: np.ndarray) -> np
         logp[parts.one] = hi + np.log(np.maximum(-np.expm1(np.minimum(lo - hi, 0.0)), 1e-300))
     if parts.mid.size:
         logp[parts.mid] = _logsumexp(logf(parts.mid_x, parts.mid_logx, parts.mid), _MID_WEIGHTS)
+        a, c, _, _ = at(parts.mid)
+        peaked = _spread(family, a, c) < PEAKED_SD
+        if peaked.any():  # quadrature cannot resolve a law narrower than a couple of ticks
+            rows = parts.mid[peaked]
+            logp[rows] = _log_second_difference(family, data.k[rows], a[peaked], c[peaked])
     if parts.big.size:
         x = parts.big_x
         logp[parts.big] = logf(x, parts.big_logx, parts.big)
@@ -344,6 +414,8 @@ def _loglik(family: Family, data: GapData, p0: np.ndarray, p1: np.ndarray) -> np
             d2 = -(a - 1) / x**2 - a * (a - 1) * z / x**2
         # the hat's second moment is 1/6: P(k) = f(k) (1 + (f''/f) / 12) to second order
         logp[parts.big] += np.log(np.clip(1 + (d2 + d1**2) / 12, 0.5, 2.0))
+    # a gap the law makes all but impossible costs a large finite penalty, not NaN
+    logp = np.nan_to_num(logp, nan=-1e5, neginf=-1e5, posinf=0.0)
     return np.bincount(data.window, weights=data.n * logp, minlength=data.windows)
 
 
@@ -559,7 +631,7 @@ def _family_fit(family: Family, fit: BatchFit, i: int, tick: float, why: str | N
 
 def fit_gaps(arrival_s: np.ndarray, resolution: Resolution | None = None) -> GapFit:
     """Gamma and Weibull fits of the gaps of sorted ``arrival_s`` (seconds), on their grid."""
-    arrival = np.asarray(arrival_s, dtype=np.float64)
+    arrival = sorted_arrivals(arrival_s)
     if arrival.size < 3:
         raise ValueError("fitting gaps needs at least 3 requests")
     res = resolution or detect_resolution(arrival)
@@ -613,7 +685,7 @@ def fit_windows(
     than ``min_gaps`` gaps, or fewer than three distinct gap values, or judged not
     identifiable, get NaN shape and scale.
     """
-    arrival = np.asarray(arrival_s, dtype=np.float64)
+    arrival = sorted_arrivals(arrival_s, non_negative=True)
     res = resolution or detect_resolution(arrival)
     gaps = np.diff(arrival)
     which = (arrival[1:] // window_s).astype(np.int64)

@@ -71,7 +71,7 @@ from scipy import optimize, special
 from scipy.signal import lfilter
 
 from burstlab.analyze.burstiness import count_moments, window_series
-from burstlab.analyze.gaps import Resolution, detect_resolution
+from burstlab.analyze.gaps import Resolution, detect_resolution, sorted_arrivals
 
 #: Bin widths of the variance-time fit, and the ratio between OU time scales.
 FIT_SCALES = 24
@@ -90,8 +90,10 @@ MAX_STEPS = 1 << 24
 
 
 DAY_S = 86_400.0
-#: A daily profile is fitted from this many days of trace on.
+#: A daily profile is fitted from this many days of trace on, and this many requests
+#: per slot of the day on average.
 PROFILE_MIN_DAYS = 3.0
+PROFILE_MIN_PER_SLOT = 20
 
 
 class DailyProfile(BaseModel):
@@ -130,12 +132,13 @@ class DailyProfile(BaseModel):
 
 def daily_profile(arrival_s: np.ndarray, bin_s: float = 600.0) -> DailyProfile | None:
     """Requests per slot of the day over whole days, smoothed over three slots and
-    scaled to mean 1 (floored at 0.05); None under :data:`PROFILE_MIN_DAYS` days."""
+    scaled to mean 1 (floored at 0.05); None under :data:`PROFILE_MIN_DAYS` days or
+    :data:`PROFILE_MIN_PER_SLOT` requests per slot."""
     span = float(arrival_s[-1] - arrival_s[0]) if arrival_s.size else 0.0
-    if span < PROFILE_MIN_DAYS * DAY_S:
+    slots = round(DAY_S / bin_s)
+    if span < PROFILE_MIN_DAYS * DAY_S or arrival_s.size < PROFILE_MIN_PER_SLOT * slots:
         return None
     whole = arrival_s[arrival_s < (span // DAY_S) * DAY_S]
-    slots = round(DAY_S / bin_s)
     counts = np.bincount(((whole % DAY_S) // bin_s).astype(np.int64), minlength=slots)
     counts = counts[:slots].astype(np.float64)
     smooth = (np.roll(counts, 1) + counts + np.roll(counts, -1)) / 3
@@ -191,8 +194,9 @@ class MultiscaleArrivals(BaseModel):
         a = (shape if shape is not None else self.gap_shape) / burstiness
         kappa = self.cluster_mean
         parents_rps = self.mean_rps / per_event / kappa
-        if self.profile is not None:  # run in operational time, long enough to cover span
-            span = float(self.profile.to_operational(np.array([span]))[0])
+        real_span = span
+        if self.profile is not None:  # run in operational time, P(span) long
+            span = float(self.profile.to_operational(np.array([real_span]))[0])
         step = _step(tau, span, parents_rps)
         log_rate = _ou_sum(rng, tau, s, span, step)
         rate = np.exp(log_rate - log_rate.max())
@@ -200,7 +204,7 @@ class MultiscaleArrivals(BaseModel):
             on = _on_off_mask(rng, self.on_share, self.on_off_s, rate.size, step)
             if on.any():
                 rate = rate * np.where(on, 1.0, self.off_level)
-        rate *= parents_rps * span / (rate.sum() * step)  # exactly the mean
+        rate *= parents_rps * real_span / (rate.sum() * step)  # the mean over real time
         times = _renewal_in_operational_time(rng, rate, step, span, a)
         if kappa > 1.0:  # each parent brings a geometric burst spread over Exp(spread)
             size = rng.geometric(1.0 / kappa, times.size)
@@ -210,7 +214,7 @@ class MultiscaleArrivals(BaseModel):
             times = np.sort(times[times < span])
         if self.profile is not None:
             times = self.profile.to_real(times)
-            times = times[times < span]
+            times = times[times < real_span]
         out: np.ndarray = times / speed
         return out
 
@@ -459,7 +463,7 @@ def fit_multiscale(
     span and the one whose gaps and counts look most like the trace's is kept (see
     :func:`_score`).
     """
-    arrival = np.asarray(arrival_s, dtype=np.float64)
+    arrival = sorted_arrivals(arrival_s)
     if arrival.size < 3:
         raise ValueError("fitting arrivals needs at least 3 requests")
     res = resolution or detect_resolution(arrival)

@@ -38,6 +38,9 @@ from burstlab.workload.fidelity import Reference, reference, upgrade_reference
 from burstlab.workload.sessions import SessionModel, expand_sessions, fit_sessions
 
 MODEL_VERSION = 2
+#: What-if bounds: past them the gaps are all but zero (a burst of every request at once).
+MAX_BURSTINESS = 10.0
+MIN_GAP_SHAPE = 0.01
 ArrivalKind = Literal["multiscale", "window-gamma"]
 QUANTILES = 1001
 RESPONSE_BINS = 16
@@ -195,12 +198,22 @@ class WorkloadModel(BaseModel):
         gap shape; ``length_cap`` caps lengths; ``arrivals`` picks the arrival
         model (default :attr:`default_arrivals`).
         """
+        if not 0 < burstiness <= MAX_BURSTINESS:
+            raise InputError(f"--burstiness must lie in (0, {MAX_BURSTINESS:g}], got {burstiness}")
+        kind = arrivals or self.default_arrivals
+        base = shape if shape is not None else (
+            self.arrivals.gap_shape if kind == "multiscale" and self.arrivals else 1.0
+        )  # fmt: skip
+        if not base / burstiness >= MIN_GAP_SHAPE:
+            raise InputError(
+                f"--shape {base:g} with --burstiness {burstiness:g} gives a gap shape of "
+                f"{base / burstiness:.3g}; it must be at least {MIN_GAP_SHAPE:g}"
+            )
         rng = np.random.default_rng(seed)
         duration = duration_s if duration_s is not None else self.duration_s
         # a session class's arrival event brings all its turns: draw fewer events
         per_event = 1.0 / sum(c.share / c.turns for c in self.classes)
         target = rps if rps is not None else self.mean_rps
-        kind = arrivals or self.default_arrivals
         if kind == "multiscale":
             if self.arrivals is None:
                 raise InputError(

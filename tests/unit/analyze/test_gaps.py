@@ -9,6 +9,7 @@ from scipy import integrate, stats
 from burstlab.analyze.gaps import (
     GapData,
     _loglik,
+    censored_pmf,
     detect_resolution,
     fit_gaps,
     fit_windows,
@@ -128,3 +129,57 @@ def test_window_fits_in_one_batch_match_single_fits() -> None:
         single = fit_gaps(own).gamma.shape
         assert windows.shape[i] == pytest.approx(single, rel=1e-3)
         assert windows.shape_lo[i] < windows.shape[i] < windows.shape_hi[i]
+
+
+@pytest.mark.parametrize(
+    "jitter",
+    [
+        lambda rng, n: rng.normal(0, 1e-9, n),  # float noise
+        lambda rng, n: 0.001 * rng.integers(0, 3, n),  # a few ms between requests of one tick
+    ],
+)
+def test_a_grid_survives_noise_between_requests_of_one_tick(jitter: object) -> None:
+    rng = np.random.default_rng(11)
+    stamps = np.floor(np.cumsum(rng.exponential(0.5, 30_000)))  # Poisson, whole seconds
+    noisy = np.sort(stamps + jitter(rng, stamps.size))  # type: ignore[operator]
+    fit = fit_gaps(noisy)
+    assert fit.resolution.tick_s == pytest.approx(1.0)
+    assert fit.gamma.shape == pytest.approx(1.0, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("family", "shape", "scale"),
+    [("weibull", 20.0, 2.0), ("weibull", 200.0, 5.0), ("gamma", 200.0, 0.01)],
+)
+def test_a_law_narrower_than_a_tick_is_censored_exactly(
+    family: str, shape: float, scale: float
+) -> None:
+    law = (
+        stats.weibull_min(shape, scale=scale)
+        if family == "weibull"
+        else stats.gamma(shape, scale=scale)
+    )
+    ks = np.arange(0.0, 12.0)
+    got = censored_pmf(family, shape, scale, ks)  # type: ignore[arg-type]
+    for k in ks:
+        want = integrate.quad(
+            lambda x, k=k: law.pdf(x) * max(0.0, 1 - abs(x - k)),
+            max(k - 1, 0), k + 1, points=[k], limit=400,
+        )[0]  # fmt: skip
+        assert got[int(k)] == pytest.approx(want, abs=2e-4), k
+    assert got.sum() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_peaked_weibull_is_recovered_on_a_coarse_grid() -> None:
+    rng = np.random.default_rng(12)
+    arrival = np.floor(np.cumsum(rng.weibull(10.0, 20_000) * 2.5))  # gaps of ~2.4 ticks
+    fit = fit_gaps(arrival).weibull
+    assert fit.identifiable
+    assert fit.shape_ci[0] <= 10.0 <= fit.shape_ci[1]
+
+
+def test_unsorted_or_negative_times_are_refused_in_words() -> None:
+    with pytest.raises(ValueError, match="sorted"):
+        fit_gaps(np.array([3.0, 1.0, 2.0, 5.0]))
+    with pytest.raises(ValueError, match="negative"):
+        fit_windows(np.array([-5.0, 1.0, 2.0, 5.0]), 10.0)

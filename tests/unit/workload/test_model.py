@@ -13,6 +13,7 @@ from scipy import stats
 from burstlab.analyze.burstiness import arrival_stats, dispersion, window_series
 from burstlab.core.errors import InputError
 from burstlab.trace.schema import conform, validate
+from burstlab.workload.arrivals import DailyProfile, MultiscaleArrivals
 from burstlab.workload.fidelity import combine, fidelity, reference
 from burstlab.workload.model import WorkloadModel, fit, load_model
 from burstlab.workload.synthetic import synthetic_trace
@@ -215,3 +216,36 @@ def test_a_daily_cycle_is_kept_in_new_days() -> None:
     short = fit(source.filter(pl.col("arrival_s") < 86_400))
     assert short.arrivals is not None
     assert short.arrivals.profile is None  # one day shows no cycle to fit
+
+
+def test_a_part_of_a_day_is_covered_at_the_exact_rate() -> None:
+    """A profile runs in operational time; the workload still spans its whole duration."""
+    profile = DailyProfile(bin_s=600.0, factors=[0.2] * 72 + [1.8] * 72)
+    model = MultiscaleArrivals(
+        mean_rps=1.0, gap_shape=1.0, tau_s=[], variance=[], profile=profile,
+        resolution_s=None, fit_scales_s=[], fit_idc=[], model_idc=[],
+    )  # fmt: skip
+    for hours in (6, 12, 30):
+        t = model.sample(np.random.default_rng(0), hours * 3600.0, 1.0)
+        assert t[-1] > hours * 3600 - 60
+        assert t.size / (hours * 3600) == pytest.approx(1.0, rel=0.03)
+    quiet = model.sample(np.random.default_rng(1), 86_400.0, 1.0)
+    assert (quiet < 43_200).mean() == pytest.approx(0.1, abs=0.02)  # 0.2 vs 1.8 of the rate
+
+
+def test_what_if_knobs_are_bounded() -> None:
+    model = fit(varying_trace(), window_s=WINDOW)
+    with pytest.raises(InputError, match="gap shape"):
+        model.sample(duration_s=600, shape=1e-12)
+    with pytest.raises(InputError, match="--burstiness"):
+        model.sample(duration_s=600, burstiness=1e9)
+
+
+def test_fidelity_of_a_far_faster_workload_stays_small() -> None:
+    """A sparse source (a 10^7 s span) against a one-hour workload: trace time spans
+    billions of minutes, counted by binary searches over a subset, not densely."""
+    source = workload([0.0, 1.0, 2.0, 1e7])
+    work = workload(np.sort(np.random.default_rng(2).uniform(0, 3600, 5000)).tolist())
+    result = fidelity(reference(source), work, time_scale=1e7 / 3600 * 100)
+    assert result.window_rate_error is None
+    assert result.ks_minute_rate.workload is not None
