@@ -222,11 +222,10 @@ class MultiscaleArrivals(BaseModel):
 def _on_off_mask(
     rng: np.random.Generator, on_share: float, scale_s: float, steps: int, step: float
 ) -> np.ndarray:
-    """Whether a two-state Markov source is on at each grid step's middle (its rate
-    while off is ``off_level`` times the rate while on): on a share
+    """Whether a two-state Markov source is on at each grid step's middle: on a share
     ``on_share`` of the time, switching on a time scale ``scale_s`` (mean spells
     ``scale_s / (1 - on_share)`` on and ``scale_s / on_share`` off), started in its
-    stationary law."""
+    stationary law. The caller scales the off steps by the off level."""
     span = steps * step
     on_mean, off_mean = scale_s / (1 - on_share), scale_s / on_share
     cycles = int(span / (on_mean + off_mean) * 1.5) + 10
