@@ -160,3 +160,4 @@ def test_one_instant_is_analysed_with_figures(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert not summary["burstiness"]["gaps"]["gamma"]["identifiable"]
+    assert "CV -" in out.stdout  # no "nan" in the headline

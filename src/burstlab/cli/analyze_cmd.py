@@ -63,6 +63,8 @@ def analyze(
 
     Example: burstlab analyze sample -o out
     """
+    import math
+
     from rich.console import Console
 
     from burstlab.analyze.calendar import parse_origin
@@ -135,7 +137,8 @@ def analyze(
     idc60 = b.dispersion.idc["60s"]
     typer.echo(
         f"{parts[0][1].rows:,} requests, timestamps {b.gaps.resolution.label}: {fitted}, "
-        f"CV {b.cv:.2f}, IDC(60 s) {'-' if idc60 is None else f'{idc60:.2f}'}"
+        f"CV {f'{b.cv:.2f}' if math.isfinite(b.cv) else '-'}, "
+        f"IDC(60 s) {'-' if idc60 is None else f'{idc60:.2f}'}"
     )
     if comparison is not None:
         typer.echo(
