@@ -51,19 +51,21 @@ def idc_key(width_s: float) -> str:
     return f"{width_s:g}s"
 
 
-def count_moments(arrival_s: np.ndarray, width_s: float, tick_s: float = 0.0) -> tuple[float, int]:
-    """IDC of counts in the complete ``width_s`` bins from the first arrival (edges half a
-    tick off the grid), and how many bins; NaN with fewer than 2 bins or no requests.
+def count_sums(
+    arrival_s: np.ndarray, width_s: float, tick_s: float = 0.0
+) -> tuple[float, float, int]:
+    """Requests, sum of squared counts, and the number of complete ``width_s`` bins from
+    the first arrival (edges half a tick off the grid).
 
     Sorted arrivals give sorted bin indices, so the counts of non-empty bins are run
     lengths: O(requests) time and memory, however many (empty) bins the span holds.
     """
     if arrival_s.size == 0:
-        return float("nan"), 0
+        return 0.0, 0.0, 0
     shifted = arrival_s - arrival_s[0] + tick_s / 2
     bins = int(shifted[-1] // width_s)
-    if bins < 2:
-        return float("nan"), bins
+    if bins < 1:
+        return 0.0, 0.0, bins
     if bins * 4 < shifted.size:  # few bins: binary searches of their edges
         edges = np.arange(bins + 1) * width_s
         runs = np.diff(np.searchsorted(shifted, edges, side="left")).astype(np.float64)
@@ -74,11 +76,22 @@ def count_moments(arrival_s: np.ndarray, width_s: float, tick_s: float = 0.0) ->
         starts = np.flatnonzero(np.diff(index, prepend=-1))
         runs = np.diff(np.append(starts, index.size)).astype(np.float64)
         total = float(index.size)
-    if total == 0:
-        return float("nan"), bins
+    return total, float((runs * runs).sum()), bins
+
+
+def idc_of_sums(total: float, squares: float, bins: int) -> float:
+    """Variance over mean of bin counts from their sums (NaN with under 2 bins or none)."""
+    if bins < 2 or total == 0:
+        return float("nan")
     mean = total / bins
-    var = float((runs * runs).sum()) / bins - mean * mean
-    return var / mean, bins
+    return (squares / bins - mean * mean) / mean
+
+
+def count_moments(arrival_s: np.ndarray, width_s: float, tick_s: float = 0.0) -> tuple[float, int]:
+    """IDC of counts in the complete ``width_s`` bins from the first arrival, and how many
+    bins (see :func:`count_sums`)."""
+    total, squares, bins = count_sums(arrival_s, width_s, tick_s)
+    return idc_of_sums(total, squares, bins), bins
 
 
 def dispersion(

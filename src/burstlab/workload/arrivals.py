@@ -70,7 +70,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize, special
 from scipy.signal import lfilter
 
-from burstlab.analyze.burstiness import count_moments, window_series
+from burstlab.analyze.burstiness import count_moments, count_sums, idc_of_sums, window_series
 from burstlab.analyze.gaps import Resolution, detect_resolution, sorted_arrivals
 
 #: Bin widths of the variance-time fit, and the ratio between OU time scales.
@@ -481,7 +481,7 @@ def fit_multiscale(
     widths = np.geomspace(lo, span / 20, FIT_SCALES)
     if tick > 0:
         widths = np.unique(np.maximum(np.rint(widths / tick), 1) * tick)
-    moments = [count_moments(arrival, float(w), tick) for w in widths]
+    moments = [_curve_point(arrival, float(w), tick) for w in widths]
     idc = np.array([m[0] for m in moments])
     bins = np.array([m[1] for m in moments], dtype=np.float64)
     ok = np.isfinite(idc) & (idc > 0) & (bins >= 10)
@@ -518,6 +518,25 @@ def _off_levels(model: MultiscaleArrivals) -> list[MultiscaleArrivals]:
             model.model_copy(update={"on_share": float(q[i]), "off_level": r}) for i in roots
         )
     return out or [model]
+
+
+#: Above this many requests, IDC at widths with more bins than requests is pooled over
+#: evenly spaced stretches holding this many requests in all (bins are plenty there).
+CURVE_REQUESTS = 2_000_000
+CURVE_STRETCHES = 20
+
+
+def _curve_point(arrival: np.ndarray, width: float, tick: float) -> tuple[float, int]:
+    """IDC at one width for the fit, and its bins: exact, or pooled over stretches for a
+    long trace at a width finer than its mean gap x 4."""
+    span = float(arrival[-1] - arrival[0])
+    if arrival.size <= CURVE_REQUESTS or span / width * 4 < arrival.size:
+        return count_moments(arrival, width, tick)
+    size = CURVE_REQUESTS // CURVE_STRETCHES
+    starts = np.linspace(0, arrival.size - size, CURVE_STRETCHES).astype(np.int64)
+    sums = [count_sums(arrival[i : i + size], width, tick) for i in starts]
+    total, squares, bins = (sum(x) for x in zip(*sums, strict=True))
+    return idc_of_sums(total, squares, int(bins)), int(bins)
 
 
 class _Curve:
@@ -600,7 +619,7 @@ class _Curve:
 
 
 #: Requests simulated per candidate when choosing a structure.
-SCORE_REQUESTS = 40_000
+SCORE_REQUESTS = 30_000
 
 
 def _score(model: MultiscaleArrivals, arrival: np.ndarray, tick: float, seed: int) -> float:
