@@ -21,6 +21,7 @@ from burstlab.analyze.gaps import (
     detect_resolution,
     fit_gaps,
     fit_windows,
+    on_grid,
     sorted_arrivals,
 )
 from burstlab.trace.info import counts_per_bin
@@ -233,8 +234,7 @@ def burstiness(table: pl.DataFrame, *, window_s: float = 1200.0, seed: int = 0) 
     whole = arrival_stats(arrival, res)
     rng = np.random.default_rng(seed)
     poisson = np.sort(rng.uniform(arrival[0], arrival[-1], arrival.size))
-    if res.tick_s:
-        poisson = np.floor(poisson / res.tick_s) * res.tick_s
+    poisson = on_grid(poisson, res.tick_s)
     span = float(arrival[-1] - arrival[0])
     return Burstiness(
         **whole.model_dump(),

@@ -127,6 +127,15 @@ def sorted_arrivals(arrival_s: np.ndarray, *, non_negative: bool = False) -> np.
     return arrival
 
 
+def on_grid(arrival_s: np.ndarray, tick_s: float | None) -> np.ndarray:
+    """Times floored to the tick, as the source's logger would have written them (a
+    millionth of a tick of float noise does not drop a time to the tick below)."""
+    if not tick_s:
+        return np.asarray(arrival_s, dtype=np.float64)
+    out: np.ndarray = np.floor(np.asarray(arrival_s) / tick_s + 1e-6) * tick_s
+    return out
+
+
 def detect_resolution(arrival_s: np.ndarray) -> Resolution:
     """The coarsest tick on which at least 99% of the positive gaps lie.
 

@@ -71,7 +71,7 @@ from scipy import optimize, special
 from scipy.signal import lfilter
 
 from burstlab.analyze.burstiness import count_moments, count_sums, idc_of_sums, window_series
-from burstlab.analyze.gaps import Resolution, detect_resolution, sorted_arrivals
+from burstlab.analyze.gaps import Resolution, detect_resolution, on_grid, sorted_arrivals
 
 #: Bin widths of the variance-time fit, and the ratio between OU time scales.
 FIT_SCALES = 24
@@ -635,8 +635,7 @@ def _score(model: MultiscaleArrivals, arrival: np.ndarray, tick: float, seed: in
     total = 0.0
     for k in range(2):
         gen = model.sample(np.random.default_rng([seed, k]), length, model.mean_rps)
-        if tick > 0:
-            gen = np.floor(gen / tick) * tick
+        gen = on_grid(gen, tick)
         got = _traffic_stats(gen, tick)
         if got is None or ref is None:
             return math.inf

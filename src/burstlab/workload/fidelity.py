@@ -32,7 +32,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from burstlab.analyze.burstiness import dispersion, window_rates
-from burstlab.analyze.gaps import Resolution, detect_resolution, resolution_label
+from burstlab.analyze.gaps import Resolution, detect_resolution, on_grid, resolution_label
 
 QUANTILE_POINTS = 1001
 #: A statistic within this relative error of the source's counts as faithful.
@@ -116,14 +116,6 @@ def _rate(arrival: np.ndarray) -> float:
     return arrival.size / span if span > 0 else float("nan")
 
 
-def _on_grid(arrival: np.ndarray, tick: float | None) -> np.ndarray:
-    """Times floored to the tick (what the source's logger would have written)."""
-    if not tick:
-        return arrival
-    out: np.ndarray = np.floor(arrival / tick + 1e-6) * tick
-    return out
-
-
 def _gaps(arrival: np.ndarray, tick: float | None) -> np.ndarray:
     """Gaps in ticks on a grid, else over their mean."""
     gaps = np.diff(arrival)
@@ -168,7 +160,7 @@ def reference(table: pl.DataFrame, *, window_s: float = 60.0) -> Reference:
     arrival = table["arrival_s"].to_numpy()
     arrival = arrival - arrival[0]
     res = detect_resolution(arrival)
-    arrival = _on_grid(arrival, res.tick_s)
+    arrival = on_grid(arrival, res.tick_s)
     gaps = np.diff(arrival)
     disp = dispersion(arrival, resolution=res)
     return Reference(
@@ -263,7 +255,7 @@ def fidelity(ref: Reference, workload: pl.DataFrame, *, time_scale: float = 1.0)
     # back in trace time (to the microsecond, so a replay lands on the source's own instants)
     tick = ref.resolution_s
     in_trace = (gen - gen[0]) * time_scale
-    in_trace = _on_grid(in_trace, tick) if tick else np.round(in_trace, 6)
+    in_trace = on_grid(in_trace, tick) if tick else np.round(in_trace, 6)
     res = Resolution(tick_s=tick, label=resolution_label(tick), on_grid=1.0)
     disp = dispersion(in_trace, resolution=res)
     error = None

@@ -18,6 +18,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from burstlab.analyze.burstiness import count_moments
+from burstlab.analyze.gaps import on_grid
 from burstlab.workload.fidelity import Fidelity, combine, fidelity, reference
 from burstlab.workload.model import ArrivalKind, WorkloadModel, fit
 
@@ -111,7 +112,7 @@ def holdout(
             work = model.sample(duration_s=duration, seed=seed + i, arrivals=kind)
             runs.append(fidelity(ref, work))
             times = work["arrival_s"].to_numpy()
-            times = np.floor(times / tick + 1e-6) * tick if tick else times
+            times = on_grid(times, tick)
             path_curves.append(_curve(times, widths, tick))
             if i == 0:
                 quantiles[kind] = _gap_quantiles(times)
