@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from burstlab.forecast.plan import make_plan
     from burstlab.report.bench import render_run
     from burstlab.report.forecast import render_forecast
+    from burstlab.results.records import load_records
     from burstlab.server.fixed import FixedTiming
     from burstlab.sim.autoscale import Plan, capacity_rps, load_plan, run_autoscale
     from burstlab.sim.engine import Engine, EngineConfig
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
     from burstlab.trace.readers import LoadReport, read_trace
-    from burstlab.trace.records import load_records
     from burstlab.trace.sample import sample_trace
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
     from burstlab.workload.holdout import holdout
@@ -48,7 +48,7 @@ _LAZY = {
     "BenchConfig": "burstlab.bench.run",
     "RunResult": "burstlab.bench.run",
     "run_bench": "burstlab.bench.run:bench",
-    "load_records": "burstlab.trace.records",
+    "load_records": "burstlab.results.records",
     "render_run": "burstlab.report.bench",
     "ForecastResult": "burstlab.forecast",
     "run_forecast": "burstlab.forecast",

@@ -12,7 +12,7 @@ import pytest
 from faulty_server import FaultyServer
 
 from burstlab.bench.run import BenchConfig, bench
-from burstlab.trace.records import load_records
+from burstlab.results.records import load_records
 from helpers import constant_rate
 
 #: fault -> (outcome, error_kind, error_subkind) expected in the record.

@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 
 from burstlab.bench.run import BenchConfig, bench
+from burstlab.results.records import load_records
 from burstlab.trace.io import write_table
-from burstlab.trace.records import load_records
 from helpers import constant_rate as workload
 
 BIN = Path(sys.executable).parent / "burstlab"

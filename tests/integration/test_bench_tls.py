@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from burstlab.bench.run import BenchConfig, bench
+from burstlab.results.records import load_records
 from burstlab.server.fixed import FixedTiming, make_app
-from burstlab.trace.records import load_records
 from helpers import constant_rate
 
 

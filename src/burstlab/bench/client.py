@@ -3,7 +3,7 @@
 :class:`HttpTarget` is the real target (one shared aiohttp session, no
 connection cap, no retries, no decompression); anything with the same
 ``send`` method can stand in for it (tests use an in-memory fake). ``send``
-fills the request's :class:`~burstlab.trace.records.Record` with its stamps,
+fills the request's :class:`~burstlab.results.records.Record` with its stamps,
 lengths and outcome, and never raises for a server's misbehaviour: every
 failure is classified (RELIABILITY.md section 2.4).
 """
@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 
 from burstlab.bench.sse import MAX_EVENT_BYTES, SSEOversizeError, SSEParser
-from burstlab.trace.records import Record, clean_text
+from burstlab.results.records import Record, clean_text
 
 #: Most response bytes read from one request before it fails as ``stream_error.overrun``.
 MAX_BODY_BYTES = 64 << 20

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from burstlab.trace.records import Record
+from burstlab.results.records import Record
 
 #: Recent requests the rolling figures (lag p99, TTFT p50) are taken over.
 WINDOW = 500

@@ -33,15 +33,15 @@ import orjson
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from burstlab.analyze.results import SLO, summarize
 from burstlab.bench.backends import PATHS, Api, BodyBuilder, Forcing, default_forcing
 from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.runner import Runner, Settings, make_schedule
 from burstlab.core.errors import BurstlabError, InputError
 from burstlab.core.files import write_json
 from burstlab.core.version import __version__
+from burstlab.results.records import Record, RecordWriter, load_records, new_records_file
+from burstlab.results.summary import SLO, summarize
 from burstlab.trace.io import read_table, write_table
-from burstlab.trace.records import Record, RecordWriter, load_records, new_records_file
 from burstlab.workload.prompts import make_synth
 
 try:

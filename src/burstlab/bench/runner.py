@@ -23,7 +23,7 @@ import polars as pl
 
 from burstlab.bench.backends import Api, BodyBuilder
 from burstlab.bench.client import Clock, Outgoing, Target
-from burstlab.trace.records import Record, RecordWriter
+from burstlab.results.records import Record, RecordWriter
 from burstlab.workload.prompts import PromptSynth
 
 

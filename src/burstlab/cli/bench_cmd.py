@@ -101,11 +101,11 @@ def bench(
     """
     from rich.console import Console
 
-    from burstlab.analyze.results import parse_slo
     from burstlab.bench.backends import Forcing, default_forcing
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, bench
     from burstlab.core.errors import InputError
+    from burstlab.results.summary import parse_slo
 
     console = Console(stderr=True)
     if api not in ("chat", "completions"):

@@ -29,9 +29,9 @@ def calibrate(
     import yaml
 
     from burstlab.core.files import atomic_write
+    from burstlab.results.records import load_records
     from burstlab.sim.calibrate import calibrate as fit
     from burstlab.sim.spec import EngineSpec
-    from burstlab.trace.records import load_records
 
     fitted, quality = fit(load_records(run_dir))
     spec = EngineSpec(gpu=gpu, model=model, cost=fitted)

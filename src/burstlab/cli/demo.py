@@ -43,13 +43,13 @@ def demo(
     import polars as pl
     from rich.console import Console
 
-    from burstlab.analyze.results import parse_slo
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, bench
     from burstlab.cli.bench_cmd import print_summary
     from burstlab.cli.trace_cmds import print_info, warn
     from burstlab.core.units import parse_duration
     from burstlab.report.bench import render_run
+    from burstlab.results.summary import parse_slo
     from burstlab.server.engine import make_engine_app
     from burstlab.server.fixed import serve_in_thread
     from burstlab.sim.experiment import metrics

@@ -187,7 +187,7 @@ def generate(
     from pydantic import ValidationError
 
     from burstlab.analyze.periodicity import clock_of
-    from burstlab.core.errors import InputError
+    from burstlab.core.errors import InputError, invalid
     from burstlab.core.units import parse_duration
     from burstlab.workload.fidelity import reference
     from burstlab.workload.model import load_model
@@ -241,12 +241,7 @@ def generate(
             drop_failed=drop_failed, limit=limit, rps=rps, speedup=speedup,
         )  # fmt: skip
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        if first["loc"]:
-            field = str(first["loc"][0]).removesuffix("_s").replace("_", "-")
-            message = f"--{field}: {message}"
-        raise InputError(message) from None
+        raise invalid(exc, as_options=True) from None
     for name, value, low in (
         ("--burstiness", burstiness, 0.0),
         ("--shape", shape, 0.0),

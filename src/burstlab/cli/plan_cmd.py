@@ -66,13 +66,13 @@ def plan(
     """
     from rich.console import Console
 
-    from burstlab.analyze.results import parse_slo
     from burstlab.cli.reading import load
     from burstlab.core.errors import InputError
     from burstlab.core.files import write_json
     from burstlab.core.units import parse_duration
     from burstlab.forecast import load_predictions
     from burstlab.forecast.plan import make_plan
+    from burstlab.results.summary import parse_slo
     from burstlab.sim.autoscale import capacity_rps
     from burstlab.sim.spec import load_spec
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import polars as pl
     from rich.console import Console
 
-    from burstlab.analyze.results import SLO
+    from burstlab.results.summary import SLO
     from burstlab.sim.spec import EngineSpec
 
 
@@ -61,8 +61,8 @@ def simulate(
     """
     from rich.console import Console
 
-    from burstlab.analyze.results import parse_slo
     from burstlab.cli.bench_cmd import print_summary
+    from burstlab.results.summary import parse_slo
     from burstlab.sim.simulate import simulate as run_simulation
     from burstlab.sim.spec import load_spec
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class BurstlabError(Exception):
     """Base class for errors caused by input rather than by a bug.
@@ -65,3 +67,31 @@ class InputError(BurstlabError):
 
 class FetchError(BurstlabError):
     """A download failed: offline, refused, truncated, or a checksum mismatch."""
+
+
+def invalid(
+    exc: ValidationError,
+    *,
+    path: str | Path | None = None,
+    prefix: str = "",
+    option: str | None = None,
+    as_options: bool = False,
+) -> InputError:
+    """The one :class:`InputError` for a pydantic ``ValidationError``.
+
+    The first error is reported as ``WHERE: REASON``, where WHERE is the dotted
+    location of the bad value (after ``prefix``, e.g. ``"engine."``). ``path``
+    names the file it came from; ``option`` the command-line option that gave
+    the whole model (``--fixed``). With ``as_options`` the model's fields are
+    command-line options themselves, and WHERE is written as one
+    (``start_s`` -> ``--start``).
+    """
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if as_options and loc:
+        return InputError(reason, field="--" + loc[0].removesuffix("_s").replace("_", "-"))
+    where = prefix + ".".join(loc)
+    if where:
+        reason = f"{where}: {reason}"
+    return InputError(reason, path=path, field=option)

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from burstlab.core.errors import InputError
+from burstlab.core.errors import InputError, invalid
 from burstlab.core.files import atomic_file, read_json_object, write_json
 from burstlab.forecast.evaluate import nmae, nmse, walk_forward
 from burstlab.forecast.features import first_row, period_intervals, seasonal_lag
@@ -255,9 +255,7 @@ def run_forecast(
             weekday0=weekday0,
         )  # fmt: skip
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise invalid(exc) from None
     if table.height == 0:
         raise InputError("the trace holds no requests: nothing to forecast")
     say = progress or (lambda _: None)

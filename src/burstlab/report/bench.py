@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from burstlab.analyze.results import SLO, summarize
 from burstlab.core.errors import InputError
 from burstlab.core.files import read_json_object
 from burstlab.report import plots
 from burstlab.report.page import write_page
-from burstlab.trace.records import ERROR_KINDS, load_records
+from burstlab.results.records import ERROR_KINDS, load_records
+from burstlab.results.summary import SLO, summarize
 
 #: At most this many points in a scatter plot; more are thinned evenly (deterministic).
 MAX_POINTS = 20_000

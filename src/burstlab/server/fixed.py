@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from burstlab.core.errors import InputError
+from burstlab.core.errors import InputError, invalid
 from burstlab.workload.prompts import count_fallback_tokens
 
 try:
@@ -98,9 +98,7 @@ def parse_fixed(spec: str) -> FixedTiming:
     try:
         return FixedTiming.model_validate(fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"{where}={fields.get(where)!r}: {err['msg']}", field="--fixed") from None
+        raise invalid(exc, option="--fixed") from None
 
 
 def _spec_seconds(key: str, value: str) -> float:

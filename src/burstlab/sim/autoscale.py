@@ -29,9 +29,9 @@ import orjson
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from burstlab.analyze.results import SLO
-from burstlab.core.errors import InputError
+from burstlab.core.errors import InputError, invalid
 from burstlab.core.files import write_json
+from burstlab.results.summary import SLO
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.engine import OK, Engine, SimResult
 from burstlab.sim.fleet import ACTIVE, SERVE, STARTING, Fleet, Router
@@ -94,9 +94,7 @@ def load_plan(path: str | Path) -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InputError(str(first["msg"]), path=p, field=where) from None
+        raise invalid(exc, path=p) from None
 
 
 def _resize(t: float, fleet: Fleet, want: int, ready_at: float) -> None:

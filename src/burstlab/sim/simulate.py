@@ -19,13 +19,13 @@ import numpy as np
 import orjson
 import polars as pl
 
-from burstlab.analyze.results import SLO, summarize
 from burstlab.core.files import atomic_file, write_json
 from burstlab.core.version import __version__
+from burstlab.results.records import Record, load_records, new_records_file
+from burstlab.results.summary import SLO, summarize
 from burstlab.sim.engine import OK, REJECTED, TELEMETRY_COLUMNS, TIMED_OUT, Engine, SimResult
 from burstlab.sim.fleet import Fleet
 from burstlab.trace.io import write_table
-from burstlab.trace.records import Record, load_records, new_records_file
 
 
 def simulate(

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from burstlab.core.errors import InputError
+from burstlab.core.errors import InputError, invalid
 from burstlab.sim import presets
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.cost import GPU, CostSpec, ModelSpec, Roofline, kv_blocks, kv_bytes_per_token
@@ -77,9 +77,7 @@ class EngineSpec(BaseModel):
         try:
             return EngineConfig(**values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InputError(f"engine.{where}: {first['msg']}") from None
+            raise invalid(exc, prefix="engine.") from None
 
     def engine_only(self) -> Engine:
         """One replica of this spec (the live server runs one)."""
@@ -131,8 +129,6 @@ def load_spec(path: str | Path | None) -> EngineSpec:
     try:
         spec = EngineSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InputError(f"{first['msg']}", path=p, field=where) from None
+        raise invalid(exc, path=p) from None
     spec.config()  # engine settings are checked now, with the file named
     return spec

@@ -31,7 +31,7 @@ import orjson
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from burstlab.core.errors import InputError
+from burstlab.core.errors import InputError, invalid
 from burstlab.trace import schema
 from burstlab.trace.formats import (
     NUMERIC_FIELDS,
@@ -139,8 +139,7 @@ def read_trace(
             max_tokens=max_tokens,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(f"option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise invalid(exc, prefix="option ") from None
     if cache:
         from burstlab.trace import cache as table_cache  # noqa: PLC0415 - it imports this module
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from burstlab.analyze.gaps import detect_resolution
 from burstlab.analyze.lengths import length_fit
-from burstlab.core.errors import InputError
+from burstlab.core.errors import InputError, invalid
 from burstlab.core.files import atomic_write
 from burstlab.trace.schema import conform
 from burstlab.workload.arrivals import (
@@ -435,6 +435,4 @@ def load_model(path: str | Path) -> WorkloadModel | None:
     try:
         return WorkloadModel.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InputError(f"field {where}: {first['msg']}", path=p) from None
+        raise invalid(exc, path=p, prefix="field ") from None

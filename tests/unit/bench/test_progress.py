@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from burstlab.bench.progress import LiveProgress
-from burstlab.trace.records import Record
+from burstlab.results.records import Record
 
 
 def test_live_view_shows_counts_rate_lag_and_ttft() -> None:

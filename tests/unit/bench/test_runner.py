@@ -10,11 +10,11 @@ import orjson
 import polars as pl
 import pytest
 
-from burstlab.analyze.results import summarize
 from burstlab.bench.backends import BodyBuilder, Forcing
 from burstlab.bench.client import Clock, Outgoing
 from burstlab.bench.runner import Runner, Settings, make_schedule
-from burstlab.trace.records import Record, RecordWriter, load_records
+from burstlab.results.records import Record, RecordWriter, load_records
+from burstlab.results.summary import summarize
 from burstlab.workload.prompts import make_synth
 from helpers import workload as make_workload
 

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from burstlab.analyze.results import SLO
 from burstlab.core.errors import InputError
 from burstlab.forecast.plan import make_plan
+from burstlab.results.summary import SLO
 from burstlab.sim.autoscale import capacity_rps, slo_attainment
 from burstlab.sim.engine import Engine, EngineConfig
 

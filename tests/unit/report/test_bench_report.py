@@ -13,12 +13,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from burstlab.analyze.results import SLO, summarize
 from burstlab.cli.report_cmd import report
 from burstlab.core.errors import InputError
 from burstlab.core.files import write_json
 from burstlab.report.bench import fmt_ms, render_run, window_for
-from burstlab.trace.records import Record, RecordWriter, load_records, records_table
+from burstlab.results.records import Record, RecordWriter, load_records, records_table
+from burstlab.results.summary import SLO, summarize
 
 HOSTILE = "</script><script>alert(1)</script>"
 

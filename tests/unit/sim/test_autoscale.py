@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_engine import LinearCost
 
-from burstlab.analyze.results import SLO
 from burstlab.core.errors import InputError
+from burstlab.results.summary import SLO
 from burstlab.sim.autoscale import Plan, build_policy, load_plan, score, timeline
 from burstlab.sim.engine import OK, Engine, EngineConfig
 from burstlab.sim.fleet import ACTIVE, STARTING

@@ -10,11 +10,11 @@ import polars as pl
 import pytest
 
 from burstlab.core.errors import InputError
+from burstlab.results.records import load_records
 from burstlab.sim.calibrate import batch_at, calibrate
 from burstlab.sim.cost import Linear
 from burstlab.sim.engine import Engine, EngineConfig
 from burstlab.sim.simulate import simulate
-from burstlab.trace.records import load_records
 from helpers import workload
 
 TRUE = Linear(c0=0.006, c_prefill=6e-5, c_attn=2e-9, c_decode=1e-4, c_ctx=3e-8)

@@ -9,10 +9,10 @@ import polars as pl
 from test_engine import LinearCost
 
 from burstlab.report.bench import render_run
+from burstlab.results.records import load_records
 from burstlab.sim.engine import Engine, EngineConfig
 from burstlab.sim.simulate import recovery, simulate
 from burstlab.trace.readers import read_trace
-from burstlab.trace.records import load_records
 from helpers import workload
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from burstlab.analyze.results import parse_slo, summarize
 from burstlab.core.errors import InputError
-from burstlab.trace.records import Record, records_table
+from burstlab.results.records import Record, records_table
+from burstlab.results.summary import parse_slo, summarize
 
 
 def ok(i: int, intended: float, lag: float, ttft: float, itl: float, n: int) -> Record:

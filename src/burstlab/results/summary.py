@@ -1,7 +1,7 @@
 """A run's summary: every DESIGN.md metric, failures, lag and the client-bound verdict.
 
 For result tables of benchmark runs and simulations alike (see
-:mod:`burstlab.trace.records`).
+:mod:`burstlab.results.records`).
 
 Latency percentiles cover ``ok`` requests only (as vLLM, AIPerf and GuideLLM
 do, so numbers compare), and always sit beside the failure counts; the
@@ -83,7 +83,7 @@ def summarize(
     max_concurrency: int | None = None,
     window_s: float | None = None,
 ) -> dict[str, Any]:
-    """The summary of a result table (from :func:`burstlab.trace.records.load_records`)."""
+    """The summary of a result table (from :func:`burstlab.results.records.load_records`)."""
     outcome = table["outcome"]
     ok = table.filter(outcome == "ok")
     counts = {k: int((outcome == k).sum()) for k in ("ok", "failed", "cancelled", "not_sent")}
