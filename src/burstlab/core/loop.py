@@ -31,4 +31,4 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 def loop_version() -> str:
     """``"uvloop X.Y"`` or ``"asyncio"``: which loop runs, for a run's manifest."""
-    return f"uvloop {uvloop.__version__}" if uvloop is not None else "asyncio"
+    return f"uvloop {getattr(uvloop, '__version__', '?')}" if uvloop is not None else "asyncio"
