@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from burstlab.sim.engine import Engine, EngineConfig
     from burstlab.sim.simulate import simulate
     from burstlab.sim.spec import EngineSpec, load_spec
-    from burstlab.trace.fetch import fetch
+    from burstlab.trace.download import fetch
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
@@ -79,7 +79,7 @@ _LAZY = {
     "Comparison": "burstlab.analyze.summary",
     "Filters": "burstlab.analyze.summary",
     "Summary": "burstlab.analyze.summary",
-    "fetch": "burstlab.trace.fetch",
+    "fetch": "burstlab.trace.download",
     "FORMATS": "burstlab.trace.formats",
     "ColumnMap": "burstlab.trace.formats",
     "TraceInfo": "burstlab.trace.info",

@@ -109,6 +109,16 @@ def test_fetch_prints_the_path(server: tuple[str, list[str]], tmp_path: Path) ->
     assert len(seen) == 1
 
 
+def test_progress_bar_on_a_terminal_keeps_stdout_to_the_path(
+    server: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    base, _seen = server
+    result = _run("fetch", NAME, "--base-url", base, cache=tmp_path, TTY_COMPATIBLE="1")
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).read_bytes() == BODY
+    assert "Traceback" not in result.stderr
+
+
 def test_env_base_url(server: tuple[str, list[str]], tmp_path: Path) -> None:
     base, _seen = server
     result = _run("fetch", NAME, cache=tmp_path, BURSTLAB_FETCH_BASE_URL=base)

@@ -1,4 +1,4 @@
-"""burstlab.trace.fetch against real HTTP servers on 127.0.0.1 (no internet)."""
+"""burstlab.trace.download against real HTTP servers on 127.0.0.1 (no internet)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from burstlab.core.dirs import cache_dir
 from burstlab.core.errors import FetchError
-from burstlab.trace.fetch import cache_dir, cache_path, fetch, known_files
+from burstlab.trace.download import fetch
+from burstlab.trace.releases import cache_path, known_files
 
 NAME = "BurstGPT_1.csv"
 TAG = "v1.1"
@@ -141,7 +143,7 @@ def _parts(cache: Path) -> list[Path]:
 
 
 def test_full_download_verifies_and_leaves_no_part(server: FileServer, tmp_path: Path) -> None:
-    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False)
+    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert path == tmp_path / "traces" / NAME
     assert path.read_bytes() == BODY
     assert hashlib.sha256(path.read_bytes()).hexdigest() == DIGEST
@@ -152,10 +154,10 @@ def test_full_download_verifies_and_leaves_no_part(server: FileServer, tmp_path:
 def test_cached_file_is_not_downloaded_again_unless_forced(
     server: FileServer, tmp_path: Path
 ) -> None:
-    fetch(NAME, base_url=server.base, cache=tmp_path, progress=False)
-    fetch(NAME, base_url=server.base, cache=tmp_path, progress=False)
+    fetch(NAME, base_url=server.base, cache=tmp_path)
+    fetch(NAME, base_url=server.base, cache=tmp_path)
     assert len(server.requests) == 1
-    fetch(NAME, base_url=server.base, cache=tmp_path, force=True, progress=False)
+    fetch(NAME, base_url=server.base, cache=tmp_path, force=True)
     assert len(server.requests) == 2
     assert (tmp_path / "traces" / NAME).read_bytes() == BODY
 
@@ -165,7 +167,7 @@ def test_dropped_connection_keeps_part_and_resumes_with_range(
 ) -> None:
     server.modes[PATH] = ["drop", "ok"]
     with pytest.raises(FetchError, match="cut off") as info:
-        fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert info.value.hint is not None
     assert "resume" in info.value.hint
     part = tmp_path / "traces" / f"{NAME}.part"
@@ -174,18 +176,35 @@ def test_dropped_connection_keeps_part_and_resumes_with_range(
     assert 0 < kept < len(BODY)
     assert part.read_bytes() == BODY[:kept]
 
-    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False)
+    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert server.requests[-1] == (PATH, f"bytes={kept}-")
     assert path.read_bytes() == BODY
     assert not part.exists()
 
 
+def test_progress_is_told_bytes_done_and_expected(server: FileServer, tmp_path: Path) -> None:
+    server.modes[PATH] = ["drop", "ok"]
+    with pytest.raises(FetchError):
+        fetch(NAME, base_url=server.base, cache=tmp_path)
+    kept = (tmp_path / "traces" / f"{NAME}.part").stat().st_size
+    seen: list[tuple[int, int | None]] = []
+    fetch(NAME, base_url=server.base, cache=tmp_path, progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (kept, None)  # the size is not known before the server answers
+    assert seen[1:2] == [(kept, len(BODY))]
+    assert seen[-1] == (len(BODY), len(BODY))
+    done = [d for d, _ in seen]
+    assert done == sorted(done)
+    seen.clear()
+    fetch(NAME, base_url=server.base, cache=tmp_path, progress=lambda d, t: seen.append((d, t)))
+    assert seen == []  # cached: no download, no progress
+
+
 def test_resume_against_server_ignoring_range_restarts(server: FileServer, tmp_path: Path) -> None:
     server.modes[PATH] = ["drop", "ignore-range"]
     with pytest.raises(FetchError):
-        fetch(NAME, base_url=server.base, cache=tmp_path, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path)
     kept = (tmp_path / "traces" / f"{NAME}.part").stat().st_size
-    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False)
+    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert server.requests[-1] == (PATH, f"bytes={kept}-")
     assert path.read_bytes() == BODY
 
@@ -194,7 +213,7 @@ def test_complete_part_is_finished_on_416(server: FileServer, tmp_path: Path) ->
     part = tmp_path / "traces" / f"{NAME}.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(BODY)
-    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False)
+    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert path.read_bytes() == BODY
     assert not part.exists()
 
@@ -202,60 +221,60 @@ def test_complete_part_is_finished_on_416(server: FileServer, tmp_path: Path) ->
 def test_stalled_server_times_out_and_keeps_part(server: FileServer, tmp_path: Path) -> None:
     server.modes[PATH] = ["stall"]
     with pytest.raises(FetchError, match="no data arrived in time"):
-        fetch(NAME, base_url=server.base, cache=tmp_path, read_timeout=0.3, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path, read_timeout=0.3)
     assert (tmp_path / "traces" / f"{NAME}.part").stat().st_size > 0
 
 
 def test_sha256_mismatch_deletes_everything(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="SHA-256 mismatch"):
-        fetch(NAME, base_url=server.base, cache=tmp_path, sha256="0" * 64, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path, sha256="0" * 64)
     assert not (tmp_path / "traces" / NAME).exists()
     assert _parts(tmp_path) == []
 
 
 def test_wrong_size_is_refused(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=f"expected {len(BODY) - 1}"):
-        fetch(NAME, base_url=server.base, cache=tmp_path, size=len(BODY) - 1, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path, size=len(BODY) - 1)
     assert _parts(tmp_path) == []
     assert not (tmp_path / "traces" / NAME).exists()
 
 
 def test_body_over_cap_is_refused(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="limit"):
-        fetch(NAME, base_url=server.base, cache=tmp_path, max_bytes=1000, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path, max_bytes=1000)
     assert _parts(tmp_path) == []
 
 
 def test_encoded_body_is_refused(server: FileServer, tmp_path: Path) -> None:
     server.modes[PATH] = ["gzip"]
     with pytest.raises(FetchError, match="gzip"):
-        fetch(NAME, base_url=server.base, cache=tmp_path, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path)
     assert not (tmp_path / "traces" / NAME).exists()
 
 
 def test_404_names_the_file(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=r"no such release file: BurstGPT_2\.csv at tag v1\.1"):
-        fetch("BurstGPT_2.csv", base_url=server.base, cache=tmp_path, progress=False)
+        fetch("BurstGPT_2.csv", base_url=server.base, cache=tmp_path)
     assert _parts(tmp_path) == []
 
 
 def test_unknown_name_lists_known_files(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=r"BurstGPT_without_fails_3\.csv") as info:
-        fetch("nope.csv", cache=tmp_path, progress=False)
+        fetch("nope.csv", cache=tmp_path)
     assert info.value.hint is not None
     assert "--tag" in info.value.hint
 
 
 def test_unknown_name_with_tag_is_fetched(server: FileServer, tmp_path: Path) -> None:
     server.files["/v9/extra.csv"] = b"a,b\n1,2\n"
-    path = fetch("extra.csv", tag="v9", base_url=server.base, cache=tmp_path, progress=False)
+    path = fetch("extra.csv", tag="v9", base_url=server.base, cache=tmp_path)
     assert path.read_bytes() == b"a,b\n1,2\n"
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", ".hidden", "a/b.csv", ""])
 def test_unsafe_names_are_refused(name: str, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="invalid"):
-        fetch(name, tag="v1", cache=tmp_path, progress=False)
+        fetch(name, tag="v1", cache=tmp_path)
 
 
 def test_connection_refused_says_offline(tmp_path: Path) -> None:
@@ -263,7 +282,7 @@ def test_connection_refused_says_offline(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(FetchError, match=r"cannot reach 127\.0\.0\.1: .*are you offline\?"):
-        fetch(NAME, base_url=f"http://127.0.0.1:{port}", cache=tmp_path, progress=False)
+        fetch(NAME, base_url=f"http://127.0.0.1:{port}", cache=tmp_path)
     assert _parts(tmp_path) == []
 
 
@@ -276,14 +295,14 @@ def test_plain_http_to_other_hosts_is_refused_before_connecting(
     monkeypatch.setattr(aiohttp, "ClientSession", no_network)
     for base in ("http://example.invalid/releases", "ftp://127.0.0.1/x", "file:///tmp"):
         with pytest.raises(FetchError, match="only https"):
-            fetch(NAME, base_url=base, cache=tmp_path, progress=False)
+            fetch(NAME, base_url=base, cache=tmp_path)
     assert not (tmp_path / "traces").exists()
 
 
 def test_redirect_to_loopback_is_followed(server: FileServer, tmp_path: Path) -> None:
     server.redirects[PATH] = f"{server.base}/mirror/{NAME}"
     server.files[f"/mirror/{NAME}"] = BODY
-    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False)
+    path = fetch(NAME, base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert path.read_bytes() == BODY
     assert [p for p, _ in server.requests] == [PATH, f"/mirror/{NAME}"]
 
@@ -291,7 +310,7 @@ def test_redirect_to_loopback_is_followed(server: FileServer, tmp_path: Path) ->
 def test_redirect_to_insecure_host_is_refused(server: FileServer, tmp_path: Path) -> None:
     server.redirects[PATH] = f"http://example.invalid/{NAME}"
     with pytest.raises(FetchError, match=r"refusing redirect .* to insecure http://example"):
-        fetch(NAME, base_url=server.base, cache=tmp_path, progress=False)
+        fetch(NAME, base_url=server.base, cache=tmp_path)
     assert _parts(tmp_path) == []
 
 
@@ -302,7 +321,7 @@ def test_env_cache_and_base_url_are_used(
     monkeypatch.setenv("BURSTLAB_FETCH_BASE_URL", server.base + "/")
     assert cache_dir() == tmp_path / "mine"
     assert cache_path(NAME) == tmp_path / "mine" / "traces" / NAME
-    path = fetch(NAME, progress=False)
+    path = fetch(NAME)
     assert path == tmp_path / "mine" / "traces" / NAME
     assert path.read_bytes() == BODY
 
@@ -331,7 +350,7 @@ def test_known_files_registry() -> None:
 
 def test_bad_sha256_option_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="64 hexadecimal"):
-        fetch(NAME, cache=tmp_path, sha256="abc", progress=False)
+        fetch(NAME, cache=tmp_path, sha256="abc")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the part-file lock uses fcntl")
@@ -344,7 +363,7 @@ def test_concurrent_download_of_same_file_is_refused(server: FileServer, tmp_pat
     with part.open("ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(FetchError, match="another burstlab process"):
-            fetch(NAME, base_url=server.base, cache=tmp_path, progress=False)
+            fetch(NAME, base_url=server.base, cache=tmp_path)
     assert part.read_bytes() == BODY[:100]
     assert server.requests == []
 
@@ -352,8 +371,6 @@ def test_concurrent_download_of_same_file_is_refused(server: FileServer, tmp_pat
 def test_given_sha256_replaces_known_size_and_digest(server: FileServer, tmp_path: Path) -> None:
     server.files["/v2.0/BurstGPT_3.csv"] = BODY
     with pytest.raises(FetchError, match="expected 231682327"):
-        fetch("BurstGPT_3.csv", base_url=server.base, cache=tmp_path, progress=False)
-    path = fetch(
-        "BurstGPT_3.csv", base_url=server.base, cache=tmp_path, sha256=DIGEST, progress=False
-    )
+        fetch("BurstGPT_3.csv", base_url=server.base, cache=tmp_path)
+    path = fetch("BurstGPT_3.csv", base_url=server.base, cache=tmp_path, sha256=DIGEST)
     assert path.read_bytes() == BODY

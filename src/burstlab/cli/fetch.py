@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from burstlab.trace.fetch import KnownFile
+    from rich.progress import TaskID
+
+    from burstlab.trace.releases import KnownFile
 
 
 def fetch(
@@ -52,19 +56,75 @@ def fetch(
 
     Example: burstlab trace info "$(burstlab fetch BurstGPT_1.csv)"
     """
-    from burstlab.trace import fetch as fetch_mod
+    from burstlab.core.dirs import cache_dir
+    from burstlab.trace.download import fetch as download
+    from burstlab.trace.releases import known_files
 
     if list_:
         if name is not None:
             raise typer.BadParameter("give either NAME or --list, not both")
-        _print_list(fetch_mod.known_files(), fetch_mod.cache_dir())
+        _print_list(known_files(), cache_dir())
         return
     if name is None:
         raise typer.BadParameter("give a file NAME to fetch, or --list to see the known files")
-    path = fetch_mod.fetch(
-        name, base_url=base_url, tag=tag, sha256=sha256, force=force, progress=not quiet
-    )
+    with nullcontext() if quiet else _Bar(name) as bar:
+        path = download(name, base_url=base_url, tag=tag, sha256=sha256, force=force, progress=bar)
     typer.echo(str(path))
+
+
+class _Bar:
+    """A download's progress as a transient rich bar on stderr, drawn on a terminal only.
+
+    Called with ``(done, total)`` in bytes (see :data:`burstlab.trace.download.Progress`).
+    """
+
+    def __init__(self, name: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(stderr=True)
+        self._name = name
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._task: TaskID | None = None
+        self._done = 0
+        self._total: int | None = None
+
+    def __enter__(self) -> _Bar:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bar.stop()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._task is None:
+            self._task = self._bar.add_task(self._name, total=total, completed=done)
+        elif done < self._done or total != self._total:
+            self._bar.reset(self._task, total=total, completed=done)  # the download started over
+        else:
+            self._bar.update(self._task, completed=done)
+        self._done, self._total = done, total
 
 
 def _print_list(files: list[KnownFile], cache: Path) -> None:

@@ -1,10 +1,10 @@
-"""Download BurstGPT release files into burstlab's cache, checked and atomic.
+"""Download a release file into burstlab's cache: resumable, bounded, verified, atomic.
 
-BurstGPT (HPMLL/BurstGPT) publishes its trace as CSV files attached to GitHub
-releases. :func:`fetch` streams one of them to ``<cache>/traces/<name>.part``,
-resumes a partial file with an HTTP ``Range`` request, checks the size and the
-SHA-256 digest where they are known, and only then moves the file to its final
-name with :func:`os.replace`, so a reader never sees a half-written trace.
+:func:`fetch` streams a file named in :mod:`burstlab.trace.releases` to
+``<cache>/traces/<name>.part``, resumes a partial file with an HTTP ``Range``
+request, checks the size and the SHA-256 digest where they are known, and only
+then moves the file to its final name with :func:`os.replace`, so a reader
+never sees a half-written trace. Progress goes to a caller's callback.
 
 Only ``https`` is used, except plain ``http`` to a loopback host (for tests and
 local mirrors); a redirect to ``http`` is refused before it is followed.
@@ -19,118 +19,38 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import aiohttp
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from yarl import URL
 
-from burstlab.core.dirs import ENV_CACHE, cache_dir
 from burstlab.core.errors import FetchError
+from burstlab.trace.releases import cache_path, expected, release_url
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_MAX_BYTES",
-    "ENV_BASE_URL",
-    "ENV_CACHE",
-    "KnownFile",
-    "cache_dir",
-    "cache_path",
-    "fetch",
-    "known_files",
-]
+__all__ = ["DEFAULT_MAX_BYTES", "Progress", "fetch"]
 
-DEFAULT_BASE_URL = "https://github.com/HPMLL/BurstGPT/releases/download"
-ENV_BASE_URL = "BURSTLAB_FETCH_BASE_URL"
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Largest body accepted, in bytes, when the file's size is not known (2 GiB).
 
 The largest BurstGPT file is about 230 MB; the cap stops a misbehaving server
 or mirror from filling the disk."""
 
+Progress = Callable[[int, int | None], None]
+"""Told ``(done, total)`` as a download goes: bytes in the file so far, and the
+bytes expected in all (``None`` while unknown). ``done`` drops back when a
+download has to start over."""
+
 _CHUNK = 1 << 20
 _MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-
-
-@dataclass(frozen=True, slots=True)
-class KnownFile:
-    """One BurstGPT release file that ``burstlab fetch`` knows by name.
-
-    ``size`` is in bytes. ``size`` and ``sha256`` (lower-case hex) are ``None``
-    where no figure is known; such a download is checked only against a digest
-    the caller gives and against :data:`DEFAULT_MAX_BYTES`.
-    """
-
-    name: str
-    tag: str
-    size: int | None = None
-    sha256: str | None = None
-    description: str = ""
-
-
-# The size and digest of BurstGPT_3.csv were reported by a third party who
-# downloaded it, not published by the BurstGPT authors; the others are unknown.
-# A mismatch may therefore mean the release was re-uploaded: pass --sha256.
-_REGISTRY: dict[str, KnownFile] = {
-    f.name: f
-    for f in (
-        KnownFile("BurstGPT_1.csv", "v1.1", description="BurstGPT v1.1 part 1, all requests"),
-        KnownFile(
-            "BurstGPT_without_fails_1.csv",
-            "v1.1",
-            description="BurstGPT v1.1 part 1, failed requests removed",
-        ),
-        KnownFile("BurstGPT_2.csv", "v1.1", description="BurstGPT v1.1 part 2, all requests"),
-        KnownFile(
-            "BurstGPT_without_fails_2.csv",
-            "v1.1",
-            description="BurstGPT v1.1 part 2, failed requests removed",
-        ),
-        KnownFile(
-            "BurstGPT_3.csv",
-            "v2.0",
-            size=231_682_327,
-            sha256="2299986a07388aa303ec2c41d1131e756db650a39ed6ef9dfe7cc3d7f9a43b8f",
-            description="BurstGPT v2.0, all requests",
-        ),
-        KnownFile(
-            "BurstGPT_without_fails_3.csv",
-            "v2.0",
-            description="BurstGPT v2.0, failed requests removed",
-        ),
-    )
-}
-
-
-def known_files() -> list[KnownFile]:
-    """The BurstGPT release files burstlab knows, in release order."""
-    return list(_REGISTRY.values())
-
-
-def cache_path(name: str, cache: Path | None = None) -> Path:
-    """Where :func:`fetch` stores ``name``: ``<cache>/traces/<name>``."""
-    _check_name(name, "file name")
-    return (cache if cache is not None else cache_dir()) / "traces" / name
 
 
 def fetch(
@@ -142,29 +62,27 @@ def fetch(
     sha256: str | None = None,
     size: int | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     connect_timeout: float = 30.0,
     read_timeout: float = 30.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Path:
     """Download the BurstGPT release file ``name`` into the cache and return its path.
 
-    The URL is ``<base_url>/<tag>/<name>``. ``base_url`` defaults to
-    ``$BURSTLAB_FETCH_BASE_URL``, else :data:`DEFAULT_BASE_URL`; ``tag``
-    defaults to the file's release in :func:`known_files`, and is required for
-    a name not listed there. A file already in the cache (with the known size,
-    and the given ``sha256`` if any) is returned without any network access
-    unless ``force`` is set.
+    The URL is ``<base_url>/<tag>/<name>`` (see
+    :func:`~burstlab.trace.releases.release_url`); ``tag``, ``sha256`` and
+    ``size`` pick the file and the figures it is checked against (see
+    :func:`~burstlab.trace.releases.expected`). A file already in the cache
+    (with the expected size, and the given ``sha256`` if any) is returned
+    without any network access unless ``force`` is set.
 
-    ``sha256`` (hex) and ``size`` (bytes) override the known figures, which
-    apply only to the file's own release tag; a caller's ``sha256`` alone also
-    drops the known size, since it names one exact version of the file. A
-    body larger than the expected size, or than ``max_bytes`` when the size is
-    unknown, is refused. A mismatch deletes the download; a dropped
+    A body larger than the expected size, or than ``max_bytes`` when the size
+    is unknown, is refused. A mismatch deletes the download; a dropped
     connection keeps the ``.part`` file so the next call resumes it.
     ``connect_timeout`` bounds connecting and ``read_timeout`` bounds each
     wait for data, both in seconds, so a stalled server fails instead of
-    hanging. ``progress`` draws a bar on stderr when it is a terminal.
+    hanging. ``progress``, if given, is called as bytes arrive (see
+    :data:`Progress`).
 
     Raises :class:`~burstlab.core.errors.FetchError` for every network,
     server or integrity problem.
@@ -183,30 +101,22 @@ def fetch(
     timeout = aiohttp.ClientTimeout(
         total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
-    return asyncio.run(_fetch(plan, timeout, progress=progress, force=force))
+    return asyncio.run(_fetch(plan, timeout, progress=progress or _silent, force=force))
+
+
+def _silent(_done: int, _total: int | None) -> None:
+    """The progress callback when none is given."""
 
 
 async def _fetch(
-    plan: _Plan, timeout: aiohttp.ClientTimeout, *, progress: bool, force: bool
+    plan: _Plan, timeout: aiohttp.ClientTimeout, *, progress: Progress, force: bool
 ) -> Path:
     """Download ``plan`` (the coroutine behind :func:`fetch`)."""
     plan.path.parent.mkdir(parents=True, exist_ok=True)
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not progress or not console.is_terminal,
-        transient=True,
-    )
     with _locked_part(plan.part) as fh:
         try:
-            with bar:
-                async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
-                    await _download(session, plan, fh, bar, force=force)
+            async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+                await _download(session, plan, fh, progress, force=force)
         except _BadDownloadError as exc:
             _remove(plan.part, fh)
             raise FetchError(exc.message, hint=exc.hint) from None
@@ -250,74 +160,20 @@ def _plan(
     size: int | None,
     max_bytes: int,
 ) -> _Plan:
-    _check_name(name, "file name")
-    known = _REGISTRY.get(name)
-    if tag is None:
-        if known is None:
-            names = ", ".join(_REGISTRY)
-            raise FetchError(
-                f"unknown BurstGPT file {name!r}; known files: {names}",
-                hint="pass --tag TAG to fetch another file attached to a BurstGPT release",
-            )
-        tag = known.tag
-    _check_name(tag, "release tag")
-    if known is not None and known.tag != tag:
-        known = None
-    if size is None and known is not None and sha256 is None:
-        size = known.size
-    if sha256 is not None:
-        sha256 = sha256.strip().lower()
-        if not _SHA256.fullmatch(sha256):
-            raise FetchError(
-                "the SHA-256 digest must be 64 hexadecimal characters",
-                hint="copy it from `sha256sum FILE`",
-            )
-    elif known is not None:
-        sha256 = known.sha256
-    if size is not None and size < 0:
-        raise FetchError(f"the expected size must be at least 0 bytes, not {size}")
-    if base_url is None:
-        base_url = os.environ.get(ENV_BASE_URL, "").strip() or DEFAULT_BASE_URL
-    url = _parse_base(base_url) / tag / name
+    file = expected(name, tag=tag, sha256=sha256, size=size)
+    url = release_url(file, base_url)
     _check_url(url)
     path = cache_path(name, cache)
     return _Plan(
         name=name,
-        tag=tag,
+        tag=file.tag,
         url=url,
         path=path,
         part=path.with_name(name + ".part"),
-        size=size,
-        sha256=sha256,
-        limit=size if size is not None else max_bytes,
+        size=file.size,
+        sha256=file.sha256,
+        limit=file.size if file.size is not None else max_bytes,
     )
-
-
-def _check_name(value: str, what: str) -> None:
-    """Names become both a URL segment and a file name: allow no separators or dots first."""
-    if not _SAFE_NAME.fullmatch(value):
-        raise FetchError(
-            f"invalid {what} {value!r}",
-            hint="use letters, digits, '.', '_', '+' and '-' only, not starting with '.'",
-        )
-
-
-def _parse_base(base: str) -> URL:
-    try:
-        url = URL(base.rstrip("/"))
-    except ValueError as exc:
-        raise FetchError(f"invalid base URL {base!r}: {exc}") from None
-    if url.scheme and url.scheme not in ("http", "https"):
-        raise FetchError(
-            f"refusing to download from {base!r}: only https is allowed",
-            hint="use an https:// base URL",
-        )
-    if not url.host:
-        raise FetchError(
-            f"invalid base URL {base!r}: it needs a scheme and a host",
-            hint=f"for example {DEFAULT_BASE_URL}",
-        )
-    return url.with_query(None).with_fragment(None)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -419,7 +275,7 @@ def _restart(fh: BinaryIO) -> hashlib._Hash:
 
 
 async def _download(
-    session: aiohttp.ClientSession, plan: _Plan, fh: BinaryIO, bar: Progress, *, force: bool
+    session: aiohttp.ClientSession, plan: _Plan, fh: BinaryIO, progress: Progress, *, force: bool
 ) -> None:
     fh.seek(0, os.SEEK_END)
     offset = fh.tell()
@@ -429,7 +285,7 @@ async def _download(
         offset = 0
     elif offset:
         _hash_file(fh, digest)
-    task = bar.add_task(plan.name, total=plan.size, completed=offset)
+    progress(offset, plan.size)
     for _attempt in range(3):
         headers = {"Accept-Encoding": "identity", "User-Agent": "burstlab-fetch"}
         if offset:
@@ -462,9 +318,11 @@ async def _download(
                 )
             if resp.content_length is not None:
                 _check_length(plan, offset + resp.content_length)
-            expected = plan.size if plan.size is not None else _total(offset, resp.content_length)
-            bar.reset(task, total=expected, completed=offset)
-            offset = await _stream(resp, fh, digest, offset=offset, plan=plan, bar=bar, task=task)
+            size = plan.size if plan.size is not None else _total(offset, resp.content_length)
+            progress(offset, size)
+            offset = await _stream(
+                resp, fh, digest, offset=offset, plan=plan, progress=progress, size=size
+            )
             break
     else:
         raise FetchError(f"{plan.url.host} kept answering with the wrong byte range")
@@ -577,10 +435,13 @@ async def _stream(
     *,
     offset: int,
     plan: _Plan,
-    bar: Progress,
-    task: TaskID,
+    progress: Progress,
+    size: int | None,
 ) -> int:
-    """Append the body to ``fh``, hashing as it goes; return the file's size in bytes."""
+    """Append the body to ``fh``, hashing as it goes; return the file's size in bytes.
+
+    ``size`` is the whole file's expected size in bytes, for ``progress``.
+    """
     received = offset
     try:
         async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -592,7 +453,7 @@ async def _stream(
                 )
             fh.write(chunk)
             digest.update(chunk)
-            bar.advance(task, len(chunk))
+            progress(received, size)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
         fh.flush()
         if isinstance(exc, TimeoutError):
