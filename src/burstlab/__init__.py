@@ -19,13 +19,14 @@ from burstlab.core.version import __version__
 if TYPE_CHECKING:
     from burstlab.analyze.gaps import fit_gaps
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
-    from burstlab.bench.run import BenchConfig, RunResult
+    from burstlab.bench.run import BenchConfig
     from burstlab.bench.run import bench as run_bench
     from burstlab.forecast import ForecastResult, load_predictions, run_forecast, write_forecast
     from burstlab.forecast.plan import make_plan
     from burstlab.report.bench import render_run
     from burstlab.report.forecast import render_forecast
     from burstlab.results.records import load_records
+    from burstlab.results.rundir import RunResult
     from burstlab.server.fixed import FixedTiming
     from burstlab.sim.autoscale import Plan, capacity_rps, load_plan, run_autoscale
     from burstlab.sim.engine import Engine, EngineConfig
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from burstlab.trace.formats import FORMATS, ColumnMap
     from burstlab.trace.info import TraceInfo, trace_info
     from burstlab.trace.io import read_table, write_table
-    from burstlab.trace.readers import LoadReport, read_trace
+    from burstlab.trace.load_report import LoadReport
+    from burstlab.trace.readers import read_trace
     from burstlab.trace.sample import sample_trace
     from burstlab.trace.schema import COLUMNS, SchemaError, validate
     from burstlab.workload.holdout import holdout
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "BenchConfig": "burstlab.bench.run",
-    "RunResult": "burstlab.bench.run",
+    "RunResult": "burstlab.results.rundir",
     "run_bench": "burstlab.bench.run:bench",
     "load_records": "burstlab.results.records",
     "render_run": "burstlab.report.bench",
@@ -86,7 +88,7 @@ _LAZY = {
     "trace_info": "burstlab.trace.info",
     "read_table": "burstlab.trace.io",
     "write_table": "burstlab.trace.io",
-    "LoadReport": "burstlab.trace.readers",
+    "LoadReport": "burstlab.trace.load_report",
     "read_trace": "burstlab.trace.readers",
     "sample_trace": "burstlab.trace.sample",
     "COLUMNS": "burstlab.trace.schema",

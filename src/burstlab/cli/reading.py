@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     import polars as pl
 
-    from burstlab.trace.readers import LoadReport
+    from burstlab.trace.load_report import LoadReport
 
 FormatOpt = Annotated[
     str | None,

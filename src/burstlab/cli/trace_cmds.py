@@ -20,7 +20,7 @@ from burstlab.cli.reading import (
 
 if TYPE_CHECKING:
     from burstlab.trace.info import TraceInfo
-    from burstlab.trace.readers import LoadReport
+    from burstlab.trace.load_report import LoadReport
 
 TraceArg = Annotated[
     str,

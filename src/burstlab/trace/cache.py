@@ -22,7 +22,7 @@ import xxhash
 from burstlab.core.dirs import cache_dir
 from burstlab.core.files import atomic_file, atomic_write
 from burstlab.core.version import __version__
-from burstlab.trace.readers import READER_VERSION, LoadReport
+from burstlab.trace.load_report import LoadReport
 from burstlab.trace.schema import SCHEMA_VERSION
 from burstlab.trace.source import resolve
 
@@ -38,8 +38,8 @@ def content_hash(path: Path) -> str:
     return str(h.hexdigest())
 
 
-def cache_key(path: Path, options: dict[str, Any]) -> str:
-    """The cache entry name for ``path`` read with ``options``."""
+def cache_key(path: Path, options: dict[str, Any], *, reader_version: int) -> str:
+    """The cache entry name for ``path`` read with ``options`` by that version of the reader."""
     st = path.stat()
     ident = {
         "size": st.st_size,
@@ -47,7 +47,7 @@ def cache_key(path: Path, options: dict[str, Any]) -> str:
         "xxh3": content_hash(path),
         "options": options,
         "schema": SCHEMA_VERSION,
-        "reader": READER_VERSION,
+        "reader": reader_version,
         "burstlab": __version__,
     }
     return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
@@ -57,10 +57,15 @@ def cached_read(
     path: str,
     options: dict[str, Any],
     read: Callable[[], tuple[pl.DataFrame, LoadReport]],
+    *,
+    reader_version: int,
 ) -> tuple[pl.DataFrame, LoadReport]:
-    """Return the cached table for ``path`` and ``options``, or call ``read`` and store it."""
+    """Return the cached table for ``path`` and ``options``, or call ``read`` and store it.
+
+    ``reader_version`` is the reader's version (a new one never sees an older one's tables).
+    """
     started = time.perf_counter()
-    key = cache_key(resolve(path), options)
+    key = cache_key(resolve(path), options, reader_version=reader_version)
     folder = cache_dir() / "tables"
     table_path, report_path = folder / f"{key}.parquet", folder / f"{key}.json"
     if table_path.exists() and report_path.exists():

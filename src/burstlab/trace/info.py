@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from burstlab.trace.readers import LoadReport
+from burstlab.trace.load_report import LoadReport
 
 
 class ClassStats(BaseModel):

@@ -15,7 +15,8 @@ import polars as pl
 from burstlab.core.errors import InputError
 from burstlab.core.files import atomic_file
 from burstlab.trace import schema
-from burstlab.trace.readers import LoadReport, read_trace
+from burstlab.trace.load_report import LoadReport
+from burstlab.trace.readers import read_trace
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 

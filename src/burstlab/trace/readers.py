@@ -25,21 +25,31 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import orjson
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from burstlab.core.errors import InputError, invalid
 from burstlab.trace import schema
+from burstlab.trace.cache import cached_read
 from burstlab.trace.formats import (
     NUMERIC_FIELDS,
     SECONDS_PER_UNIT,
     ColumnMap,
     choose,
 )
+from burstlab.trace.load_report import LoadReport
 from burstlab.trace.source import Kind, Source, field_offsets, iter_lines, open_source, raw_line
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "LOG_TYPE_ALIASES",
+    "READER_VERSION",
+    "LoadReport",  # its home is load_report; named here too for the modules that read with it
+    "ReadOptions",
+    "read_trace",
+]
 
 #: Bumped whenever the same file and options would read differently (part of the Parquet
 #: cache key): 2 reads BurstGPT's zero-token rows as failures instead of bad rows.
@@ -61,49 +71,6 @@ LOG_TYPE_ALIASES = {
 }
 _TRUE = {"true", "1", "yes", "t"}
 _FALSE = {"false", "0", "no", "f"}
-
-
-class LoadReport(BaseModel):
-    """What happened while reading a trace; the counts always reconcile.
-
-    ``rows_read`` counts every record the file holds (blank lines included);
-    each one is either kept or dropped under a named reason. ``reordered`` is
-    the number of arrivals that went backwards and were sorted. ``origin`` is
-    the first arrival in the source's own clock (e.g. ``2023-11-16
-    18:15:46.680590`` or ``5.0 s``): ``arrival_s`` counts seconds from it.
-    ``zero_token_failures`` counts rows with zero request and zero response
-    tokens that were read as failed requests (BurstGPT logs some failures
-    so); they are kept, so they are part of ``rows_kept`` (or of
-    ``dropped["failed"]`` with ``drop_failed``), and ``input_tokens`` stays 0
-    for them: the canonical schema allows it, and inventing a length would
-    put tokens into the trace that no one sent.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str
-    format: str
-    variant: str | None = None
-    kind: Kind
-    compressed: bool = False
-    rows_read: int
-    rows_kept: int
-    dropped: dict[str, int] = Field(default_factory=dict)
-    reordered: int = 0
-    zero_token_failures: int = Field(0, ge=0)
-    origin: str | None = None
-    warnings: list[str] = Field(default_factory=list)
-    cache: Literal["off", "miss", "hit"] = "off"
-    seconds: float = 0.0
-
-    @model_validator(mode="after")
-    def _reconciles(self) -> LoadReport:
-        if self.rows_read != self.rows_kept + sum(self.dropped.values()):
-            raise ValueError(
-                f"load report does not reconcile: read {self.rows_read}, kept {self.rows_kept}, "
-                f"dropped {self.dropped}"
-            )
-        return self
 
 
 def read_trace(
@@ -141,10 +108,11 @@ def read_trace(
     except ValidationError as exc:
         raise invalid(exc, prefix="option ") from None
     if cache:
-        from burstlab.trace import cache as table_cache  # noqa: PLC0415 - it imports this module
-
-        return table_cache.cached_read(
-            str(path), options.model_dump(mode="json"), lambda: _read(str(path), options)
+        return cached_read(
+            str(path),
+            options.model_dump(mode="json"),
+            lambda: _read(str(path), options),
+            reader_version=READER_VERSION,
         )
     return _read(str(path), options)
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from burstlab import ColumnMap, read_trace, validate
-from burstlab.trace.readers import LoadReport
+from burstlab.trace.load_report import LoadReport
 
 WriteFile = Callable[[str, str | bytes], Path]
 
