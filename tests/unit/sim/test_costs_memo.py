@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from burstlab.sim.engine import _Costs
+from burstlab.sim.engine.costs import CostMemo as _Costs
 from burstlab.sim.presets import roofline
 
 ROOFLINE = roofline("A100-80G", "Llama-2-7B")

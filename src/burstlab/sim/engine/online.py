@@ -1,0 +1,142 @@
+"""OnlineEngine: one replica fed a request at a time as requests arrive (a live server)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from burstlab.sim.engine.replica import Engine, _need, _Run
+from burstlab.sim.engine.request import Req
+from burstlab.sim.engine.result import PENDING, Listener
+
+
+class OnlineEngine:
+    """The engine fed one request at a time, as requests arrive (a live server).
+
+    Time is simulated seconds, supplied by the caller. :meth:`add` enters a
+    request arriving at ``now``; :meth:`advance` runs every iteration that starts
+    at or before ``now`` (the last one may end later: its tokens are announced
+    ahead of their time, which is how a server can stream them on time) and
+    returns the next iteration boundary, or None when idle. Scheduling is the
+    same as :meth:`Engine.run`; with ``engine.fast``, decode runs are closed-form
+    (see the module docstring) and the listener still hears of every token.
+
+    ``tokens=False``: the listener hears only of requests' ends; token times are
+    read afterwards from ``run`` (spans into ``run.iter_end``), which spares a
+    call per token. ``due`` is the earliest ``now`` at which :meth:`advance` can
+    change anything but token announcements and :meth:`free_blocks` (-inf after
+    :meth:`add`, inf when idle): a caller that needs no announcements may skip
+    calls before it.
+    """
+
+    def __init__(self, engine: Engine, listener: Listener, *, tokens: bool = True) -> None:
+        self.run = _Run(engine, [], [], [], None)
+        self.run.listener = listener
+        self.run.tell = tokens
+        self.run.live = True
+        self.t = 0.0
+        self.now = 0.0
+        self.due = -math.inf
+
+    def add(
+        self,
+        now: float,
+        input_tokens: int,
+        output_tokens: int,
+        key: float | None = None,
+        *,
+        kv_ready: bool = False,
+    ) -> int:
+        """Enter a request arriving at ``now`` (not before the previous one); its id.
+
+        ``kv_ready``: the prompt's KV cache and first token come from a prefill
+        instance (disaggregated serving): the request needs blocks for its prompt
+        but no prefill, and decodes its remaining ``output_tokens - 1`` tokens.
+        """
+        run = self.run
+        rid = run.n
+        if rid == run.outcome.size:
+            grow = max(64, 2 * rid)
+            run.outcome = np.concatenate([run.outcome, np.full(grow, PENDING, dtype=np.int8)])
+            run.first = np.concatenate([run.first, np.full(grow, np.nan)])
+            run.end = np.concatenate([run.end, np.full(grow, np.nan)])
+            run.in_queue = np.concatenate([run.in_queue, np.zeros(grow, dtype=bool)])
+        prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
+        by = run.cfg.key
+        if by == "input":
+            sort_key: float = prompt
+        elif by == "total":
+            sort_key = prompt + output
+        elif by == "predicted" and key is not None:
+            sort_key = key
+        else:  # the output length, or no prediction given
+            sort_key = output
+        sign = -1.0 if run.cfg.scheduler == "lrf" else 1.0
+        arrival = max(now, run.reqs[-1].arrival if run.reqs else now)
+        r = Req(rid, arrival, prompt, output, sign * float(sort_key))
+        r.target = prompt
+        if kv_ready:
+            r.swapped, r.transferred, r.generated = prompt, True, 1
+        run.reqs.append(r)
+        run.n += 1
+        pending = run.pending
+        if pending is not None:
+            # The run ends at the first boundary at or after the arrival, but keeps
+            # every iteration that has started by ``now`` (they ran without it).
+            cut = int(pending.ends.searchsorted(arrival, side="left")) + 1
+            keep = max(pending.started(now), cut)
+            if keep < pending.ends.size:
+                pending.ends = pending.ends[:keep]
+        self.due = -math.inf
+        return rid
+
+    def advance(self, now: float) -> float | None:
+        """Run the iterations starting at or before ``now``; the next boundary, or None."""
+        run = self.run
+        self.now = max(self.now, now)
+        while True:
+            pending = run.pending
+            if pending is not None:
+                started = pending.started(now)
+                if started < pending.ends.size:
+                    run._tell(pending, started)
+                    boundary = float(pending.ends[started - 1])
+                    run._intake(boundary)  # as stepping takes in at the next boundary
+                    self.due = pending.last_start()
+                    return boundary
+                run.pending = None
+                self.t = run._commit(pending)
+            run._intake(self.t)
+            if not run.running and not run.waiting_count:
+                if run.next_arrival < run.n:
+                    self.t = max(self.t, run.reqs[run.next_arrival].arrival)
+                    continue
+                self.t = max(self.t, now)
+                self.due = math.inf
+                return None
+            if self.t > now:
+                self.due = self.t
+                return self.t
+            self.t = run._step(self.t)
+
+    def free_blocks(self, now: float) -> int:
+        """Free KV blocks once every iteration starting at or before ``now`` has
+        reserved its tokens' blocks (as stepping would hold them then)."""
+        run = self.run
+        pending = run.pending
+        if pending is None:
+            return run.free
+        return run.free - _need(pending.decode, pending.started(now), run.cfg.block_size)
+
+    def state(self) -> dict[str, float]:
+        """Running and waiting requests, KV blocks in use and preemptions so far."""
+        run = self.run
+        return {
+            "running": len(run.running),
+            "waiting": run.waiting_count,
+            "kv_blocks_used": run.cfg.num_blocks - self.free_blocks(self.now),
+            "kv_blocks": run.cfg.num_blocks,
+            "preemptions": run.preempted_total,
+            "requests": run.n,
+        }
