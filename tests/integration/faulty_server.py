@@ -33,7 +33,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from burstlab.server.fixed import serve_in_thread
+from burstlab.server.hosting import serve_in_thread
 
 #: Each fault and what the server does (N = ``tokens``).
 FAULTS: dict[str, str] = {

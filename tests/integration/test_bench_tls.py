@@ -16,7 +16,8 @@ from aiohttp import web
 
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
-from burstlab.server.fixed import FixedTiming, make_app
+from burstlab.server.app import make_app
+from burstlab.server.fixed import FixedTiming
 from helpers import constant_rate
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.server.engine import make_engine_app
-from burstlab.server.fixed import serve_in_thread
+from burstlab.server.hosting import serve_in_thread
 from burstlab.sim.engine import Engine
 from burstlab.sim.spec import EngineSpec
 from helpers import constant_rate

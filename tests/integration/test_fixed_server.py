@@ -25,13 +25,10 @@ from faulty_server import FAULTS, SPLIT_TOKENS, FaultyServer
 from multidict import CIMultiDict
 
 from burstlab.core.errors import InputError
-from burstlab.server.fixed import (
-    FixedTiming,
-    make_app,
-    parse_fixed,
-    response_length,
-    serve_in_thread,
-)
+from burstlab.server.app import make_app
+from burstlab.server.fixed import FixedTiming, parse_fixed
+from burstlab.server.hosting import serve_in_thread
+from burstlab.server.openai import response_length
 
 FAST = FixedTiming(ttft=0.0, itl=0.0, eos=64)
 
@@ -420,7 +417,7 @@ def test_parse_fixed(spec: str, expected: FixedTiming) -> None:
         ("ttft=-1", "ttft='-1' is not a time"),
         ("ttft=nan", "ttft='nan'"),
         ("ttft=1e999", "ttft"),
-        ("eos=0", "eos=0"),
+        ("eos=0", "eos: Input should be greater than or equal to 1"),
         ("eos=2.5", "eos='2.5' is not a whole number"),
         ("ttft", "'ttft' is not key=value"),
         ("", "is not key=value"),

@@ -51,7 +51,7 @@ def demo(
     from burstlab.report.bench import render_run
     from burstlab.results.summary import parse_slo
     from burstlab.server.engine import make_engine_app
-    from burstlab.server.fixed import serve_in_thread
+    from burstlab.server.hosting import serve_in_thread
     from burstlab.sim.experiment import metrics
     from burstlab.sim.spec import EngineSpec
     from burstlab.trace.info import trace_info

@@ -62,7 +62,9 @@ def serve(
 
     Examples: burstlab serve; burstlab serve --fixed ttft=0.05,itl=0.01 --port 8000
     """
-    from burstlab.server.fixed import make_app, parse_fixed, serve_forever
+    from burstlab.server.app import make_app
+    from burstlab.server.fixed import parse_fixed
+    from burstlab.server.hosting import serve_forever
 
     if fixed is not None and engine is not None:
         raise BurstlabError("give --fixed or --engine, not both")

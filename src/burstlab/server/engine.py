@@ -18,7 +18,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from burstlab.server.fixed import Ask, FixedTiming, RefusedError, make_app
+from burstlab.server.app import RefusedError, make_app
+from burstlab.server.fixed import FixedTiming
+from burstlab.server.openai import Ask
 from burstlab.sim.engine import OK, REJECTED, TOKEN, Engine, OnlineEngine
 
 
@@ -123,7 +125,7 @@ def make_engine_app(
     eos: int = 256,
     log_path: Path | None = None,
 ) -> web.Application:
-    """The OpenAI-compatible app of :func:`burstlab.server.fixed.make_app`, timed by
+    """The OpenAI-compatible app of :func:`burstlab.server.app.make_app`, timed by
     ``engine`` running live. ``eos`` is the response length of requests that do
     not force one."""
     source = EngineSource(engine, time_scale)
