@@ -5,7 +5,7 @@ A seeded Gamma(shape 0.5) / Zipf workload runs through the default engine
 busy share of simulated time is 0.8, found by bisection on a 5,000-request
 sample). Prints the fast engine's rates on ``--requests`` (default 1M) and, on a
 20k-request subset, the ratio against the naive per-iteration reference engine
-kept in the tests (``tests/unit/sim/naive_engine.py``: plain lists, one scalar
+kept in the tests (``tests/support/naive_engine.py``: plain lists, one scalar
 cost call per iteration; the tests compare every token time with it) and against
 the engine stepping every iteration (``fast=False``). Goals from the issue:
 >= 100,000 requests/s and >= 50x the reference.
@@ -25,10 +25,10 @@ import numpy as np
 from burstlab.sim.engine import OK, PENDING, REJECTED, TIMED_OUT, Engine, SimResult
 from burstlab.sim.spec import EngineSpec
 
-# The naive reference engine lives with the tests that check the engine against it
-# (it is test code, not part of the package): make its directory importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit" / "sim"))
-from naive_engine import NaiveEngine
+# The naive reference engine lives with the tests' support code (it is test code, not
+# part of the package): make tests/ importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.naive_engine import NaiveEngine
 
 CODES = {"ok": OK, "rejected": REJECTED, "timed_out": TIMED_OUT, "pending": PENDING}
 
@@ -100,7 +100,7 @@ def main() -> None:
     )
     ratio = naive_s / fast_s
     print(
-        f"naive reference (tests/unit/sim/naive_engine.py), {args.reference:,} requests: "
+        f"naive reference (tests/support/naive_engine.py), {args.reference:,} requests: "
         f"{naive_s:.2f} s against {fast_s:.2f} s: {ratio:.2f}x; "
         f"same outcomes and end times: {same}"
     )

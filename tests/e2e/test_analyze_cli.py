@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BIN = Path(sys.executable).parent / "burstlab"
+from support.cli import BIN
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,28 +14,19 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from support.cli import command
+
 NAME = "BurstGPT_2.csv"
 BODY = b"Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n" + (
     b"5,ChatGPT,472,18,490,Conversation log\n" * 5000
 )
 
 
-def _command() -> list[str]:
-    """The console script beside the interpreter, so the real ``main()`` handles errors."""
-    script = Path(sys.executable).parent / "burstlab"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("burstlab")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from burstlab.cli.app import main; main()"]
-
-
 def _run(*args: str, cache: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BURSTLAB_")}
     full_env.update(BURSTLAB_CACHE=str(cache), COLUMNS="200", **env)
     return subprocess.run(
-        [*_command(), *args],
+        [*command(), *args],
         capture_output=True,
         text=True,
         env=full_env,

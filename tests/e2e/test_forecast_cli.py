@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 
-BIN = Path(sys.executable).parent / "burstlab"
+from support.cli import BIN
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

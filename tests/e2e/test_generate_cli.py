@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from burstlab import read_trace
 from burstlab.workload.prompts import count_fallback_tokens
-
-BIN = Path(sys.executable).parent / "burstlab"
+from support.cli import BIN
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent / "burstlab"
+from support.cli import BIN
+
 READY = re.compile(
     r"serving (\S+) at (http://127\.0\.0\.1:\d+) \(fixed ttft=(\d\.\d{3}) s, itl=(\d\.\d{3}) s\)"
 )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-BIN = Path(sys.executable).parent / "burstlab"
+from support.cli import BIN
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent / "burstlab"
+from support.cli import BIN
 
 WriteFile = Callable[[str, str | bytes], Path]
 

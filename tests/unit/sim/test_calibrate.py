@@ -15,7 +15,7 @@ from burstlab.sim.calibrate import batch_at, calibrate
 from burstlab.sim.cost import Linear
 from burstlab.sim.engine import Engine, EngineConfig
 from burstlab.sim.simulate import simulate
-from helpers import workload
+from support.frames import workload
 
 TRUE = Linear(c0=0.006, c_prefill=6e-5, c_attn=2e-9, c_decode=1e-4, c_ctx=3e-8)
 

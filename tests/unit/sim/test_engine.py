@@ -7,38 +7,7 @@ import numpy as np
 import pytest
 
 from burstlab.sim.engine import OK, PENDING, REJECTED, TIMED_OUT, Engine, EngineConfig
-
-
-class LinearCost:
-    """c0 + per prefill token + per attention pair + per decode seq + per context token."""
-
-    def __init__(
-        self,
-        c0: float = 0.004,
-        cp: float = 5e-5,
-        ca: float = 1e-9,
-        cd: float = 2e-5,
-        cc: float = 2e-8,
-    ) -> None:
-        self.c = (c0, cp, ca, cd, cc)
-
-    def iteration_s(self, pt, pa, ds, dc):  # type: ignore[no-untyped-def]
-        c0, cp, ca, cd, cc = self.c
-        return (
-            c0
-            + cp * np.asarray(pt)
-            + ca * np.asarray(pa)
-            + cd * np.asarray(ds)
-            + cc * np.asarray(dc)
-        )
-
-
-def workload(n: int, rate: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.gamma(0.5, 1 / (0.5 * rate), n))
-    prompts = rng.integers(20, 1500, n)
-    outputs = rng.integers(1, 400, n)
-    return arrivals, prompts, outputs
+from support.sim import LinearCost, workload
 
 
 def test_low_load_ttft_and_tpot_are_the_cost_model() -> None:

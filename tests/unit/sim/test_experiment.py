@@ -9,7 +9,7 @@ from burstlab.core.errors import InputError
 from burstlab.report.experiment import experiment_png
 from burstlab.sim.experiment import run_study, variants
 from burstlab.sim.spec import EngineSpec
-from helpers import workload
+from support.frames import workload
 
 
 def mixed(n: int, rate: float, seed: int = 0):  # type: ignore[no-untyped-def]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from test_engine import LinearCost
 
 from burstlab.sim.engine import OK, Engine, EngineConfig
 from burstlab.sim.experiment import metrics
 from burstlab.sim.fleet import ACTIVE, DECODE, DRAINING, PREFILL, STARTING
 from burstlab.sim.pd import PDCluster, PDConfig, RatioConfig
+from support.sim import LinearCost
 
 
 def phased(n: int = 1500, rate: float = 25.0, seed: int = 1):  # type: ignore[no-untyped-def]

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_engine import LinearCost, workload
 
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.engine import TOKEN, Engine, EngineConfig, OnlineEngine, SimResult
 from burstlab.sim.pd import PDCluster, PDConfig, RatioConfig
+from support.sim import LinearCost, workload
 
 CONFIGS = {
     "roomy": {"max_num_seqs": 16, "num_blocks": 600},

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from test_engine import LinearCost
-from test_engine import workload as lengths
 
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.engine import OK, PENDING, Engine, EngineConfig
 from burstlab.sim.pd import PDCluster, PDConfig
+from support.sim import LinearCost
+from support.sim import workload as lengths
 
 
 def test_every_request_gets_all_its_tokens_across_the_pools() -> None:

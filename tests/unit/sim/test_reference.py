@@ -1,4 +1,4 @@
-"""The closed-form engine against the naive per-iteration reference (naive_engine.py):
+"""The closed-form engine against the naive per-iteration reference (support/naive_engine.py):
 every token time of every request within 1e-6 s, every outcome, preemption count and
 telemetry row, across schedulers, chunked prefill, preemption, and queue limits."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from naive_engine import NaiveEngine, NaiveResult
 
 from burstlab.sim.cost import Linear
 from burstlab.sim.engine import OK, PENDING, REJECTED, TIMED_OUT, Engine, EngineConfig, SimResult
 from burstlab.sim.presets import roofline
+from support.naive_engine import NaiveEngine, NaiveResult
 
 CODES = {"ok": OK, "rejected": REJECTED, "timed_out": TIMED_OUT, "pending": PENDING}
 TOL = 1e-6

@@ -17,7 +17,7 @@ from burstlab.workload.arrivals import DailyProfile, MultiscaleArrivals
 from burstlab.workload.fidelity import combine, fidelity, reference
 from burstlab.workload.model import WorkloadModel, fit, load_model
 from burstlab.workload.synthetic import synthetic_trace
-from helpers import workload
+from support.frames import workload
 
 WINDOW = 1200.0
 
