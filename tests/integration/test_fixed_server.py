@@ -28,7 +28,7 @@ from burstlab.core.errors import InputError
 from burstlab.server.app import make_app
 from burstlab.server.fixed import FixedTiming, parse_fixed
 from burstlab.server.hosting import serve_in_thread
-from burstlab.server.openai import response_length
+from burstlab.server.openai import WORDS, response_length
 
 FAST = FixedTiming(ttft=0.0, itl=0.0, eos=64)
 
@@ -189,6 +189,8 @@ def test_non_streaming(fast_url: str) -> None:
         ([5, 17, 3, 0, 99], 5),
         (["a b", "c d e"], 5),
         ([[1, 2], [3]], 3),
+        ([["a b"], ["c"], [7]], 4),
+        (["x", ""], 1),
     ],
 )
 def test_prompt_token_counting(fast_url: str, prompt: Any, tokens: int) -> None:
@@ -236,39 +238,134 @@ def test_chat_length_fields(fast_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "says"),
     [
-        ("/v1/completions", b"{not json"),
-        ("/v1/completions", b"[1, 2]"),
-        ("/v1/completions", b'{"max_tokens": 3}'),
-        ("/v1/completions", b'{"prompt": []}'),
-        ("/v1/completions", b'{"prompt": [1, "a"]}'),
-        ("/v1/completions", b'{"prompt": [-1]}'),
-        ("/v1/completions", b'{"prompt": {"a": 1}}'),
-        ("/v1/completions", b'{"prompt": "x", "max_tokens": 0}'),
-        ("/v1/completions", b'{"prompt": "x", "max_tokens": "5"}'),
-        ("/v1/completions", b'{"prompt": "x", "max_tokens": 2.5}'),
-        ("/v1/completions", b'{"prompt": "x", "max_tokens": true}'),
-        ("/v1/completions", b'{"prompt": "x", "max_tokens": 99999999999}'),
-        ("/v1/completions", b'{"prompt": "x", "min_tokens": -1}'),
-        ("/v1/completions", b'{"prompt": "x", "ignore_eos": "yes"}'),
-        ("/v1/completions", b'{"prompt": "x", "stream": 1}'),
-        ("/v1/completions", b'{"prompt": "x", "stream": true, "stream_options": 3}'),
-        ("/v1/chat/completions", b'{"messages": []}'),
-        ("/v1/chat/completions", b'{"messages": "hi"}'),
-        ("/v1/chat/completions", b'{"messages": [{"content": "hi"}]}'),
-        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": 5}]}'),
-        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": ["x"]}]}'),
-        ("/v1/chat/completions", b"\xff\xfe"),
+        ("/v1/completions", b"{not json", "Invalid JSON"),
+        ("/v1/completions", b"[1, 2]", "object"),
+        ("/v1/completions", b'{"max_tokens": 3}', "prompt: Field required"),
+        ("/v1/completions", b'{"prompt": []}', "prompt: must be"),
+        ("/v1/completions", b'{"prompt": [1, "a"]}', "prompt: must be"),
+        ("/v1/completions", b'{"prompt": [-1]}', "prompt: must be"),
+        ("/v1/completions", b'{"prompt": [true]}', "prompt: must be"),
+        ("/v1/completions", b'{"prompt": {"a": 1}}', "prompt: must be"),
+        ("/v1/completions", b'{"prompt": [[]]}', "prompt: must be"),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": 0}', "max_tokens: "),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": "5"}', "max_tokens: "),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": 2.5}', "max_tokens: "),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": true}', "max_tokens: "),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": 99999999999}', "max_tokens: "),
+        ("/v1/completions", b'{"prompt": "x", "min_tokens": -1}', "min_tokens: "),
+        ("/v1/completions", b'{"prompt": "x", "ignore_eos": "yes"}', "ignore_eos: "),
+        ("/v1/completions", b'{"prompt": "x", "stream": 1}', "stream: "),
+        (
+            "/v1/completions",
+            b'{"prompt": "x", "stream": true, "stream_options": 3}',
+            "stream_options: ",
+        ),
+        (
+            "/v1/completions",
+            b'{"prompt": "x", "stream": true, "stream_options": {"include_usage": "y"}}',
+            "stream_options.include_usage: ",
+        ),
+        ("/v1/chat/completions", b'{"messages": []}', "messages: "),
+        ("/v1/chat/completions", b'{"messages": "hi"}', "messages: "),
+        ("/v1/chat/completions", b'{"messages": [{"content": "hi"}]}', "messages.0.role: "),
+        (
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": 5}]}',
+            "messages.0.content: must be",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": ["x"]}]}',
+            "messages.0.content: must be",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_completion_tokens": 0}',
+            "max_completion_tokens: ",
+        ),
+        ("/v1/chat/completions", b"\xff\xfe", "Invalid JSON"),
     ],
 )
-def test_bad_bodies_get_400(fast_url: str, path: str, body: bytes) -> None:
+def test_bad_bodies_get_400(fast_url: str, path: str, body: bytes, says: str) -> None:
     status, error, headers = post(fast_url + path, body, **{"X-Request-Id": "bad-1"})
     assert status == 400
-    assert isinstance(error["error"]["message"], str)
-    assert error["error"]["message"]
+    assert says in error["error"]["message"]
     assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["code"] == 400
     assert headers["X-Request-Id"] == "bad-1"
+
+
+def test_unknown_fields_are_accepted(fast_url: str) -> None:
+    extras = {
+        "model": "anything",
+        "temperature": 0.7,
+        "top_p": 1,
+        "n": 1,
+        "stop": ["\n"],
+        "seed": 3,
+        "user": "u",
+        "logit_bias": {"50256": -100},
+        "vendor_extension": {"nested": [1, None]},
+    }
+    status, body, _ = post(fast_url + "/v1/completions", {"prompt": "a", "max_tokens": 2, **extras})
+    assert (status, body["usage"]["completion_tokens"]) == (200, 2)
+    msgs = [{"role": "user", "content": "a", "name": "n"}]
+    status, body, _ = post(
+        fast_url + "/v1/chat/completions", {"messages": msgs, "max_tokens": 2, **extras}
+    )
+    assert (status, body["usage"]["completion_tokens"]) == (200, 2)
+
+
+def test_requests_of_the_openai_client(fast_url: str) -> None:
+    """What the ``openai`` package sends, streamed and not, is accepted and parsed by it."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=fast_url + "/v1", api_key="unused", max_retries=0)
+    stream = client.completions.create(
+        model="m-fast",
+        prompt=[1, 2, 3, 4],
+        max_tokens=5,
+        temperature=0.0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True, "min_tokens": 5},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].text for c in chunks if c.choices).split() == list(WORDS[:5])
+    assert chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (4, 5)
+
+    chat_stream = client.chat.completions.create(
+        model="m-fast",
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "one two three"}]},
+        ],
+        max_completion_tokens=3,
+        stream=True,
+        stream_options={"include_usage": True},
+        top_p=1.0,
+        user="u-1",
+    )
+    chat_chunks = list(chat_stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chat_chunks if c.choices)
+    assert len(text.split()) == 3
+    assert chat_chunks[-1].usage is not None
+    assert chat_chunks[-1].usage.prompt_tokens == 5
+
+    chat = client.chat.completions.create(
+        model="m-fast", messages=[{"role": "user", "content": "hi"}], max_tokens=4, n=1
+    )
+    assert chat.choices[0].message.role == "assistant"
+    assert chat.choices[0].finish_reason == "length"
+    assert chat.usage is not None
+    assert (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (1, 4)
+
+    completion = client.completions.create(model="m-fast", prompt=["a b", "c"], max_tokens=2)
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == 3
+    assert completion.choices[0].finish_reason == "length"
 
 
 def test_request_id_echo_and_log(tmp_path: Path) -> None:

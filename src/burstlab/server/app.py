@@ -20,9 +20,10 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 from aiohttp import web
+from pydantic import ValidationError
 
 from burstlab.server.fixed import FixedSource, FixedTiming
-from burstlab.server.openai import DONE, Ask, Chunks, parse_request
+from burstlab.server.openai import DONE, Ask, Chunks, parse_request, request_error
 
 #: Largest request body, in bytes: room for token-id prompts of long contexts.
 MAX_BODY_BYTES = 64 << 20
@@ -140,9 +141,9 @@ class _Handlers:
         request_id = request.headers.get("X-Request-Id")
         headers = {"X-Request-Id": request_id} if request_id is not None else {}
         try:
-            ask = parse_request(orjson.loads(await request.read()), chat=chat, eos=self.eos)
-        except ValueError as exc:  # orjson.JSONDecodeError and BadRequestError
-            return _error(400, str(exc), headers)
+            ask = parse_request(await request.read(), chat=chat, eos=self.eos)
+        except ValidationError as exc:  # bad JSON included
+            return _error(400, request_error(exc), headers)
         try:
             times = await self.source.open(ask, t_recv)
         except RefusedError as refused:

@@ -1,6 +1,6 @@
-"""The OpenAI wire format of the mock server: what a request asks for, and the JSON it gets back.
+"""The OpenAI wire format of the mock server: request models (pydantic), response JSON.
 
-A completions ``prompt`` is counted with the fallback tokenizer (one token per
+Prompts are counted with the fallback tokenizer (one token per
 whitespace-separated word) or as the length of a token-id list; response length
 follows ``max_tokens``, ``ignore_eos`` and ``min_tokens`` as
 :func:`response_length` describes. Responses are made of :data:`WORDS`.
@@ -9,11 +9,21 @@ follows ``max_tokens``, ``ignore_eos`` and ``min_tokens`` as
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
+from burstlab.core.errors import invalid
 from burstlab.workload.prompts import count_fallback_tokens
 
 Finish = Literal["length", "stop"]
@@ -48,10 +58,6 @@ def response_length(
     return max_tokens, "length"
 
 
-class BadRequestError(ValueError):
-    """A request body the server refuses with 400; the message says why."""
-
-
 @dataclass(frozen=True, slots=True)
 class Ask:
     """What one request asked for, once validated."""
@@ -63,92 +69,169 @@ class Ask:
     finish: Finish
 
 
-def parse_request(body: object, *, chat: bool, eos: int) -> Ask:
-    """Validate a decoded JSON body of ``/v1/completions`` (``chat=False``) or
-    ``/v1/chat/completions``; :class:`BadRequestError` says what is wrong.
+#: A response length in tokens.
+Length = Annotated[int, Field(ge=1, le=MAX_RESPONSE_TOKENS)]
+#: ``min_tokens``: 0 is allowed.
+MinLength = Annotated[int, Field(ge=0, le=MAX_RESPONSE_TOKENS)]
+#: A prompt as token ids.
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+#: A prompt as texts.
+Texts = Annotated[list[str], Field(min_length=1)]
+#: A completions prompt: a text, token ids, texts, or a list of token-id lists or text lists.
+Prompt = Annotated[
+    str | TokenIds | Texts | Annotated[list[TokenIds | Texts], Field(min_length=1)],
+    Field(union_mode="left_to_right"),
+]
 
-    A completions ``prompt`` is text, a list of token ids, a list of texts or a
-    list of token-id lists; a list of prompts counts the sum of their tokens
+#: Strict JSON types (``"5"`` is not 5, ``1`` is not true); fields the mock has no
+#: use for (``model``, ``temperature``, ``top_p``, ``n``, ``user``, ...) are accepted
+#: and ignored, since real clients send them.
+_WIRE = ConfigDict(strict=True, extra="ignore")
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: whether a stream ends with a usage chunk."""
+
+    model_config = _WIRE
+
+    include_usage: bool | None = None
+
+
+class _Request(BaseModel):
+    """The fields completions and chat share; ``None`` stands for an absent or null field."""
+
+    model_config = _WIRE
+
+    max_tokens: Length | None = None
+    min_tokens: MinLength | None = None
+    ignore_eos: bool | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+
+    @abstractmethod
+    def prompt_tokens(self) -> int:
+        """Tokens of the prompt, by the fallback tokenizer or as token ids."""
+
+    @abstractmethod
+    def limit(self) -> int | None:
+        """The response length the request allows, ``None`` for no limit."""
+
+    def ask(self, eos: int) -> Ask:
+        """What the request asks for; ``eos`` is the natural response length."""
+        tokens, finish = response_length(
+            self.limit(), eos=eos, min_tokens=self.min_tokens, ignore_eos=bool(self.ignore_eos)
+        )
+        stream = bool(self.stream)
+        usage = (
+            stream and self.stream_options is not None and bool(self.stream_options.include_usage)
+        )
+        return Ask(stream, usage, self.prompt_tokens(), tokens, finish)
+
+
+class CompletionRequest(_Request):
+    """The body of ``POST /v1/completions``.
+
+    ``prompt`` is text, a list of token ids, a list of texts or a list of
+    token-id (or text) lists; a list of prompts counts the sum of their tokens
     and is answered with one choice (a mock has no use for ``n`` choices).
-    Chat takes ``max_completion_tokens``, else ``max_tokens``, else no limit;
-    completions default to 16 tokens, as OpenAI's do.
+    ``max_tokens`` defaults to 16, as OpenAI's does.
     """
-    if not isinstance(body, dict):
-        raise BadRequestError("the body must be a JSON object")
-    if chat:
-        prompt_tokens = _chat_tokens(body.get("messages"))
-        has_new = body.get("max_completion_tokens") is not None
-        field = "max_completion_tokens" if has_new else "max_tokens"
-        limit = body.get(field)
-        default = None
-    else:
-        prompt_tokens = _prompt_tokens(body.get("prompt"))
-        field, limit, default = "max_tokens", body.get("max_tokens"), COMPLETIONS_DEFAULT_MAX_TOKENS
-    max_tokens = default if limit is None else _int(limit, field, low=1, high=MAX_RESPONSE_TOKENS)
-    min_tokens = body.get("min_tokens")
-    if min_tokens is not None:
-        min_tokens = _int(min_tokens, "min_tokens", low=0, high=MAX_RESPONSE_TOKENS)
-    ignore_eos = _bool(body.get("ignore_eos"), "ignore_eos")
-    stream = _bool(body.get("stream"), "stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise BadRequestError("'stream_options' must be an object")
-    include_usage = stream and _bool((options or {}).get("include_usage"), "include_usage")
-    tokens, finish = response_length(
-        max_tokens, eos=eos, min_tokens=min_tokens, ignore_eos=ignore_eos
-    )
-    return Ask(stream, include_usage, prompt_tokens, tokens, finish)
+
+    prompt: Prompt
+
+    @field_validator("prompt", mode="wrap")
+    @classmethod
+    def _prompt_shape(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:  # one reason instead of one per member of the union
+            raise ValueError(
+                "must be a string, a non-empty list of token ids or of strings, "
+                "or a list of such lists"
+            ) from None
+
+    def prompt_tokens(self) -> int:
+        return _count(self.prompt)
+
+    def limit(self) -> int:
+        return COMPLETIONS_DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
 
 
-def _int(value: object, name: str, *, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BadRequestError(f"{name!r} must be an integer in [{low}, {high}], got {value!r}")
-    return value
+class ContentPart(BaseModel):
+    """One part of a chat message's content; only text parts count as prompt tokens."""
+
+    model_config = _WIRE
+
+    text: str | None = None
 
 
-def _bool(value: object, name: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise BadRequestError(f"{name!r} must be true or false, got {value!r}")
-    return value
+class Message(BaseModel):
+    """One chat message: a role, and content as text, parts or null."""
+
+    model_config = _WIRE
+
+    role: str
+    content: str | list[ContentPart] | None = None
+
+    @field_validator("content", mode="wrap")
+    @classmethod
+    def _content_shape(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:  # one reason instead of one per member of the union
+            raise ValueError("must be a string, a list of content-part objects, or null") from None
+
+    def tokens(self) -> int:
+        """Tokens of the content's text, by the fallback tokenizer."""
+        if isinstance(self.content, str):
+            return count_fallback_tokens(self.content)
+        parts = self.content or []
+        return sum(count_fallback_tokens(p.text) for p in parts if p.text is not None)
 
 
-def _prompt_tokens(prompt: object) -> int:
+class ChatRequest(_Request):
+    """The body of ``POST /v1/chat/completions``.
+
+    The length limit is ``max_completion_tokens``, else ``max_tokens`` (the
+    older name), else none.
+    """
+
+    messages: Annotated[list[Message], Field(min_length=1)]
+    max_completion_tokens: Length | None = None
+
+    def prompt_tokens(self) -> int:
+        return sum(m.tokens() for m in self.messages)
+
+    def limit(self) -> int | None:
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens
+        return self.max_tokens
+
+
+def parse_request(body: bytes, *, chat: bool, eos: int) -> Ask:
+    """What the JSON ``body`` of ``/v1/completions`` (``chat=False``) or
+    ``/v1/chat/completions`` asks for; ``eos`` is the natural response length.
+
+    Raises pydantic's ``ValidationError`` (bad JSON included);
+    :func:`request_error` turns it into the message of a 400.
+    """
+    model = ChatRequest if chat else CompletionRequest
+    return model.model_validate_json(body).ask(eos)
+
+
+def request_error(exc: ValidationError) -> str:
+    """The message of a 400 for a bad body: the first problem, naming its field
+    (``messages.0.role: Field required``), or ``body`` for bad JSON or a non-object."""
+    message = invalid(exc).message
+    return message if exc.errors()[0]["loc"] else f"body: {message}"
+
+
+def _count(prompt: str | list[Any]) -> int:
     if isinstance(prompt, str):
         return count_fallback_tokens(prompt)
-    if isinstance(prompt, list) and prompt:
-        if all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt):
-            return len(prompt)
-        if all(isinstance(p, str) for p in prompt):
-            return sum(count_fallback_tokens(p) for p in prompt)
-        if all(isinstance(p, list) and p for p in prompt):
-            return sum(_prompt_tokens(p) for p in prompt)
-    raise BadRequestError(
-        "'prompt' must be a string, a non-empty list of token ids, or a list of either"
-    )
-
-
-def _chat_tokens(messages: object) -> int:
-    if not isinstance(messages, list) or not messages:
-        raise BadRequestError("'messages' must be a non-empty list")
-    total = 0
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise BadRequestError(f"messages[{i}] must be an object with a 'role'")
-        content = message.get("content")
-        if isinstance(content, str):
-            total += count_fallback_tokens(content)
-        elif isinstance(content, list):
-            for part in content:
-                if not isinstance(part, dict):
-                    raise BadRequestError(f"messages[{i}].content parts must be objects")
-                text = part.get("text")
-                if isinstance(text, str):
-                    total += count_fallback_tokens(text)
-        elif content is not None:
-            raise BadRequestError(f"messages[{i}].content must be a string, a list or null")
-    return total
+    if isinstance(prompt[0], int):  # token ids: validated, so all of them are
+        return len(prompt)
+    return sum(_count(p) for p in prompt)
 
 
 class Chunks:
