@@ -7,18 +7,10 @@ from typing import Annotated
 
 import typer
 
-from burstlab.cli.reading import (
-    CacheOpt,
-    DropFailedOpt,
-    FormatOpt,
-    LenientOpt,
-    MapOpt,
-    StrictOpt,
-    TimeUnitOpt,
-    load,
-)
+from burstlab.cli.reading import TraceOptions, trace_options
 
 
+@trace_options()
 def analyze(
     traces: Annotated[
         list[str],
@@ -50,13 +42,7 @@ def analyze(
             "(BurstGPT); a datetime trace (Azure) has its own.",
         ),
     ] = None,
-    format: FormatOpt = None,
-    map: MapOpt = None,
-    time_unit: TimeUnitOpt = "s",
-    strict: StrictOpt = False,
-    lenient: LenientOpt = False,
-    drop_failed: DropFailedOpt = False,
-    cache: CacheOpt = False,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Characterise a trace like the BurstGPT paper: burstiness, periodicity, lengths,
     conversations, failures; with two traces, compare them.
@@ -89,16 +75,7 @@ def analyze(
     parts = []
     for trace in traces:
         with console.status(f"reading {trace}"):
-            table, report = load(
-                trace,
-                format=format,
-                map=map,
-                time_unit=time_unit,
-                strict=strict,
-                lenient=lenient,
-                drop_failed=drop_failed,
-                cache=cache,
-            )
+            table, report = reading.load(trace)
         with console.status(f"analysing {trace}"):
             summary = analyze(
                 table, report, filters=filters, window_s=window_s, seed=seed, origin=when

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from burstlab.cli.reading import FormatOpt, load
+from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,6 +18,7 @@ EXIT_CLIENT_BOUND = 3
 EXIT_LOST = 4
 
 
+@trace_options("format")
 def bench(
     workload: Annotated[
         str, typer.Argument(help="Workload or trace file (any format burstlab reads), or 'sample'.")
@@ -92,7 +93,7 @@ def bench(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Also write report.html.")
     ] = True,
-    format: FormatOpt = None,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Fire a workload at an OpenAI-compatible server at its intended times (open loop)
     and record every request.
@@ -145,7 +146,7 @@ def bench(
         slo=parse_slo(slo) if slo else None,
     )
     with console.status(f"reading {workload}"):
-        table, _ = load(workload, format=format)
+        table, _ = reading.load(workload)
     result = bench(table, config, out, progress=None if quiet else LiveProgress(console))
     print_summary(result.summary, Console())
     if report:

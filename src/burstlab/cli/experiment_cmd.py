@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from burstlab.cli.reading import FormatOpt, load
+from burstlab.cli.reading import TraceOptions, trace_options
 
 
+@trace_options("format")
 def experiment(
     study: Annotated[
         str, typer.Argument(help="scheduling (FCFS vs SRF vs LRF) or kv (cache sweep).")
@@ -22,7 +23,7 @@ def experiment(
         Path | None,
         typer.Option("--engine", help="engine.yaml (default: Llama-2-7B on one A100-80G)."),
     ] = None,
-    format: FormatOpt = None,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Run the BurstGPT paper's serving comparisons on one workload in the simulator;
     write experiment.csv, experiment.json and experiment.png.
@@ -41,7 +42,7 @@ def experiment(
     spec = load_spec(engine)
     variants(study, spec)  # an unknown study fails before the workload is read
     with console.status(f"reading {workload}"):
-        table, _ = load(workload, format=format)
+        table, _ = reading.load(workload)
     with console.status(f"simulating {table.height:,} requests per variant"):
         result = run_study(study, table, spec)
     out.mkdir(parents=True, exist_ok=True)

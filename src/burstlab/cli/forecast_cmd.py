@@ -7,20 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from burstlab.cli.reading import (
-    CacheOpt,
-    FormatOpt,
-    LenientOpt,
-    MapOpt,
-    StrictOpt,
-    TimeUnitOpt,
-    load,
-)
+from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
     from burstlab.forecast import ForecastResult
 
 
+@trace_options("format", "map", "time_unit", "strict", "lenient", "cache")
 def forecast(
     trace: Annotated[
         str, typer.Argument(help="Trace file (any format burstlab reads) or 'sample'.")
@@ -56,12 +49,7 @@ def forecast(
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Figures in report.html.")
     ] = True,
-    format: FormatOpt = None,
-    map: MapOpt = None,
-    time_unit: TimeUnitOpt = "s",
-    strict: StrictOpt = False,
-    lenient: LenientOpt = False,
-    cache: CacheOpt = False,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Forecast request counts and token lengths per interval with XGBoost and baselines,
     scored walk-forward (NMAE, NMSE) across granularities; writes predictions.parquet,
@@ -92,10 +80,7 @@ def forecast(
     )
     chosen = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
     with console.status(f"reading {trace}"):
-        table, report = load(
-            trace, format=format, map=map, time_unit=time_unit, strict=strict,
-            lenient=lenient, cache=cache,
-        )  # fmt: skip
+        table, report = reading.load(trace)
     day_offset, weekday = clock_of(report)
     with console.status("forecasting") as status:
         result = run_forecast(

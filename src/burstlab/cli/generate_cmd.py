@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from burstlab.cli.reading import (
-    CacheOpt,
-    FormatOpt,
-    LenientOpt,
-    MapOpt,
-    StrictOpt,
-    TimeUnitOpt,
-    load,
-)
+from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
     import polars as pl
@@ -32,6 +24,7 @@ class ArrivalOpt(StrEnum):
     window_gamma = "window-gamma"
 
 
+@trace_options("format", "map", "time_unit", "strict", "lenient", "cache")
 def generate(
     out: Annotated[
         Path,
@@ -170,12 +163,7 @@ def generate(
             "turns' tokens (exercises prefix caching).",
         ),
     ] = False,
-    format: FormatOpt = None,
-    map: MapOpt = None,
-    time_unit: TimeUnitOpt = "s",
-    strict: StrictOpt = False,
-    lenient: LenientOpt = False,
-    cache: CacheOpt = False,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Replay a window of a trace at any rate, or sample a fitted model; report fidelity.
 
@@ -280,15 +268,7 @@ def generate(
             "--duration, --burstiness, --shape, --length-cap and --arrivals apply to a "
             "fitted model (see 'burstlab fit')"
         )
-    table, report = load(
-        trace,
-        format=format,
-        map=map,
-        time_unit=time_unit,
-        strict=strict,
-        lenient=lenient,
-        cache=cache,
-    )
+    table, report = reading.load(trace)
     offset, _ = clock_of(report)
     unscaled = replay(
         table, spec.model_copy(update={"rps": None, "speedup": None}), day_offset_s=offset
@@ -489,6 +469,7 @@ def print_fidelity(columns: dict[str, Fidelity], title: str) -> None:
         )
 
 
+@trace_options("format", "map", "time_unit", "strict", "lenient", "cache")
 def fit(
     trace: Annotated[str, typer.Argument(help="Trace to fit (file or 'sample').")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write model.json.")],
@@ -507,12 +488,7 @@ def fit(
         int, typer.Option("--paths", help="--holdout: generated paths averaged per model.")
     ] = 8,
     seed: Annotated[int, typer.Option("--seed", help="--holdout: first seed.")] = 0,
-    format: FormatOpt = None,
-    map: MapOpt = None,
-    time_unit: TimeUnitOpt = "s",
-    strict: StrictOpt = False,
-    lenient: LenientOpt = False,
-    cache: CacheOpt = False,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Fit a workload model: multi-scale arrivals (and the paper's per-window Gamma),
     class mix, lengths, failures, sessions.
@@ -538,15 +514,7 @@ def fit(
         raise InputError(f"--holdout must lie between 0 and 1 (exclusive), got {holdout}")
     if not 1 <= paths <= 1000:
         raise InputError(f"--paths must lie in 1..1000, got {paths}")
-    table, report = load(
-        trace,
-        format=format,
-        map=map,
-        time_unit=time_unit,
-        strict=strict,
-        lenient=lenient,
-        cache=cache,
-    )
+    table, report = reading.load(trace)
     console = Console(stderr=True)
     if holdout is None:
         with console.status("fitting"):

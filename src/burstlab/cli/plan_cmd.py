@@ -66,7 +66,7 @@ def plan(
     """
     from rich.console import Console
 
-    from burstlab.cli.reading import load
+    from burstlab.cli.reading import TraceOptions
     from burstlab.core.errors import InputError
     from burstlab.core.files import write_json
     from burstlab.core.units import parse_duration
@@ -93,7 +93,7 @@ def plan(
         assert engine is not None
         assert objectives is not None
         source = workload or _trace_of(forecast)
-        table, _ = load(source)
+        table, _ = TraceOptions().load(source)
         with console.status(f"finding one instance's capacity under the SLO ({source})"):
             capacity = capacity_rps(
                 load_spec(engine).engine_only(),

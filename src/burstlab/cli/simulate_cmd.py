@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from burstlab.cli.reading import FormatOpt, load
+from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
     import polars as pl
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from burstlab.sim.spec import EngineSpec
 
 
+@trace_options("format")
 def simulate(
     workload: Annotated[
         str, typer.Argument(help="Workload or trace file (any format burstlab reads), or 'sample'.")
@@ -51,7 +52,7 @@ def simulate(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Also write report.html.")
     ] = True,
-    format: FormatOpt = None,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Run a workload through a simulated serving engine (no GPU) and write the same
     run directory as 'bench': records.jsonl, summary.json, run.json, telemetry.parquet.
@@ -75,7 +76,7 @@ def simulate(
         spec = spec.model_copy(update={"engine": {**spec.engine, **overrides}})
         spec.config()
     with console.status(f"reading {workload}"):
-        table, _ = load(workload, format=format)
+        table, _ = reading.load(workload)
     objectives = parse_slo(slo) if slo else None
     if autoscale is not None:
         _autoscale(table, spec, autoscale, out, objectives, console)

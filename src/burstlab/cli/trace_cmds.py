@@ -7,16 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from burstlab.cli.reading import (
-    CacheOpt,
-    DropFailedOpt,
-    FormatOpt,
-    LenientOpt,
-    MapOpt,
-    StrictOpt,
-    TimeUnitOpt,
-    load,
-)
+from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
     from burstlab.trace.info import TraceInfo
@@ -30,16 +21,11 @@ TraceArg = Annotated[
 ]
 
 
+@trace_options()
 def info(
     trace: TraceArg,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    format: FormatOpt = None,
-    map: MapOpt = None,
-    time_unit: TimeUnitOpt = "s",
-    strict: StrictOpt = False,
-    lenient: LenientOpt = False,
-    drop_failed: DropFailedOpt = False,
-    cache: CacheOpt = False,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Rows, time span, mean and peak rates, model x log type breakdown, sessions, load report.
 
@@ -47,16 +33,7 @@ def info(
     """
     from burstlab.trace.info import trace_info
 
-    table, report = load(
-        trace,
-        format=format,
-        map=map,
-        time_unit=time_unit,
-        strict=strict,
-        lenient=lenient,
-        drop_failed=drop_failed,
-        cache=cache,
-    )
+    table, report = reading.load(trace)
     result = trace_info(table, report)
     if json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
@@ -65,15 +42,11 @@ def info(
     warn(report)
 
 
+@trace_options("format", "map", "time_unit", "strict", "lenient", "drop_failed")
 def convert(
     trace: TraceArg,
     output: Annotated[str, typer.Argument(help="Output path: .parquet, .csv or .jsonl.")],
-    format: FormatOpt = None,
-    map: MapOpt = None,
-    time_unit: TimeUnitOpt = "s",
-    strict: StrictOpt = False,
-    lenient: LenientOpt = False,
-    drop_failed: DropFailedOpt = False,
+    reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Read any trace and write it as a canonical request table.
 
@@ -82,15 +55,7 @@ def convert(
     from burstlab.trace.io import table_suffix, write_table
 
     table_suffix(output)  # fail on a bad extension before reading a large file
-    table, report = load(
-        trace,
-        format=format,
-        map=map,
-        time_unit=time_unit,
-        strict=strict,
-        lenient=lenient,
-        drop_failed=drop_failed,
-    )
+    table, report = reading.load(trace)
     write_table(table, output)
     warn(report)
     typer.echo(
