@@ -1,13 +1,38 @@
-"""Shared fixtures: small trace files in the repo, and a writer for ad-hoc bad files."""
+"""Shared fixtures: small trace files in the repo, and a writer for ad-hoc bad files;
+the ``extra`` marker. Shared code that is not a fixture lives in ``support/``."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+#: The module that tells each optional extra is installed (``pyproject.toml``'s extras).
+EXTRAS = {"forecast": "xgboost", "tokenizers": "tokenizers"}
+
+
+@cache
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.extra("forecast")``: skip the test when ``burstlab[forecast]`` is not
+    installed, saying what to install (the rest of the suite runs without the extras)."""
+    for item in items:
+        for mark in item.iter_markers("extra"):
+            (name,) = mark.args
+            if name not in EXTRAS:
+                raise pytest.UsageError(f"{item.nodeid}: unknown extra {name!r}")
+            if not _installed(EXTRAS[name]):
+                reason = f"needs {EXTRAS[name]}: pip install 'burstlab[{name}]'"
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from support.cli import BIN
 
@@ -19,6 +20,7 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.extra("forecast")
 def test_synthetic_trace_to_forecast_to_plan_to_autoscaled_simulation(tmp_path: Path) -> None:
     trace = tmp_path / "trace.parquet"
     out = run("generate", "--synthetic", "--duration", "3d", "--rps", "0.03", "--seed", "3",

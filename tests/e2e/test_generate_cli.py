@@ -58,6 +58,7 @@ def test_foreign_exports(tmp_path: Path, to: str, fmt: str) -> None:
     assert table["arrival_s"].max() == pytest.approx(150, abs=1)  # type: ignore[arg-type]
 
 
+@pytest.mark.extra("tokenizers")  # vllm-custom with a --tokenizer folder
 def test_vllm_exports(tmp_path: Path, data_dir: Path) -> None:
     timed = tmp_path / "timed.jsonl"
     source = str(data_dir / "mooncake_head.jsonl")

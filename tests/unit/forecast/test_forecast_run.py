@@ -190,6 +190,7 @@ def test_written_files_load_back(written) -> None:  # type: ignore[no-untyped-de
     assert tokens["start_s"].is_sorted()
 
 
+@pytest.mark.extra("forecast")  # the models listed include xgboost
 def test_loading_what_is_not_there_names_the_path(written, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, out, _ = written
     with pytest.raises(InputError) as err:
@@ -216,6 +217,7 @@ def test_loading_what_is_not_there_names_the_path(written, tmp_path: Path) -> No
         load_predictions(broken)
 
 
+@pytest.mark.extra("forecast")
 def test_the_same_seed_gives_the_same_forecast(three_days: pl.DataFrame) -> None:
     assert synthetic_trace(DAY, rps=0.02, seed=5).equals(synthetic_trace(DAY, rps=0.02, seed=5))
     assert not synthetic_trace(DAY, rps=0.02, seed=5).equals(synthetic_trace(DAY, rps=0.02, seed=6))

@@ -32,6 +32,7 @@ def run(values: np.ndarray, valid: np.ndarray, horizon: int, **kw: object):  # t
     return walk_forward(values, valid, **args)  # type: ignore[arg-type]
 
 
+@pytest.mark.extra("forecast")  # every model, xgboost included
 @pytest.mark.parametrize("horizon", [1, 3])
 def test_no_future_value_reaches_a_prediction(horizon: int) -> None:
     """For any cut c, changing values[c:] leaves every prediction of a target t < c + horizon
