@@ -559,8 +559,8 @@ def measure_burstlab(
     import numpy as np
     import polars as pl
 
-    from burstlab import load_records
     from burstlab.bench.run import BenchConfig, bench
+    from burstlab.results.rundir import RunDir
 
     if plain:
         _plain_sleep_until()
@@ -570,8 +570,10 @@ def measure_burstlab(
     with tempfile.TemporaryDirectory(prefix="burstlab-capacity-") as tmp:
         run_dir = Path(tmp) / "run"
         result = bench(table, config, run_dir)
-        records = load_records(run_dir)
-        manifest = json.loads((run_dir / "run.json").read_text())
+        run = RunDir(run_dir)
+        records, manifest = run.records(), run.manifest()
+    assert records is not None
+    assert manifest is not None
     lag = records["schedule_lag_s"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     outcome = records["outcome"]
     ok = records.filter(outcome == "ok")
@@ -585,7 +587,7 @@ def measure_burstlab(
         "rate": rate,
         "scheduled": n,
         "span_s": (n - 1) / rate,
-        "t0_perf_ns": manifest.get("t0_perf_ns"),
+        "t0_perf_ns": manifest.t0_perf_ns,
         "achieved": ok.height / span if span > 0 else 0.0,
         "lag": _lag_stats(np.asarray(lag, dtype=float), n),
         "ok": ok.height,
@@ -593,7 +595,7 @@ def measure_burstlab(
         "unsent": n - ok.height - failed.height,
         "failures": dict(collections.Counter(kinds.to_list())),
         "ttft_p50_s": (ok["first_s"] - ok["sent_s"]).median(),
-        "own": summary.get("client"),
+        "own": summary.client.model_dump(),
     }
 
 

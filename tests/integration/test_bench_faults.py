@@ -9,11 +9,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from faulty_server import FaultyServer
 
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
-from helpers import constant_rate
+from support.faulty_server import FaultyServer
+from support.frames import constant_rate
 
 #: fault -> (outcome, error_kind, error_subkind) expected in the record.
 EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
@@ -65,8 +65,8 @@ def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str)
         pl.col("request_id") % len(faults) == faults.index("finish_no_done")
     )
     assert done_missing["done_missing"].all()
-    counts = result.summary["counts"]
-    assert counts["ok"] + counts["failed"] == counts["scheduled"] == table.height
+    counts = result.summary.counts
+    assert counts.ok + counts.failed == counts.scheduled == table.height
     assert result.lost == 0
 
 
@@ -80,7 +80,7 @@ def test_connection_refused_is_recorded_for_every_request(tmp_path: Path) -> Non
     table = load_records(tmp_path / "run")
     assert table["error_kind"].to_list() == ["connect"] * 5
     assert set(table["error_subkind"].to_list()) == {"refused"}
-    assert result.summary["failures_by_kind"] == {"connect": 5}
+    assert result.summary.failures_by_kind == {"connect": 5}
 
 
 PEAK_RSS_SCRIPT = """

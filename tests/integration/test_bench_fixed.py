@@ -9,7 +9,6 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ import pytest
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
 from burstlab.trace.io import write_table
-from helpers import constant_rate as workload
+from support.cli import BIN
+from support.frames import constant_rate as workload
 
-BIN = Path(sys.executable).parent / "burstlab"
 READY = re.compile(r"serving \S+ at (http://127\.0\.0\.1:\d+)")
 
 
@@ -62,10 +61,10 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def test_fixed_timing_is_measured_exactly(served: Served, tmp_path: Path) -> None:
     config = BenchConfig(url=served.url, backend="vllm")
     result = bench(workload(200, 40.0, 20), config, tmp_path / "run")
-    m = result.summary["metrics"]
-    assert result.summary["counts"]["ok"] == 200
-    assert abs(m["ttft_s"]["p50"] - 0.050) <= 0.002
-    assert abs(m["tpot_s"]["p50"] - 0.010) <= 0.001
+    m = result.summary.metrics
+    assert result.summary.counts.ok == 200
+    assert abs(m["ttft_s"].p50 - 0.050) <= 0.002
+    assert abs(m["tpot_s"].p50 - 0.010) <= 0.001
     table = load_records(tmp_path / "run")
     assert (table["output_tokens_achieved"] == 20).all()
     assert (table["input_tokens_achieved"] == table["input_tokens"]).all()
@@ -85,8 +84,8 @@ def test_schedule_lag_at_500_requests_per_second(served: Served, tmp_path: Path)
         for attempt in range(2):
             config = BenchConfig(url=served.url, backend="vllm")
             result = bench(workload(2000, 500.0, 4), config, tmp_path / f"run{attempt}")
-            assert result.summary["counts"]["ok"] == 2000
-            p99s.append(result.summary["schedule_lag_s"]["p99"])
+            assert result.summary.counts.ok == 2000
+            p99s.append(result.summary.schedule_lag_s.p99)
             if p99s[-1] <= 0.002:
                 break
     finally:
@@ -103,9 +102,9 @@ def test_no_hidden_connection_cap(tmp_path: Path) -> None:
     finally:
         server.stop()
     s = result.summary
-    assert s["counts"]["ok"] == 400
-    assert s["conn_queued_max_s"] == 0.0
-    assert s["metrics"]["ttft_s"]["max"] < 1.5
+    assert s.counts.ok == 400
+    assert s.conn_queued_max_s == 0.0
+    assert s.metrics["ttft_s"].max < 1.5
 
 
 def test_sigkill_loses_no_finished_request(served: Served, tmp_path: Path) -> None:
@@ -185,8 +184,8 @@ def test_workers_share_one_schedule(served: Served, tmp_path: Path) -> None:
     table = load_records(tmp_path / "run")
     assert sorted(table["request_id"].to_list()) == list(range(300))
     assert set(table["worker"].to_list()) == {0, 1}
-    assert result.summary["counts"]["ok"] == 300
-    assert result.summary["schedule_lag_s"]["p50"] < 0.005
+    assert result.summary.counts.ok == 300
+    assert result.summary.schedule_lag_s.p50 < 0.005
 
 
 def test_ctrl_c_keeps_the_accounting(served: Served, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
 from burstlab.server.app import make_app
 from burstlab.server.fixed import FixedTiming
-from helpers import constant_rate
+from support.frames import constant_rate
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -90,4 +90,4 @@ def test_self_signed_certificate_is_refused_by_default(tls_url: str, tmp_path: P
 
 def test_insecure_accepts_it(tls_url: str, tmp_path: Path) -> None:
     result = bench(workload(3), BenchConfig(url=tls_url, insecure=True), tmp_path / "run")
-    assert result.summary["counts"]["ok"] == 3
+    assert result.summary.counts.ok == 3

@@ -12,7 +12,7 @@ from burstlab.server.engine import make_engine_app
 from burstlab.server.hosting import serve_in_thread
 from burstlab.sim.engine import Engine
 from burstlab.sim.spec import EngineSpec
-from helpers import constant_rate
+from support.frames import constant_rate
 
 openai = pytest.importorskip("openai")
 
@@ -52,8 +52,8 @@ def test_bench_sees_the_engine_queue_and_refusals(tmp_path: Path) -> None:
             tmp_path / "run",
         )
     s = result.summary
-    assert s["counts"]["ok"] + s["counts"]["failed"] == 30
-    assert s["failures_by_kind"].get("http_429", 0) > 0
+    assert s.counts.ok + s.counts.failed == 30
+    assert s.failures_by_kind.get("http_429", 0) > 0
     # two run at a time: the rest queue, so TTFT grows far past one 500-token prefill (~40 ms)
-    assert s["metrics"]["ttft_s"]["p50"] > 0.2
-    assert s["metrics"]["tpot_s"]["p50"] > 0.005
+    assert s.metrics["ttft_s"].p50 > 0.2
+    assert s.metrics["tpot_s"].p50 > 0.005

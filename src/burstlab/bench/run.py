@@ -1,27 +1,17 @@
 """``burstlab bench``: run a workload against a server and keep every measurement.
 
-A run directory holds, in the order they are written:
-
-- ``run.json``: the manifest (config with secrets redacted, versions, host,
-  seed, the wall-clock anchor of ``t0``), written atomically before the first
-  send and rewritten at the end with the outcome counts;
-- ``schedule.parquet``: the workload as scheduled (row ``i`` is request ``i``);
-- ``records.jsonl``: one line per request as it ends (see ``records.py``);
-- ``summary.json``: the summary, once the run is over (or interrupted).
+The run directory (manifest, schedule, records as they end, summary) is written
+through :class:`burstlab.results.rundir.RunDir`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import multiprocessing as mp
 import os
-import platform
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +27,14 @@ from burstlab.bench.backends import PATHS, Api, BodyBuilder, Forcing, default_fo
 from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.runner import Runner, Settings, make_schedule
 from burstlab.core.errors import BurstlabError, InputError
-from burstlab.core.files import write_json
-from burstlab.core.version import __version__
-from burstlab.results.records import Record, RecordWriter, load_records, new_records_file
-from burstlab.results.summary import SLO, summarize
-from burstlab.trace.io import read_table, write_table
+from burstlab.core.loop import loop_version
+from burstlab.core.loop import run as run_loop
+from burstlab.results.manifest import Manifest, run_versions
+from burstlab.results.records import Record, load_records
+from burstlab.results.rundir import RunDir, RunResult
+from burstlab.results.slo import SLO
+from burstlab.results.summary import summarize
 from burstlab.workload.prompts import make_synth
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - Windows has no uvloop
-    uvloop = None  # type: ignore[assignment]
 
 
 class BenchConfig(BaseModel):
@@ -99,17 +86,6 @@ class BenchConfig(BaseModel):
         return data
 
 
-class RunResult(BaseModel):
-    """What a finished (or interrupted) run produced."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_dir: Path
-    status: Literal["complete", "interrupted"]
-    summary: dict[str, Any]
-    lost: int = 0
-
-
 ProgressHook = Callable[[Record], None]
 
 
@@ -126,8 +102,13 @@ def bench(
     (the CLI passes its live view). Ctrl-C stops the run: requests in flight are
     recorded as cancelled, unsent ones as not_sent, and the summary is written.
     """
-    out = Path(run_dir)
-    records = new_records_file(out)
+    with RunDir.create(run_dir) as out:
+        return _bench(workload, config, out, progress)
+
+
+def _bench(
+    workload: pl.DataFrame, config: BenchConfig, out: RunDir, progress: Any | None
+) -> RunResult:
     api_key = os.environ.get(config.api_key_env) or None
     headers = dict(config.headers)
     if api_key:
@@ -136,11 +117,18 @@ def bench(
         config = config.model_copy(update={"model": _first_model(config, headers)})
     config.prompt_mode()
     table = workload.with_row_index("request_id")
-    write_table(table, out / "schedule.parquet")
-    run_id = uuid.uuid4().hex[:12]
-    manifest = _manifest(config, run_id, table.height, [*headers.values(), api_key or ""])
-    write_json(out / "run.json", manifest)
-    records.touch()
+    out.write_schedule(table)
+    manifest = Manifest(
+        kind="bench",
+        scheduled=table.height,
+        slo=config.slo,
+        config=config.redacted(),
+        forcing=config.resolved_forcing().model_dump(),
+        prompt_mode=config.prompt_mode(),
+        versions=run_versions(aiohttp=aiohttp.__version__, loop=loop_version()),
+        argv=[_redact_arg(a, [*headers.values(), api_key or ""]) for a in sys.argv],
+    )
+    out.write_manifest(manifest)
 
     status: Literal["complete", "interrupted"] = "complete"
     lead = 0.2 if config.workers == 1 else 0.0
@@ -155,14 +143,14 @@ def bench(
                 anchor["t0_perf_ns"] = time.perf_counter_ns() + int(lead * 1e9)
                 return anchor["t0_perf_ns"]
 
-            job = _Job(str(out), config.model_dump_json(), headers, run_id)
+            job = _Job(str(out.path), config.model_dump_json(), headers, manifest.run_id)
             health = [_execute(job, await_t0, progress)]
         else:
             health = _run_workers(
                 out=out,
                 config=config,
                 headers=headers,
-                run_id=run_id,
+                run_id=manifest.run_id,
                 anchor=anchor,
                 progress=progress,
             )
@@ -172,51 +160,28 @@ def bench(
     finally:
         if progress is not None:
             progress.stop()
-    result = load_records(records)
-    lost = table.height - result.height
+    result = load_records(out.records_path)
     summary = summarize(
-        result, slo=config.slo, health=health, max_concurrency=config.max_concurrency
-    )
-    summary["status"] = status
-    summary["lost"] = lost
-    write_json(out / "summary.json", summary)
-    manifest.update(
+        result,
         status=status,
-        t0_wall_ns=anchor.get("t0_wall_ns"),
-        t0_perf_ns=anchor.get("t0_perf_ns"),
-        ended_wall=time.time(),
-        counts=summary["counts"],
-        lost=lost,
+        lost=table.height - result.height,
+        slo=config.slo,
+        health=health,
+        max_concurrency=config.max_concurrency,
     )
-    write_json(out / "run.json", manifest)
-    return RunResult(run_dir=out, status=status, summary=summary, lost=lost)
-
-
-def _manifest(
-    config: BenchConfig, run_id: str, scheduled: int, secrets: list[str]
-) -> dict[str, Any]:
-    versions = {
-        "burstlab": __version__,
-        "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
-        "polars": pl.__version__,
-    }
-    if uvloop is not None:
-        versions["uvloop"] = str(getattr(uvloop, "__version__", "?"))
-    return {
-        "kind": "bench",
-        "run_id": run_id,
-        "status": "running",
-        "scheduled": scheduled,
-        "config": config.redacted(),
-        "forcing": config.resolved_forcing().model_dump(),
-        "prompt_mode": config.prompt_mode(),
-        "versions": versions,
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "started_wall": time.time(),
-        "argv": [_redact_arg(a, secrets) for a in sys.argv],
-    }
+    manifest = manifest.model_copy(
+        update={
+            "status": status,
+            "t0_wall_ns": anchor.get("t0_wall_ns"),
+            "t0_perf_ns": anchor.get("t0_perf_ns"),
+            "ended_wall": time.time(),
+            "counts": summary.counts,
+            "lost": summary.lost,
+        }
+    )
+    out.write_summary(summary, manifest, result)
+    out.write_manifest(manifest)
+    return RunResult(out.path, summary)
 
 
 def _redact_arg(arg: str, secrets: list[str]) -> str:
@@ -249,7 +214,7 @@ def _first_model(config: BenchConfig, headers: dict[str, str]) -> str:
         return str(models[0]["id"])
 
     try:
-        return asyncio.run(ask())
+        return run_loop(ask())
     except (TimeoutError, OSError, aiohttp.ClientError) as exc:
         raise BurstlabError(
             f"cannot reach {config.redacted()['url']}: {exc}",
@@ -287,11 +252,6 @@ def _target(config: BenchConfig, headers: dict[str, str], clock: Clock) -> HttpT
     )
 
 
-def _new_loop_policy() -> None:
-    if uvloop is not None:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 @dataclass(frozen=True, slots=True)
 class _Job:
     """One client process's part of a run: every ``workers``-th root of the schedule."""
@@ -309,9 +269,12 @@ def _execute(job: _Job, await_t0: Callable[[], int], progress: Any | None = None
     the client-health readings. ``await_t0`` is called once everything is ready and
     returns ``t0`` (``perf_counter_ns``; the same clock in every process)."""
     config = BenchConfig.model_validate_json(job.config_json)
-    schedule = make_schedule(read_table(Path(job.out) / "schedule.parquet")[0])
+    run = RunDir(job.out)
+    table = run.schedule()
+    assert table is not None, "the schedule is written before any worker starts"
+    schedule = make_schedule(table)
     settings = _settings(config, job.run_id)
-    writer = RecordWriter(Path(job.out) / "records.jsonl")
+    writer = run.records_writer()
     roots = schedule.roots[job.worker :: job.workers]
 
     async def main() -> dict[str, Any]:
@@ -335,9 +298,8 @@ def _execute(job: _Job, await_t0: Callable[[], int], progress: Any | None = None
             await runner.run(tick=progress.refresh if progress is not None else None)
             return runner.health.as_dict()
 
-    _new_loop_policy()
     try:
-        return asyncio.run(main())
+        return run_loop(main())
     finally:
         gc.unfreeze()
         writer.close()
@@ -361,7 +323,7 @@ def _worker_main(job: _Job, ready: Any, start: Any, done: Any) -> None:
 
 def _run_workers(
     *,
-    out: Path,
+    out: RunDir,
     config: BenchConfig,
     headers: dict[str, str],
     run_id: str,
@@ -374,7 +336,7 @@ def _run_workers(
         ctx.Process(
             target=_worker_main,
             args=(
-                _Job(str(out), config.model_dump_json(), headers, run_id, k, config.workers),
+                _Job(str(out.path), config.model_dump_json(), headers, run_id, k, config.workers),
                 ready,
                 start,
                 done,
@@ -393,7 +355,7 @@ def _run_workers(
         anchor["t0_wall_ns"] = time.time_ns() + 200_000_000
         for _ in procs:
             start.put(t0)
-        tail = _Tail(out / "records.jsonl")
+        tail = _Tail(out.records_path)
         health: list[dict[str, Any]] = []
         while len(health) < len(procs):
             with contextlib.suppress(Exception):

@@ -56,6 +56,7 @@ def analyze(
     from burstlab.analyze.calendar import parse_origin
     from burstlab.analyze.summary import Filters, analyze, compare
     from burstlab.core.errors import InputError
+    from burstlab.core.files import atomic_write
     from burstlab.core.units import parse_duration
     from burstlab.report.analysis import render
 
@@ -98,9 +99,7 @@ def analyze(
             },
             indent=2,
         )
-    tmp = summary_path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(summary_path)
+    atomic_write(summary_path, text.encode())
     with console.status("rendering the report"):
         html = render(out / "report.html", parts, comparison, with_plots=plots)
     b = parts[0][1].burstiness

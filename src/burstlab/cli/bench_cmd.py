@@ -12,6 +12,8 @@ from burstlab.cli.reading import TraceOptions, trace_options
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from burstlab.results.summary import RunSummary
+
 #: Exit status of a run that finished but whose numbers measure the client (``--strict``).
 EXIT_CLIENT_BOUND = 3
 #: Exit status when scheduled requests are missing from the records (a bug: never expected).
@@ -106,7 +108,7 @@ def bench(
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, bench
     from burstlab.core.errors import InputError
-    from burstlab.results.summary import parse_slo
+    from burstlab.results.slo import parse_slo
 
     console = Console(stderr=True)
     if api not in ("chat", "completions"):
@@ -150,15 +152,15 @@ def bench(
     result = bench(table, config, out, progress=None if quiet else LiveProgress(console))
     print_summary(result.summary, Console())
     if report:
-        from burstlab.report.bench import render_run
+        from burstlab.report.run import render_run
 
         html = render_run(out)
-        typer.echo(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and {html}")
+        typer.echo(f"wrote the run to {out} and its report to {html}")
     if result.status == "interrupted":
         raise typer.Exit(130)
     if result.lost:
         raise typer.Exit(EXIT_LOST)
-    if strict and result.summary["client"]["bound"]:
+    if strict and result.summary.client.bound:
         raise typer.Exit(EXIT_CLIENT_BOUND)
 
 
@@ -181,48 +183,41 @@ def _ms(value: float | None) -> str:
     return f"{value * 1e3:.1f}" if abs(value) < 100 else f"{value:.1f} s"
 
 
-def print_summary(summary: dict[str, Any], console: Console) -> None:
+def print_summary(summary: RunSummary, console: Console) -> None:
     """The summary as a rich table: the verdict first, then latency from sent and
     from intended, then counts, throughput and failures by kind."""
     from rich.markup import escape
     from rich.table import Table
 
-    client = summary["client"]
-    if client["bound"]:
+    if summary.client.bound:
         console.print(
             "[bold red]CLIENT-BOUND RUN: these numbers measure the load generator, "
             "not the server.[/]"
         )
-        for reason in client["reasons"]:
+        for reason in summary.client.reasons:
             console.print(f"[red]  - {escape(reason)}[/]")
     table = Table(title="latency (ms), ok requests", header_style="bold")
     table.add_column("metric", no_wrap=True)
-    for col in ("mean", "p50", "p90", "p95", "p99", "max", "n"):
+    stats = ("mean", "p50", "p90", "p95", "p99", "max")
+    for col in (*stats, "n"):
         table.add_column(col, justify="right")
-    rows = [(name, summary["metrics"][name]) for name in summary["metrics"]]
-    rows.append(("schedule_lag_s", summary["schedule_lag_s"]))
-    for name, s in rows:
-        table.add_row(
-            name.removesuffix("_s"),
-            *(_ms(s.get(k)) for k in ("mean", "p50", "p90", "p95", "p99", "max")),
-            str(s.get("count", 0)),
-        )
+    rows = [*summary.metrics.items(), ("schedule_lag_s", summary.schedule_lag_s)]
+    for name, dist in rows:
+        values = dist.model_dump()
+        table.add_row(name.removesuffix("_s"), *(_ms(values[k]) for k in stats), str(dist.count))
     console.print(table)
-    c = summary["counts"]
-    t = summary["throughput"]
+    c, t = summary.counts, summary.throughput
     console.print(
-        f"scheduled {c['scheduled']}: ok {c['ok']}, failed {c['failed']}, cancelled "
-        f"{c['cancelled']}, not sent {c['not_sent']}  |  {t['requests_per_s']:.2f} req/s, "
-        f"{t['output_tokens_per_s']:.1f} output tok/s over {summary['duration_s']:.1f} s"
+        f"scheduled {c.scheduled}: ok {c.ok}, failed {c.failed}, cancelled "
+        f"{c.cancelled}, not sent {c.not_sent}  |  {t.requests_per_s:.2f} req/s, "
+        f"{t.output_tokens_per_s:.1f} output tok/s over {summary.duration_s:.1f} s"
     )
-    if summary["failures_by_subkind"]:
-        kinds = ", ".join(
-            f"{escape(str(k))} {v}" for k, v in summary["failures_by_subkind"].items()
-        )
+    if summary.failures_by_subkind:
+        kinds = ", ".join(f"{escape(str(k))} {v}" for k, v in summary.failures_by_subkind.items())
         console.print(f"failures: {kinds}")
-    if "goodput" in summary:
-        g = summary["goodput"]
+    if summary.goodput is not None:
+        g = summary.goodput
         console.print(
-            f"goodput: {g['requests_per_s']:.2f} req/s meet the SLO from sent "
-            f"({g['good_requests']} requests), {g['requests_per_s_intended']:.2f} from intended"
+            f"goodput: {g.requests_per_s:.2f} req/s meet the SLO from sent "
+            f"({g.good_requests} requests), {g.requests_per_s_intended:.2f} from intended"
         )

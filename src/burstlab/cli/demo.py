@@ -48,8 +48,8 @@ def demo(
     from burstlab.cli.bench_cmd import print_summary
     from burstlab.cli.trace_cmds import print_info, warn
     from burstlab.core.units import parse_duration
-    from burstlab.report.bench import render_run
-    from burstlab.results.summary import parse_slo
+    from burstlab.report.run import render_run
+    from burstlab.results.slo import parse_slo
     from burstlab.server.engine import make_engine_app
     from burstlab.server.hosting import serve_in_thread
     from burstlab.sim.experiment import metrics
@@ -82,15 +82,15 @@ def demo(
     offline = metrics(
         engine.run(arrival, workload["input_tokens"].to_numpy(), outputs), arrival, outputs
     )
-    measured = result.summary["metrics"]
+    measured = result.summary.metrics
     typer.echo(
         "offline simulation of the same workload vs measured over HTTP: "
         f"TTFT mean {offline['ttft_mean_s'] * 1e3:.0f} vs "
-        f"{measured['ttft_s']['mean'] * 1e3:.0f} ms, E2E mean {offline['e2e_mean_s']:.2f} vs "
-        f"{measured['e2e_s']['mean']:.2f} s"
+        f"{(measured['ttft_s'].mean or 0) * 1e3:.0f} ms, E2E mean {offline['e2e_mean_s']:.2f} vs "
+        f"{measured['e2e_s'].mean or 0:.2f} s"
     )
     html = render_run(out)
-    typer.echo(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and {html}")
+    typer.echo(f"wrote the run to {out} and its report to {html}")
 
 
 def _next_run_dir(base: Path) -> Path:

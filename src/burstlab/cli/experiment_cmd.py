@@ -45,9 +45,7 @@ def experiment(
         table, _ = reading.load(workload)
     with console.status(f"simulating {table.height:,} requests per variant"):
         result = run_study(study, table, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "experiment.csv").open("w", encoding="utf-8") as fh:
-        result.write_csv(fh)
+    atomic_write(out / "experiment.csv", result.write_csv().encode())
     write_json(out / "experiment.json", {"study": study, "rows": result.to_dicts()})
     atomic_write(out / "experiment.png", experiment_png(result, f"{study}: {workload}"))
     view = Table(title=f"experiment {study}", header_style="bold")

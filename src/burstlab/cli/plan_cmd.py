@@ -72,7 +72,7 @@ def plan(
     from burstlab.core.units import parse_duration
     from burstlab.forecast import load_predictions
     from burstlab.forecast.plan import make_plan
-    from burstlab.results.summary import parse_slo
+    from burstlab.results.slo import parse_slo
     from burstlab.sim.autoscale import capacity_rps
     from burstlab.sim.spec import load_spec
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 
 from burstlab.cli.reading import TraceOptions, trace_options
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     import polars as pl
     from rich.console import Console
 
-    from burstlab.results.summary import SLO
+    from burstlab.results.slo import SLO
     from burstlab.sim.spec import EngineSpec
 
 
@@ -63,7 +62,8 @@ def simulate(
     from rich.console import Console
 
     from burstlab.cli.bench_cmd import print_summary
-    from burstlab.results.summary import parse_slo
+    from burstlab.results.rundir import RunDir
+    from burstlab.results.slo import parse_slo
     from burstlab.sim.simulate import simulate as run_simulation
     from burstlab.sim.spec import load_spec
 
@@ -80,23 +80,25 @@ def simulate(
     objectives = parse_slo(slo) if slo else None
     if autoscale is not None:
         _autoscale(table, spec, autoscale, out, objectives, console)
-        summary = orjson.loads((out / "summary.json").read_bytes())
+        summary = RunDir(out).summary()
     else:
         with console.status(f"simulating {table.height:,} requests"):
-            _, summary = run_simulation(
+            summary = run_simulation(
                 table, spec.build(), out, description=spec.describe(), slo=objectives
-            )
+            ).summary
+    assert summary is not None
+    assert summary.engine is not None
     print_summary(summary, Console())
-    e = summary["engine"]
+    e = summary.engine
     typer.echo(
-        f"simulated {summary['counts']['scheduled']:,} requests in {e['wall_s']:.2f} s "
-        f"({e['iterations']:,} iterations in {e['steps']:,} steps, {e['preemptions']} preemptions)"
+        f"simulated {summary.counts.scheduled:,} requests in {e.wall_s:.2f} s "
+        f"({e.iterations:,} iterations in {e.steps:,} steps, {e.preemptions} preemptions)"
     )
     if report:
-        from burstlab.report.bench import render_run
+        from burstlab.report.run import render_run
 
         html = render_run(out)
-        typer.echo(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and {html}")
+        typer.echo(f"wrote the run to {out} and its report to {html}")
 
 
 def _autoscale(

@@ -27,6 +27,7 @@ import orjson
 import polars as pl
 
 from burstlab.core.errors import InputError
+from burstlab.results.metrics import derive
 from burstlab.trace.schema import conform
 
 Outcome = Literal["ok", "failed", "cancelled", "not_sent"]
@@ -46,6 +47,9 @@ ERROR_KINDS: tuple[str, ...] = (
     "empty",
     "internal",
 )
+
+#: The records file's name in a run directory.
+RECORDS_FILE = "records.jsonl"
 
 #: Longest error text kept per record, in characters (control characters stripped).
 ERROR_TEXT_CHARS = 2048
@@ -137,21 +141,6 @@ class RecordWriter:
             self._fh.close()
 
 
-def new_records_file(run_dir: str | Path) -> Path:
-    """``run_dir/records.jsonl`` for a new run: the folder is created, and a folder
-    already holding a run's records is refused, so no measurement is overwritten."""
-    out = Path(run_dir)
-    path = out / "records.jsonl"
-    if path.exists() and path.stat().st_size > 0:
-        raise InputError(
-            "already holds a run's records; refusing to overwrite them",
-            path=str(out),
-            hint="pass a new run directory",
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def read_records(path: Path) -> bytes:
     """The complete record lines of ``path``. A torn last line (the writer died
     mid-record) is left out; a bad line elsewhere is an error naming its line."""
@@ -209,9 +198,8 @@ _CANONICAL: dict[str, pl.DataType] = {
 
 def records_table(data: bytes | list[dict[str, object]], path: str | None = None) -> pl.DataFrame:
     """Records (JSONL bytes, or dicts) as the canonical request table plus the
-    measured columns, with the derived metrics (DESIGN.md "Metrics"):
-    ``schedule_lag_s``, ``ttft_s``, ``e2e_s``, ``ttft_intended_s``,
-    ``e2e_intended_s``, ``tpot_s``; sorted by intended time."""
+    measured columns and every metric of :data:`~burstlab.results.metrics.METRICS`;
+    sorted by intended time."""
     if isinstance(data, list):
         data = b"\n".join(orjson.dumps(row) for row in data)
     schema = _CANONICAL | RESULT_SCHEMA
@@ -223,25 +211,15 @@ def records_table(data: bytes | list[dict[str, object]], path: str | None = None
         except pl.exceptions.ComputeError as exc:
             line = _bad_line(data)
             raise InputError(f"not a record: {exc}", path=path, line=line) from None
-    out = conform(raw).collect()
-    sent, first, end, intended = (pl.col(c) for c in ("sent_s", "first_s", "end_s", "arrival_s"))
-    tokens = pl.col("output_tokens_achieved")
-    out = out.with_columns(
-        (pl.col("dispatched_s") - intended).alias("schedule_lag_s"),
-        (first - sent).alias("ttft_s"),
-        (end - sent).alias("e2e_s"),
-        (first - intended).alias("ttft_intended_s"),
-        (end - intended).alias("e2e_intended_s"),
-        pl.when(tokens > 1).then((end - first) / (tokens - 1)).otherwise(None).alias("tpot_s"),
-    )
+    out = derive(conform(raw).collect())
     return out.sort("arrival_s", "request_id", maintain_order=True)
 
 
 def load_records(path: str | Path) -> pl.DataFrame:
-    """Read ``records.jsonl`` (or a run directory holding one) as a result table."""
+    """Read a records file (or a run directory's) as a result table."""
     p = Path(path)
     if p.is_dir():
-        p = p / "records.jsonl"
+        p = p / RECORDS_FILE
     if not p.exists():
         raise InputError("no such records file", path=str(p), hint="pass a run directory")
     return records_table(read_records(p), path=str(p))

@@ -1,7 +1,8 @@
-"""A run's summary: every DESIGN.md metric, failures, lag and the client-bound verdict.
+"""A run's summary: every metric of the metric table, failures, lag and the client-bound verdict.
 
 For result tables of benchmark runs and simulations alike (see
-:mod:`burstlab.results.records`).
+:mod:`burstlab.results.records`). The summary is a typed, versioned
+:class:`RunSummary`, saved as ``summary.json`` by :class:`~burstlab.results.rundir.RunDir`.
 
 Latency percentiles cover ``ok`` requests only (as vLLM, AIPerf and GuideLLM
 do, so numbers compare), and always sit beside the failure counts; the
@@ -14,80 +15,164 @@ and from ``intended`` (the user's view, free of coordinated omission).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from burstlab.core.errors import InputError
+from burstlab.results.bursts import BurstView
+from burstlab.results.metrics import (
+    LATENCY,
+    PERCENTILES,
+    Distribution,
+    distribution,
+    metric_values,
+)
+from burstlab.results.slo import SLO
 
-PERCENTILES = (50, 90, 95, 99)
+#: The summary format this burstlab writes. Version 1 (burstlab 0.x before the
+#: results layer) had no ``version`` key and a ``vllm`` block; it is read and upgraded.
+SUMMARY_VERSION = 2
 #: Client-bound thresholds (RELIABILITY.md 2.2), seconds.
 LAG_P99_LIMIT_S = 0.010
 LAG_MAX_LIMIT_S = 0.100
 LOOP_LAG_LIMIT_S = 0.020
 
+Status = Literal["complete", "interrupted"]
 
-class SLO(BaseModel):
-    """Service-level objectives in seconds; ``None`` leaves one out."""
 
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ttft: float | None = None
-    tpot: float | None = None
-    e2e: float | None = None
+
+class Counts(_Model):
+    """Requests by outcome; ``scheduled`` is the sum."""
+
+    ok: int
+    failed: int
+    cancelled: int
+    not_sent: int
+    scheduled: int
 
 
-def parse_slo(text: str) -> SLO:
-    """``"ttft=0.5,tpot=0.05,e2e=10"`` (seconds) as an :class:`SLO`."""
-    values: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or key.strip() not in SLO.model_fields:
-            raise InputError(
-                f"{part!r} is not KEY=SECONDS with KEY one of ttft, tpot, e2e", field="--slo"
-            )
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(f"{value!r} is not a number of seconds", field="--slo") from None
-        if not math.isfinite(number) or number <= 0:
-            raise InputError(f"{key} must be a positive number of seconds", field="--slo")
-        values[key.strip()] = number
-    return SLO(**values)
+class Throughput(_Model):
+    """Completed work per second of the measured window (first send to last end)."""
+
+    requests_per_s: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float
 
 
-def stats(values: np.ndarray) -> dict[str, float | int | None]:
-    """count, mean, std, p50, p90, p95, p99 and max of ``values`` (NaNs dropped)."""
-    v = values[np.isfinite(values)]
-    out: dict[str, float | int | None] = {"count": int(v.size)}
-    if v.size == 0:
-        return out | dict.fromkeys(("mean", "std", "max", *(f"p{p}" for p in PERCENTILES)))
-    q = np.percentile(v, PERCENTILES)
-    out |= {"mean": float(v.mean()), "std": float(v.std())}
-    out |= {f"p{p}": float(x) for p, x in zip(PERCENTILES, q, strict=True)}
-    out["max"] = float(v.max())
+class Attempts(Distribution):
+    """Seconds from send to end of every attempt, failed ones included; ``censored``
+    names the percentiles that failures are too common to let successes decide."""
+
+    censored: list[str] = Field(default_factory=list)
+
+
+class Lengths(_Model):
+    """Token totals over ``ok`` requests, requested and achieved."""
+
+    input_requested: int
+    input_achieved: int
+    output_requested: int
+    output_achieved: int
+    output_mismatched_requests: int
+    input_mismatched_requests: int
+
+
+class FailuresOverTime(_Model):
+    """Outcomes per window of intended time: ``windows[start_s][kind] = requests``."""
+
+    window_s: float
+    windows: dict[str, dict[str, int]]
+
+
+class ClientVerdict(_Model):
+    """Whether the numbers measure the client rather than the server, and why."""
+
+    bound: bool
+    reasons: list[str]
+    loop_lag_max_s: float
+    cpu_share_max: float
+
+
+class Goodput(_Model):
+    """Requests meeting every SLO, in all and per second, from send and from intended time."""
+
+    good_requests: int
+    requests_per_s: float
+    good_requests_intended: int
+    requests_per_s_intended: float
+
+
+class EngineStats(_Model):
+    """What the simulated engine did: iterations, scheduler steps, preemptions, wall time (s)."""
+
+    iterations: int
+    steps: int
+    preemptions: int
+    wall_s: float
+
+
+class RunSummary(_Model):
+    """Everything a run measured, in seconds unless a name says otherwise."""
+
+    version: int = SUMMARY_VERSION
+    status: Status
+    lost: int = 0
+    counts: Counts
+    failures_by_kind: dict[str, int]
+    failures_by_subkind: dict[str, int]
+    failure_rate: float
+    duration_s: float
+    offered_rate_rps: float | None
+    throughput: Throughput
+    metrics: dict[str, Distribution]
+    jitter_s: float | None
+    attempt_s: Attempts
+    schedule_lag_s: Distribution
+    conn_queued_max_s: float
+    lengths: Lengths
+    failures_over_time: FailuresOverTime
+    client: ClientVerdict
+    slo: SLO | None = None
+    goodput: Goodput | None = None
+    burst: BurstView | None = None
+    engine: EngineStats | None = None
+
+
+def upgrade_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved summary of an older version in this version's shape (version 1: the
+    vLLM names moved to ``vllm.json``)."""
+    out = dict(data)
+    if out.get("version") is None:
+        out.pop("vllm", None)
+        out["version"] = SUMMARY_VERSION
+        out.setdefault("status", "complete")
     return out
-
-
-def _col(frame: pl.DataFrame, name: str) -> np.ndarray:
-    return frame[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
 def summarize(
     table: pl.DataFrame,
     *,
+    status: Status = "complete",
+    lost: int = 0,
     slo: SLO | None = None,
     health: list[dict[str, Any]] | None = None,
     max_concurrency: int | None = None,
     window_s: float | None = None,
-) -> dict[str, Any]:
+    burst: BurstView | None = None,
+    engine: EngineStats | None = None,
+) -> RunSummary:
     """The summary of a result table (from :func:`burstlab.results.records.load_records`)."""
     outcome = table["outcome"]
     ok = table.filter(outcome == "ok")
-    counts = {k: int((outcome == k).sum()) for k in ("ok", "failed", "cancelled", "not_sent")}
-    counts["scheduled"] = table.height
+    counts = Counts(
+        **{k: int((outcome == k).sum()) for k in ("ok", "failed", "cancelled", "not_sent")},
+        scheduled=table.height,
+    )
     failed = table.filter(outcome == "failed")
     by_kind = dict(failed.group_by("error_kind").len().sort("error_kind").iter_rows())
     by_sub = dict(
@@ -105,103 +190,81 @@ def summarize(
     start = float(sent.min()) if sent.len() else 0.0  # type: ignore[arg-type]
     stop = float(ends.max()) if ends.len() else start  # type: ignore[arg-type]
     duration = max(stop - start, 1e-9)
-    arrivals = table["arrival_s"]
-    span = float(np.ptp(arrivals.to_numpy())) if table.height > 1 else 0.0
+    span = float(np.ptp(table["arrival_s"].to_numpy())) if table.height > 1 else 0.0
 
     out_tokens = int(ok["output_tokens_achieved"].fill_null(0).sum())
     in_tokens = int(ok["input_tokens_achieved"].fill_null(ok["input_tokens"]).sum())
-    tpot = _col(ok, "tpot_s")
-    itl = _itl(ok)
-    metrics = {
-        "ttft_s": stats(_col(ok, "ttft_s")),
-        "tpot_s": stats(tpot),
-        "itl_s": stats(itl),
-        "e2e_s": stats(_col(ok, "e2e_s")),
-        "ttft_intended_s": stats(_col(ok, "ttft_intended_s")),
-        "e2e_intended_s": stats(_col(ok, "e2e_intended_s")),
-    }
-    attempted = table.filter(pl.col("sent_s").is_not_null())
-    attempt = stats(_col(attempted, "end_s") - _col(attempted, "sent_s"))
-    share_failed = counts["failed"] / max(attempted.height, 1)
-    attempt["censored"] = [f"p{p}" for p in PERCENTILES if share_failed > (100 - p) / 100 + 1e-12]  # type: ignore[assignment]
+    metrics = {name: distribution(metric_values(ok, name)) for name in LATENCY}
+    tpot = metric_values(ok, "tpot_s")
 
-    lag = _col(table.filter(pl.col("dispatched_s").is_not_null()), "schedule_lag_s")
-    lag_stats = stats(lag)
+    attempted = table.filter(pl.col("sent_s").is_not_null())
+    attempt = Attempts(**distribution(_attempt_seconds(attempted)).model_dump())
+    share_failed = counts.failed / max(attempted.height, 1)
+    attempt.censored = [f"p{p}" for p in PERCENTILES if share_failed > (100 - p) / 100 + 1e-12]
+
+    lag = distribution(
+        metric_values(table.filter(pl.col("dispatched_s").is_not_null()), "schedule_lag_s")
+    )
     queued = float(table["conn_queued_s"].fill_null(0).max() or 0.0)  # type: ignore[arg-type]
-    verdict = _verdict(lag_stats, health or [], queued, max_concurrency)
-    lengths = {
-        "input_requested": int(ok["input_tokens"].sum()),
-        "input_achieved": in_tokens,
-        "output_requested": int(ok["output_tokens"].sum()),
-        "output_achieved": out_tokens,
-        "output_mismatched_requests": int(
-            (ok["output_tokens_achieved"] != ok["output_tokens"]).sum()
-        ),
-        "input_mismatched_requests": int(
+    lengths = Lengths(
+        input_requested=int(ok["input_tokens"].sum()),
+        input_achieved=in_tokens,
+        output_requested=int(ok["output_tokens"].sum()),
+        output_achieved=out_tokens,
+        output_mismatched_requests=int((ok["output_tokens_achieved"] != ok["output_tokens"]).sum()),
+        input_mismatched_requests=int(
             (
                 ok["input_tokens_achieved"].is_not_null()
                 & (ok["input_tokens_achieved"] != ok["input_tokens"])
             ).sum()
         ),
-    }
-    summary: dict[str, Any] = {
-        "counts": counts,
-        "failures_by_kind": by_kind,
-        "failures_by_subkind": by_sub,
-        "failure_rate": counts["failed"] / max(table.height, 1),
-        "duration_s": duration,
-        "offered_rate_rps": (table.height - 1) / span if span > 0 else None,
-        "throughput": {
-            "requests_per_s": counts["ok"] / duration,
-            "output_tokens_per_s": out_tokens / duration,
-            "total_tokens_per_s": (in_tokens + out_tokens) / duration,
-        },
-        "metrics": metrics,
-        "jitter_s": float(np.nanstd(tpot)) if np.isfinite(tpot).any() else None,
-        "attempt_s": attempt,
-        "schedule_lag_s": lag_stats,
-        "conn_queued_max_s": queued,
-        "lengths": lengths,
-        "failures_over_time": _failures_over_time(table, window_s),
-        "client": verdict,
-    }
-    if slo is not None:
-        summary["slo"] = slo.model_dump()
-        summary["goodput"] = _goodput(ok, slo, duration)
-    summary["vllm"] = _vllm_names(summary, counts, in_tokens, out_tokens, duration)
-    return summary
+    )
+    return RunSummary(
+        status=status,
+        lost=lost,
+        counts=counts,
+        failures_by_kind=by_kind,
+        failures_by_subkind=by_sub,
+        failure_rate=counts.failed / max(table.height, 1),
+        duration_s=duration,
+        offered_rate_rps=(table.height - 1) / span if span > 0 else None,
+        throughput=Throughput(
+            requests_per_s=counts.ok / duration,
+            output_tokens_per_s=out_tokens / duration,
+            total_tokens_per_s=(in_tokens + out_tokens) / duration,
+        ),
+        metrics=metrics,
+        jitter_s=float(np.nanstd(tpot)) if np.isfinite(tpot).any() else None,
+        attempt_s=attempt,
+        schedule_lag_s=lag,
+        conn_queued_max_s=queued,
+        lengths=lengths,
+        failures_over_time=_failures_over_time(table, window_s),
+        client=_verdict(lag, health or [], queued, max_concurrency),
+        slo=slo,
+        goodput=_goodput(ok, slo, duration) if slo is not None else None,
+        burst=burst,
+        engine=engine,
+    )
 
 
-def _itl(ok: pl.DataFrame) -> np.ndarray:
-    times = ok["chunk_s"].drop_nulls()
-    if times.len() == 0:
-        return np.array([])
-    gaps = times.list.diff(null_behavior="drop").explode().drop_nulls()
-    return gaps.cast(pl.Float64).to_numpy()
+def _attempt_seconds(attempted: pl.DataFrame) -> np.ndarray:
+    seconds = attempted.select(pl.col("end_s") - pl.col("sent_s")).to_series()
+    return seconds.cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
-def _goodput(ok: pl.DataFrame, slo: SLO, duration: float) -> dict[str, float | int]:
-    def good(ttft: str, e2e: str) -> int:
-        cond = pl.lit(True)
-        if slo.ttft is not None:
-            cond &= pl.col(ttft) <= slo.ttft
-        if slo.tpot is not None:
-            cond &= pl.col("tpot_s").fill_null(0.0) <= slo.tpot
-        if slo.e2e is not None:
-            cond &= pl.col(e2e) <= slo.e2e
-        return int(ok.select(cond.fill_null(False).sum()).item())
-
-    from_sent = good("ttft_s", "e2e_s")
-    from_intended = good("ttft_intended_s", "e2e_intended_s")
-    return {
-        "good_requests": from_sent,
-        "requests_per_s": from_sent / duration,
-        "good_requests_intended": from_intended,
-        "requests_per_s_intended": from_intended / duration,
-    }
+def _goodput(ok: pl.DataFrame, slo: SLO, duration: float) -> Goodput:
+    from_sent = int(ok.select(slo.met().sum()).item())
+    from_intended = int(ok.select(slo.met(intended=True).sum()).item())
+    return Goodput(
+        good_requests=from_sent,
+        requests_per_s=from_sent / duration,
+        good_requests_intended=from_intended,
+        requests_per_s_intended=from_intended / duration,
+    )
 
 
-def _failures_over_time(table: pl.DataFrame, window_s: float | None) -> dict[str, Any]:
+def _failures_over_time(table: pl.DataFrame, window_s: float | None) -> FailuresOverTime:
     span = float(table["arrival_s"].max() or 0.0)  # type: ignore[arg-type]
     width = window_s or max(1.0, math.ceil(span / 30))
     binned = table.select(
@@ -215,20 +278,21 @@ def _failures_over_time(table: pl.DataFrame, window_s: float | None) -> dict[str
     windows: dict[str, dict[str, int]] = {}
     for w, kind, n in pivot.iter_rows():
         windows.setdefault(str(w * width), {})[str(kind)] = int(n)
-    return {"window_s": width, "windows": windows}
+    return FailuresOverTime(window_s=width, windows=windows)
 
 
 def _verdict(
-    lag: dict[str, Any],
+    lag: Distribution,
     health: list[dict[str, Any]],
     queued: float,
     max_concurrency: int | None,
-) -> dict[str, Any]:
+) -> ClientVerdict:
     reasons: list[str] = []
-    if (lag.get("p99") or 0.0) > LAG_P99_LIMIT_S:
-        reasons.append(f"schedule lag p99 {lag['p99'] * 1e3:.1f} ms > 10 ms")
-    if (lag.get("max") or 0.0) > LAG_MAX_LIMIT_S:
-        reasons.append(f"a request was sent {lag['max'] * 1e3:.0f} ms late (> 100 ms)")
+    lag_p99, lag_max = lag.p99 or 0.0, lag.max or 0.0
+    if lag_p99 > LAG_P99_LIMIT_S:
+        reasons.append(f"schedule lag p99 {lag_p99 * 1e3:.1f} ms > 10 ms")
+    if lag_max > LAG_MAX_LIMIT_S:
+        reasons.append(f"a request was sent {lag_max * 1e3:.0f} ms late (> 100 ms)")
     loop_lag = max((h.get("loop_lag_max_s", 0.0) for h in health), default=0.0)
     if loop_lag > LOOP_LAG_LIMIT_S:
         reasons.append(f"event loop ran {loop_lag * 1e3:.0f} ms late (> 20 ms)")
@@ -236,47 +300,11 @@ def _verdict(
         reasons.append("client process CPU at or above 90% of a core for 2 s or more")
     if queued > 0 and not max_concurrency:
         reasons.append("requests waited for a pooled connection with no concurrency cap")
-    if max_concurrency and (lag.get("p99") or 0.0) > LAG_P99_LIMIT_S:
+    if max_concurrency and lag_p99 > LAG_P99_LIMIT_S:
         reasons.append(f"--max-concurrency {max_concurrency} held requests back (intended)")
-    return {
-        "bound": bool(reasons),
-        "reasons": reasons,
-        "loop_lag_max_s": loop_lag,
-        "cpu_share_max": max((h.get("cpu_share_max", 0.0) for h in health), default=0.0),
-    }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1e3
-
-
-def _vllm_names(
-    summary: dict[str, Any], counts: dict[str, int], in_tok: int, out_tok: int, duration: float
-) -> dict[str, Any]:
-    """The summary under the field names of ``vllm bench serve --save-result``
-    (milliseconds, ``median`` for p50)."""
-    out: dict[str, Any] = {
-        "completed": counts["ok"],
-        "failed": counts["failed"],
-        "duration": duration,
-        "total_input_tokens": in_tok,
-        "total_output_tokens": out_tok,
-        "request_throughput": summary["throughput"]["requests_per_s"],
-        "output_throughput": summary["throughput"]["output_tokens_per_s"],
-        "total_token_throughput": summary["throughput"]["total_tokens_per_s"],
-    }
-    if "goodput" in summary:
-        out["request_goodput"] = summary["goodput"]["requests_per_s"]
-    for ours, theirs in (
-        ("ttft_s", "ttft"),
-        ("tpot_s", "tpot"),
-        ("itl_s", "itl"),
-        ("e2e_s", "e2el"),
-    ):
-        s = summary["metrics"][ours]
-        out[f"mean_{theirs}_ms"] = _ms(s.get("mean"))
-        out[f"median_{theirs}_ms"] = _ms(s.get("p50"))
-        out[f"std_{theirs}_ms"] = _ms(s.get("std"))
-        for p in PERCENTILES:
-            out[f"p{p}_{theirs}_ms"] = _ms(s.get(f"p{p}"))
-    return out
+    return ClientVerdict(
+        bound=bool(reasons),
+        reasons=reasons,
+        loop_lag_max_s=loop_lag,
+        cpu_share_max=max((h.get("cpu_share_max", 0.0) for h in health), default=0.0),
+    )

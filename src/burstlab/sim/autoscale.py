@@ -30,12 +30,13 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from burstlab.core.errors import InputError, invalid
-from burstlab.core.files import write_json
-from burstlab.results.summary import SLO
+from burstlab.results.metrics import percentile, timing_table
+from burstlab.results.rundir import RunDir
+from burstlab.results.slo import SLO
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.engine import OK, Engine, SimResult
 from burstlab.sim.fleet import ACTIVE, SERVE, STARTING, Fleet, Router
-from burstlab.sim.simulate import simulate
+from burstlab.sim.simulate import simulate_into
 
 POLICIES = ("plan", "static", "reactive")
 
@@ -167,15 +168,11 @@ def slo_attainment(
 ) -> float:
     """Share of all requests that completed and met every SLO (seconds); without an
     SLO, the share that completed."""
-    ok = result.outcome == OK
-    if slo is not None:
-        first, end = result.first - arrival, result.end - arrival
-        n = np.maximum(outputs, 1)
-        tpot = np.where(n > 1, (result.end - result.first) / np.maximum(n - 1, 1), 0.0)
-        for limit, value in ((slo.ttft, first), (slo.tpot, tpot), (slo.e2e, end)):
-            if limit is not None:
-                ok &= np.nan_to_num(value, nan=np.inf) <= limit
-    return float(ok.mean()) if ok.size else float("nan")
+    if result.outcome.size == 0:
+        return float("nan")
+    table = timing_table(arrival, result.first, result.end, result.outcome == OK, outputs)
+    met = slo.met() if slo is not None else pl.col("outcome") == "ok"
+    return float(table.select(met.mean()).item())
 
 
 def build_policy(
@@ -210,20 +207,25 @@ def score(
 ) -> dict[str, float]:
     """One policy's figures: SLO attainment, failures, latency (s), instance-hours."""
     ok = result.outcome == OK
-    e2e = (result.end - arrival)[ok]
-    ttft = (result.first - arrival)[ok]
+    served = timing_table(arrival, result.first, result.end, ok, outputs).filter(
+        pl.col("outcome") == "ok"
+    )
     hours = fleet.instance_seconds() / 3600
     span = max(fleet.horizon_s - float(arrival.min(initial=0.0)), 1e-9)
     return {
         "slo_attainment": slo_attainment(result, arrival, outputs, slo),
         "failure_rate": float(1 - ok.mean()) if ok.size else float("nan"),
-        "ttft_p99_s": float(np.percentile(ttft, 99)) if ttft.size else float("nan"),
-        "e2e_mean_s": float(e2e.mean()) if e2e.size else float("nan"),
-        "e2e_p99_s": float(np.percentile(e2e, 99)) if e2e.size else float("nan"),
+        "ttft_p99_s": _or_nan(percentile(served["ttft_s"], 99)),
+        "e2e_mean_s": _or_nan(served["e2e_s"].mean()),
+        "e2e_p99_s": _or_nan(percentile(served["e2e_s"], 99)),
         "instance_hours": hours,
         "mean_instances": hours * 3600 / span,
         "peak_instances": float(peak_instances(fleet)),
     }
+
+
+def _or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def timeline(fleet: Fleet) -> list[tuple[float, int]]:
@@ -283,30 +285,31 @@ def run_autoscale(
     fleets = {p: build_policy(p, engine, plan, start, router) for p in POLICIES}
     if plan.capacity_rps is None:
         del fleets["reactive"]
-    results = {}
-    for name, fleet in fleets.items():
-        if name == "plan":
-            results[name], _ = simulate(
-                table,
-                fleet,
-                run_dir,
-                description={**(description or {}), "plan": plan.model_dump()},
-                slo=slo,
-            )
-        else:
-            results[name] = fleet.run(arrival, inputs, outputs)
-    comparison = {
-        "requests": table.height,
-        "span_s": [plan.start_s, plan.end_s],
-        "slo": slo.model_dump() if slo is not None else None,
-        "policies": {
-            name: score(fleet, results[name], arrival, outputs, slo)
-            for name, fleet in fleets.items()
-        },
-        "timelines": {name: timeline(fleet) for name, fleet in fleets.items()},
-        "plan": plan.model_dump(),
-    }
-    write_json(Path(run_dir) / "autoscale.json", comparison)
+    with RunDir.create(run_dir) as out:
+        results = {}
+        for name, fleet in fleets.items():
+            if name == "plan":
+                _, results[name] = simulate_into(
+                    out,
+                    table,
+                    fleet,
+                    description={**(description or {}), "plan": plan.model_dump()},
+                    slo=slo,
+                )
+            else:
+                results[name] = fleet.run(arrival, inputs, outputs)
+        comparison = {
+            "requests": table.height,
+            "span_s": [plan.start_s, plan.end_s],
+            "slo": slo.model_dump() if slo is not None else None,
+            "policies": {
+                name: score(fleet, results[name], arrival, outputs, slo)
+                for name, fleet in fleets.items()
+            },
+            "timelines": {name: timeline(fleet) for name, fleet in fleets.items()},
+            "plan": plan.model_dump(),
+        }
+        out.write_autoscale(comparison)
     return comparison
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from burstlab.core.errors import InputError
+from burstlab.results.metrics import percentile, timing_table
 from burstlab.sim.cluster import ClusterConfig
 from burstlab.sim.engine import OK, SimResult
 from burstlab.sim.pd import PDConfig, RatioConfig
@@ -86,24 +87,21 @@ def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
 def metrics(result: SimResult, arrival: np.ndarray, output_tokens: np.ndarray) -> dict[str, float]:
     """The study's metrics of one simulated run."""
     ok = result.outcome == OK
-    e2e = (result.end - arrival)[ok]
-    ttft = (result.first - arrival)[ok]
-    n = np.maximum(output_tokens, 1)[ok]
-    multi = n > 1
-    tpot = (result.end[ok] - result.first[ok])[multi] / (n[multi] - 1)
+    table = timing_table(arrival, result.first, result.end, ok, output_tokens)
+    served = table.filter(pl.col("outcome") == "ok")
     span = float(np.nanmax(result.end) - arrival.min()) if arrival.size else 0.0
 
-    def stat(values: np.ndarray, q: float | None = None) -> float:
-        if values.size == 0:
-            return float("nan")
-        return float(np.percentile(values, q)) if q is not None else float(values.mean())
+    def stat(name: str, p: float | None = None) -> float:
+        value = percentile(served[name], p) if p is not None else served[name].mean()
+        return float("nan") if value is None else float(value)  # type: ignore[arg-type]
 
+    tpot = served["tpot_s"].drop_nulls()
     return {
-        "e2e_mean_s": stat(e2e),
-        "e2e_p99_s": stat(e2e, 99),
-        "ttft_mean_s": stat(ttft),
-        "ttft_p99_s": stat(ttft, 99),
-        "jitter_s": float(tpot.std()) if tpot.size else float("nan"),
+        "e2e_mean_s": stat("e2e_s"),
+        "e2e_p99_s": stat("e2e_s", 99),
+        "ttft_mean_s": stat("ttft_s"),
+        "ttft_p99_s": stat("ttft_s", 99),
+        "jitter_s": float(tpot.std(ddof=0)) if tpot.len() else float("nan"),  # type: ignore[arg-type]
         "failure_rate": float(1 - ok.mean()) if ok.size else float("nan"),
         "preemptions": float(result.preemptions.sum()),
         "completed_per_s": float(ok.sum() / span) if span > 0 else float("nan"),

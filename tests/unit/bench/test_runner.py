@@ -16,7 +16,7 @@ from burstlab.bench.runner import Runner, Settings, make_schedule
 from burstlab.results.records import Record, RecordWriter, load_records
 from burstlab.results.summary import summarize
 from burstlab.workload.prompts import make_synth
-from helpers import workload as make_workload
+from support.frames import workload as make_workload
 
 
 class FakeTarget:
@@ -104,9 +104,9 @@ def test_sessions_wait_for_the_previous_turn(tmp_path: Path) -> None:
 def test_max_concurrency_shows_as_lag(tmp_path: Path) -> None:
     result = run(workload([0.0] * 10), tmp_path, max_concurrency=1)
     summary = summarize(result, max_concurrency=1)
-    assert summary["counts"]["ok"] == 10
-    assert summary["schedule_lag_s"]["max"] > 0.15
-    assert summary["client"]["bound"]
+    assert summary.counts.ok == 10
+    assert summary.schedule_lag_s.max > 0.15
+    assert summary.client.bound
 
 
 def test_cancel_accounts_for_every_request(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_cancel_accounts_for_every_request(tmp_path: Path) -> None:
     asyncio.run(main())
     writer.close()
     result = load_records(path)
-    counts = summarize(result)["counts"]
+    counts = summarize(result).counts.model_dump()
     assert result.height == 100
     assert sorted(result["request_id"].to_list()) == list(range(100))
     assert counts["ok"] + counts["failed"] + counts["cancelled"] + counts["not_sent"] == 100
@@ -152,7 +152,7 @@ def test_cancel_accounts_for_every_request(tmp_path: Path) -> None:
 
 def test_max_lag_drops_late_requests_as_not_sent(tmp_path: Path) -> None:
     result = run(workload([0.0] * 10), tmp_path, max_concurrency=1, max_lag_s=0.05)
-    counts = summarize(result)["counts"]
+    counts = summarize(result).counts.model_dump()
     dropped = result.filter(pl.col("outcome") == "not_sent")
     assert counts["ok"] >= 1
     assert counts["not_sent"] == dropped.height > 0

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
 
 from burstlab.core.errors import InputError
 from burstlab.forecast.plan import make_plan
-from burstlab.results.summary import SLO
+from burstlab.results.slo import SLO
 from burstlab.sim.autoscale import capacity_rps, slo_attainment
 from burstlab.sim.engine import Engine, EngineConfig
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "sim"))
-from test_engine import LinearCost
+from support.sim import LinearCost
 
 
 def predictions(counts: dict[int, float], g: int = 600) -> pl.DataFrame:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_engine import LinearCost
 
 from burstlab.core.errors import InputError
-from burstlab.results.summary import SLO
+from burstlab.results.slo import SLO
 from burstlab.sim.autoscale import Plan, build_policy, load_plan, score, timeline
 from burstlab.sim.engine import OK, Engine, EngineConfig
 from burstlab.sim.fleet import ACTIVE, STARTING
+from support.sim import LinearCost
 
 INTERVAL = 200.0
 RATES = (1, 1, 4, 4, 1, 1)  # requests/s per interval: a surge in the middle

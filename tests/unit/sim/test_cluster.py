@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from test_engine import LinearCost
-from test_engine import workload as lengths
 
 from burstlab.sim.cluster import Cluster, ClusterConfig
 from burstlab.sim.engine import OK, PENDING, Engine, EngineConfig
 from burstlab.sim.simulate import simulate
-from helpers import workload
+from support.frames import workload
+from support.sim import LinearCost
+from support.sim import workload as lengths
 
 
 def test_one_replica_is_the_engine() -> None:
@@ -45,7 +45,7 @@ def test_cluster_run_directory_has_replica_telemetry(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     table = workload(np.sort(rng.uniform(0, 30, 200)).tolist(), input_tokens=200, output_tokens=30)
     cluster = Cluster(Engine(EngineConfig(), LinearCost()), ClusterConfig(replicas=3))
-    _, summary = simulate(table, cluster, tmp_path / "run")
-    assert summary["counts"]["ok"] == 200
+    summary = simulate(table, cluster, tmp_path / "run").summary
+    assert summary.counts.ok == 200
     telemetry = pl.read_parquet(tmp_path / "run" / "telemetry.parquet")
     assert set(telemetry["replica"].to_list()) == {0, 1, 2}

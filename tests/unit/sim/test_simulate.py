@@ -6,14 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from test_engine import LinearCost
 
-from burstlab.report.bench import render_run
+from burstlab.report.run import render_run
+from burstlab.results.bursts import recovery
 from burstlab.results.records import load_records
 from burstlab.sim.engine import Engine, EngineConfig
-from burstlab.sim.simulate import recovery, simulate
+from burstlab.sim.simulate import simulate
 from burstlab.trace.readers import read_trace
-from helpers import workload
+from support.frames import workload
+from support.sim import LinearCost
 
 
 def test_simulated_run_directory(tmp_path: Path) -> None:
@@ -21,17 +22,26 @@ def test_simulated_run_directory(tmp_path: Path) -> None:
     arrivals = np.sort(rng.uniform(0, 60, 400)).tolist()
     table = workload(arrivals, input_tokens=300, output_tokens=50)
     engine = Engine(EngineConfig(max_num_seqs=4, queue_cap=20), LinearCost())
-    result, summary = simulate(table, engine, tmp_path / "run")
+    summary = simulate(table, engine, tmp_path / "run").summary
     records = load_records(tmp_path / "run")
     assert records.height == 400
-    c = summary["counts"]
-    assert c["ok"] + c["failed"] == 400
-    assert summary["failures_by_kind"].get("http_429", 0) == int((result.outcome == 1).sum())
+    c = summary.counts
+    assert c.ok + c.failed == 400
+    refused = engine.run(np.array(arrivals), np.full(400, 300), np.full(400, 50)).outcome
+    assert summary.failures_by_kind.get("http_429", 0) == int((refused == 1).sum())
     ok = records.filter(pl.col("outcome") == "ok")
     assert (ok["output_tokens_achieved"] == 50).all()
     assert (ok["schedule_lag_s"] == 0).all()
-    assert summary["burst"]["burst"]["requests"] > 0
-    for name in ("run.json", "schedule.parquet", "telemetry.parquet", "summary.json"):
+    assert summary.burst is not None
+    assert summary.burst.burst.requests > 0
+    for name in (
+        "run.json",
+        "schedule.parquet",
+        "telemetry.parquet",
+        "summary.json",
+        "vllm.json",
+        "metrics.csv",
+    ):
         assert (tmp_path / "run" / name).exists()
     html = render_run(tmp_path / "run").read_text()
     assert "burstlab simulate report" in html
@@ -48,9 +58,9 @@ def test_recovery_is_the_time_until_ttft_is_back_to_its_baseline() -> None:
     ttft[(arrival >= 40) & (arrival < 45)] = 4.0  # a second burst, absorbed at once after
     records = pl.DataFrame({"arrival_s": arrival, "outcome": "ok", "ttft_s": ttft})
     out = recovery(records, [(10.0, 20.0), (40.0, 45.0)], 1.0)
-    assert out["baseline_ttft_p90_s"] == 0.1
-    assert [b["recovery_s"] for b in out["bursts"]] == [5.0, 0.0]
-    assert out["recovery_max_s"] == 5.0
+    assert out.baseline_ttft_p90_s == 0.1
+    assert [b.recovery_s for b in out.bursts] == [5.0, 0.0]
+    assert out.recovery_max_s == 5.0
     # failures count as slow: a burst whose aftermath fails never recovers before the next
     failed = records.with_columns(
         pl.when((pl.col("arrival_s") >= 20) & (pl.col("arrival_s") < 40))
@@ -59,8 +69,8 @@ def test_recovery_is_the_time_until_ttft_is_back_to_its_baseline() -> None:
         .alias("outcome")
     )
     out = recovery(failed, [(10.0, 20.0), (40.0, 45.0)], 1.0)
-    assert out["bursts"][0]["recovery_s"] is None
-    assert out["not_recovered"] == 1
+    assert out.bursts[0].recovery_s is None
+    assert out.not_recovered == 1
 
 
 def test_a_burst_against_a_small_engine_takes_longer_to_recover(tmp_path: Path) -> None:
@@ -72,8 +82,8 @@ def test_a_burst_against_a_small_engine_takes_longer_to_recover(tmp_path: Path) 
     seconds = []
     for seqs in (64, 8):
         engine = Engine(EngineConfig(max_num_seqs=seqs), LinearCost())
-        _, summary = simulate(table, engine, tmp_path / f"run{seqs}")
-        rec = summary["burst"]["recovery"]
-        assert rec["not_recovered"] == 0
-        seconds.append(rec["recovery_max_s"])
+        burst = simulate(table, engine, tmp_path / f"run{seqs}").summary.burst
+        assert burst is not None
+        assert burst.recovery.not_recovered == 0
+        seconds.append(burst.recovery.recovery_max_s)
     assert seconds[1] > seconds[0] + 5

@@ -1,0 +1,224 @@
+"""A run directory: the one place that creates, locks, writes and reads a run's files.
+
+Layout (version 2), in the order files are written:
+
+- ``run.json``: the :class:`~burstlab.results.manifest.Manifest`, before the first send
+  and again when the run ends;
+- ``schedule.parquet``: the workload as scheduled (row ``i`` is request ``i``);
+- ``records.jsonl``: one line per request as it ends (:mod:`burstlab.results.records`);
+- ``telemetry.parquet``: the simulated engine's steps (simulations only);
+- ``summary.json``: the :class:`~burstlab.results.summary.RunSummary` once the run is over;
+- ``vllm.json`` and ``metrics.csv``: the headline figures for other tools
+  (:mod:`burstlab.results.export`);
+- ``autoscale.json``: the autoscaling comparison (``simulate --autoscale`` only);
+- ``report.html``: written by ``burstlab report``.
+
+A writer holds an exclusive ``flock`` on the directory itself for the whole run,
+so a second run pointed at the same directory is refused instead of
+interleaving records; the lock goes with the process, so a killed run leaves
+nothing to clean up. Every file but the records is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import polars as pl
+from pydantic import BaseModel, ValidationError
+
+from burstlab.core.errors import InputError, invalid
+from burstlab.core.files import atomic_file, atomic_write, read_json_object, write_json
+from burstlab.results.export import metrics_csv, vllm_result
+from burstlab.results.manifest import MANIFEST_VERSION, Manifest, upgrade_manifest
+from burstlab.results.records import RECORDS_FILE, RecordWriter, load_records
+from burstlab.results.summary import SUMMARY_VERSION, RunSummary, upgrade_summary
+from burstlab.trace.io import read_table, write_table
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock
+    fcntl = None  # type: ignore[assignment]
+
+MANIFEST = "run.json"
+SUMMARY = "summary.json"
+SCHEDULE = "schedule.parquet"
+RECORDS = RECORDS_FILE
+TELEMETRY = "telemetry.parquet"
+AUTOSCALE = "autoscale.json"
+VLLM = "vllm.json"
+METRICS_CSV = "metrics.csv"
+REPORT = "report.html"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RunDir:
+    """A run directory at ``path``. Reading needs nothing; writing starts with :meth:`create`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock: int | None = None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path) -> RunDir:
+        """A new run in ``path``: the folder is created and locked. A folder that
+        already holds a run's records, or that another run is writing, is refused,
+        so no measurement is overwritten."""
+        run = cls(path)
+        records = run.records_path
+        if records.exists() and records.stat().st_size > 0:
+            raise InputError(
+                "already holds a run's records; refusing to overwrite them",
+                path=str(run.path),
+                hint="pass a new run directory",
+            )
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the run directory: {exc.strerror}", path=str(path)
+            ) from None
+        run._acquire()
+        records.touch()
+        return run
+
+    def _acquire(self) -> None:
+        if fcntl is None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise InputError(
+                "another burstlab run is writing to this directory",
+                path=str(self.path),
+                hint="wait for it to end, or pass a new run directory",
+            ) from None
+        self._lock = fd
+
+    def close(self) -> None:
+        """Release the writer's lock; safe to call twice."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def records_path(self) -> Path:
+        """The records file, appended to by :class:`RecordWriter` (one per process)."""
+        return self.path / RECORDS
+
+    def file(self, name: str) -> Path:
+        """The path of the run file ``name`` (one of this module's constants)."""
+        return self.path / name
+
+    def records_writer(self) -> RecordWriter:
+        """An appending writer on the records file (each worker process opens its own)."""
+        return RecordWriter(self.records_path)
+
+    def write_records(self, lines: bytes) -> None:
+        """All records at once, atomically (a simulation writes them when it ends)."""
+        atomic_write(self.records_path, lines)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        atomic_write(self.path / MANIFEST, manifest.model_dump_json(indent=2).encode())
+
+    def write_schedule(self, table: pl.DataFrame) -> None:
+        """The workload as scheduled, validated as a canonical request table."""
+        write_table(table, self.path / SCHEDULE)
+
+    def write_telemetry(self, telemetry: pl.DataFrame) -> None:
+        with atomic_file(self.path / TELEMETRY) as fh:
+            telemetry.write_parquet(fh)
+
+    def write_summary(self, summary: RunSummary, manifest: Manifest, table: pl.DataFrame) -> None:
+        """``summary.json``, then ``vllm.json`` and ``metrics.csv`` derived from it."""
+        atomic_write(self.path / SUMMARY, summary.model_dump_json(indent=2).encode())
+        write_json(self.path / VLLM, vllm_result(summary, manifest, table))
+        atomic_write(self.path / METRICS_CSV, metrics_csv(summary))
+
+    def write_autoscale(self, comparison: dict[str, Any]) -> None:
+        write_json(self.path / AUTOSCALE, comparison)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def manifest(self) -> Manifest | None:
+        """``run.json``, upgraded from an older version; None when missing."""
+        data = read_json_object(self.path / MANIFEST)
+        if data is None:
+            return None
+        return self._validate(Manifest, upgrade_manifest(data), MANIFEST, MANIFEST_VERSION)
+
+    def summary(self) -> RunSummary | None:
+        """``summary.json``, upgraded from an older version; None when missing."""
+        data = read_json_object(self.path / SUMMARY)
+        if data is None:
+            return None
+        return self._validate(RunSummary, upgrade_summary(data), SUMMARY, SUMMARY_VERSION)
+
+    def records(self) -> pl.DataFrame | None:
+        """The records as a result table with every metric; None when there is no file."""
+        return load_records(self.records_path) if self.records_path.is_file() else None
+
+    def schedule(self) -> pl.DataFrame | None:
+        path = self.path / SCHEDULE
+        return read_table(path)[0] if path.is_file() else None
+
+    def telemetry(self) -> pl.DataFrame | None:
+        path = self.path / TELEMETRY
+        return pl.read_parquet(path) if path.is_file() else None
+
+    def autoscale(self) -> dict[str, Any] | None:
+        return read_json_object(self.path / AUTOSCALE)
+
+    def _validate(self, model: type[M], data: dict[str, Any], name: str, current: int) -> M:
+        version = data.get("version")
+        path = self.path / name
+        if not isinstance(version, int) or version > current:
+            raise InputError(
+                f"{name} is format version {version!r}; this burstlab reads 1 to {current}",
+                path=str(path),
+                hint="read it with the burstlab that wrote it, or upgrade burstlab",
+            )
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise invalid(exc, path=path) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a finished (or interrupted) run produced: its directory and summary.
+    ``bench`` and ``simulate`` both return one."""
+
+    run_dir: Path
+    summary: RunSummary
+
+    @property
+    def status(self) -> str:
+        return self.summary.status
+
+    @property
+    def lost(self) -> int:
+        """Scheduled requests with no record (a worker died before writing them)."""
+        return self.summary.lost
