@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from burstlab.results.metrics import percentile
 from burstlab.results.records import Record
 
 #: Recent requests the rolling figures (lag p99, TTFT p50) are taken over.
@@ -93,8 +94,8 @@ class LiveProgress:
             span_out = np.ptp(arr[:, 1])
             offered = (len(arr) - 1) / span_in if span_in > 0 else float("nan")
             achieved = (len(arr) - 1) / span_out if span_out > 0 else float("nan")
-        lag = np.percentile(self.lags, 99) * 1e3 if self.lags else float("nan")
-        ttft = np.percentile(self.ttfts, 50) * 1e3 if self.ttfts else float("nan")
+        lag = (percentile(self.lags, 99) or float("nan")) * 1e3
+        ttft = (percentile(self.ttfts, 50) or float("nan")) * 1e3
         table.add_row(
             "-" if self.sent is None else str(self.sent),
             f"{self.done}/{self.scheduled}",
