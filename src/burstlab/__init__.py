@@ -23,11 +23,16 @@ if TYPE_CHECKING:
     from burstlab.bench.run import bench as run_bench
     from burstlab.forecast import ForecastResult, load_predictions, run_forecast, write_forecast
     from burstlab.forecast.plan import make_plan
-    from burstlab.report.bench import render_run
     from burstlab.report.forecast import render_forecast
+    from burstlab.report.run import render_run
     from burstlab.results.records import load_records
-    from burstlab.results.rundir import RunResult
+    from burstlab.results.rundir import RunDir, RunResult
+    from burstlab.results.slo import SLO
+    from burstlab.results.summary import RunSummary
+    from burstlab.server.app import make_app
+    from burstlab.server.engine import make_engine_app
     from burstlab.server.fixed import FixedTiming
+    from burstlab.server.hosting import serve_in_thread
     from burstlab.sim.autoscale import Plan, capacity_rps, load_plan, run_autoscale
     from burstlab.sim.engine import Engine, EngineConfig
     from burstlab.sim.simulate import simulate
@@ -49,9 +54,15 @@ if TYPE_CHECKING:
 _LAZY = {
     "BenchConfig": "burstlab.bench.run",
     "RunResult": "burstlab.results.rundir",
+    "RunDir": "burstlab.results.rundir",
+    "RunSummary": "burstlab.results.summary",
+    "SLO": "burstlab.results.slo",
+    "make_app": "burstlab.server.app",
+    "make_engine_app": "burstlab.server.engine",
+    "serve_in_thread": "burstlab.server.hosting",
     "run_bench": "burstlab.bench.run:bench",
     "load_records": "burstlab.results.records",
-    "render_run": "burstlab.report.bench",
+    "render_run": "burstlab.report.run",
     "ForecastResult": "burstlab.forecast",
     "run_forecast": "burstlab.forecast",
     "write_forecast": "burstlab.forecast",
@@ -108,6 +119,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "COLUMNS",
     "FORMATS",
+    "SLO",
     "BenchConfig",
     "BurstlabError",
     "ColumnMap",
@@ -123,7 +135,9 @@ __all__ = [
     "LoadReport",
     "Plan",
     "ReplaySpec",
+    "RunDir",
     "RunResult",
+    "RunSummary",
     "SchemaError",
     "Summary",
     "TraceInfo",
@@ -140,6 +154,8 @@ __all__ = [
     "load_predictions",
     "load_records",
     "load_spec",
+    "make_app",
+    "make_engine_app",
     "make_plan",
     "parametric_workload",
     "read_table",
@@ -151,6 +167,7 @@ __all__ = [
     "run_bench",
     "run_forecast",
     "sample_trace",
+    "serve_in_thread",
     "simulate",
     "synthetic_trace",
     "trace_info",
