@@ -12,7 +12,6 @@ local mirrors); a redirect to ``http`` is refused before it is followed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 import os
@@ -29,6 +28,7 @@ import aiohttp
 from yarl import URL
 
 from burstlab.core.errors import FetchError
+from burstlab.core.loop import run as run_loop
 from burstlab.trace.releases import cache_path, expected, release_url
 
 if sys.platform != "win32":
@@ -101,7 +101,7 @@ def fetch(
     timeout = aiohttp.ClientTimeout(
         total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
-    return asyncio.run(_fetch(plan, timeout, progress=progress or _silent, force=force))
+    return run_loop(_fetch(plan, timeout, progress=progress or _silent, force=force))
 
 
 def _silent(_done: int, _total: int | None) -> None:
