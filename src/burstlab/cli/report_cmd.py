@@ -23,8 +23,8 @@ def report(
     Works on an interrupted or killed run too, and on a forecast directory (its
     tables and forecast-vs-actual figures). Example: burstlab report runs/r1
     """
-    from burstlab.report.bench import render_run
     from burstlab.report.forecast import render_forecast
+    from burstlab.report.run import render_run
 
     if (run_dir / "forecast.json").is_file():
         html = render_forecast(run_dir, with_plots=plots)

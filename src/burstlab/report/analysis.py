@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from burstlab.report import plots
+from burstlab.report.drawing import data_uri
 from burstlab.report.page import write_page
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def figures(table: pl.DataFrame, summary: Summary) -> list[tuple[str, str]]:
         ),
         ("Failures over time", plots.failures_over_time(summary)),
     ]
-    return [(caption, uri) for caption, png in made if (uri := plots.data_uri(png)) is not None]
+    return [(caption, uri) for caption, png in made if (uri := data_uri(png)) is not None]
 
 
 def _gap_fit_caption(summary: Summary) -> str:
@@ -97,7 +98,7 @@ def render(
     sections = [{"summary": s, "figures": figures(t, s) if with_plots else []} for t, s in parts]
     overlay = None
     if comparison is not None and with_plots:
-        overlay = plots.data_uri(plots.interarrival_cdf({s.source: t for t, s in parts}))
+        overlay = data_uri(plots.interarrival_cdf({s.source: t for t, s in parts}))
     return write_page(
         path, "analysis.html.j2", sections=sections, comparison=comparison, overlay=overlay
     )

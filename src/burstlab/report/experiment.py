@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from burstlab.report.plots import grid, to_png
+from burstlab.report.drawing import grid, to_png
 
 #: (column, panel title, scale to display units, unit).
 PANELS = (

@@ -20,8 +20,8 @@ import polars as pl
 from burstlab.forecast.models import MODELS
 from burstlab.forecast.run import read_json
 from burstlab.forecast.series import DAY_S, SERIES
+from burstlab.report.drawing import data_uri, grid, to_png
 from burstlab.report.page import write_page
-from burstlab.report.plots import data_uri, grid, to_png
 
 #: Series names as a reader reads them, with their units.
 TITLES = {

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from burstlab.report import plots
+from burstlab.report import drawing
 from burstlab.report.page import write_page
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def idc_curves(check: Holdout) -> bytes | None:
     }
     if not any(np.isfinite(y).any() for y in curves.values()):
         return None
-    fig, ((ax,),) = plots.grid(1, 1, height=3.6)
+    fig, ((ax,),) = drawing.grid(1, 1, height=3.6)
     widths = np.asarray(check.curve_widths_s)
     for name, y in curves.items():
         style = "--" if name == "fitted part" else "o-"
@@ -40,21 +40,21 @@ def idc_curves(check: Holdout) -> bytes | None:
     ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="Poisson")
     ax.set(xscale="log", yscale="log", xlabel="bin width (s)", ylabel="index of dispersion")
     ax.legend(fontsize=8)
-    return plots.to_png(fig)
+    return drawing.to_png(fig)
 
 
 def gap_cdfs(check: Holdout) -> bytes | None:
     """CDF of gaps over their mean: the held-out part and one path of each model."""
     if not any(q and max(q) > 0 for q in check.gap_quantiles.values()):
         return None
-    fig, ((ax,),) = plots.grid(1, 1, height=3.4)
+    fig, ((ax,),) = drawing.grid(1, 1, height=3.4)
     for name, q in check.gap_quantiles.items():
         if q and max(q) > 0:
             x = np.maximum(np.asarray(q), 1e-4)
             ax.step(x, np.linspace(0, 1, x.size), where="post", color=COLORS.get(name), label=name)
     ax.set(xscale="log", xlabel="gap / mean gap (gaps below 1e-4 drawn at 1e-4)", ylabel="CDF")
     ax.legend(fontsize=8)
-    return plots.to_png(fig)
+    return drawing.to_png(fig)
 
 
 def _pick(f: Fidelity, key: str) -> Stat:
@@ -83,7 +83,7 @@ def render_holdout(path: str | Path, check: Holdout, *, source: str) -> Path:
             gap_cdfs(check),
         ),
     ]
-    figures = [(c, uri) for c, png in made if (uri := plots.data_uri(png)) is not None]
+    figures = [(c, uri) for c, png in made if (uri := drawing.data_uri(png)) is not None]
     return write_page(
         path, "holdout.html.j2", check=check, first=first, rows=rows, pick=_pick,
         notes=notes, figures=figures, source=source,

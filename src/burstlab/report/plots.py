@@ -2,19 +2,18 @@
 
 Figures are built without pyplot, so matplotlib runs headless with no global
 state. Each function takes plain analysis results and returns one PNG, so the
-report can embed it as a ``data:`` URI. The small public helpers (:func:`grid`,
-:func:`to_png`, :func:`data_uri`) serve every report's figures.
+report can embed it as a ``data:`` URI (:mod:`burstlab.report.drawing`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+
+from burstlab.report.drawing import grid, to_png
 
 if TYPE_CHECKING:
     from burstlab.analyze.summary import Summary
@@ -27,31 +26,6 @@ def _figure(rows: int = 1, height: float = 3.2) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(9, height * rows))
     axes = fig.subplots(rows, 1, squeeze=False)
     return fig, axes[:, 0]
-
-
-def grid(
-    rows: int = 1, cols: int = 1, *, height: float = 3.2, width: float = 9.0
-) -> tuple[Figure, np.ndarray]:
-    """A ``rows`` x ``cols`` figure outside pyplot; axes as a 2-D array.
-    ``height`` is inches per row, ``width`` inches in all."""
-    fig = Figure(figsize=(width, height * rows))
-    return fig, fig.subplots(rows, cols, squeeze=False)
-
-
-def to_png(fig: Figure) -> bytes:
-    """``fig`` laid out tightly as PNG bytes (90 dpi: sharp enough, small inline)."""
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-_png = to_png
-
-
-def data_uri(png: bytes | None) -> str | None:
-    """PNG bytes as a ``data:`` URI to inline in a page (``None`` passes through)."""
-    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _none_to_nan(values: list[float | None]) -> np.ndarray:
@@ -83,7 +57,7 @@ def rate_and_shape(summary: Summary) -> bytes:
     bottom.set_xlabel("hours from start")
     bottom.set_title("burstiness per window (lower is burstier)")
     bottom.legend(loc="upper right")
-    return _png(fig)
+    return to_png(fig)
 
 
 def interarrival_cdf(tables: dict[str, pl.DataFrame]) -> bytes:
@@ -104,7 +78,7 @@ def interarrival_cdf(tables: dict[str, pl.DataFrame]) -> bytes:
     ax.set_ylabel("CDF")
     ax.set_title("inter-arrival gaps")
     ax.legend(loc="lower right")
-    return _png(fig)
+    return to_png(fig)
 
 
 def profiles(summary: Summary) -> bytes | None:
@@ -120,7 +94,7 @@ def profiles(summary: Summary) -> bytes | None:
     if p.weekday_requests is not None:
         axes[1].bar(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], p.weekday_requests)
         axes[1].set_ylabel("requests")
-    return _png(fig)
+    return to_png(fig)
 
 
 def length_histograms(table: pl.DataFrame, column: str, title: str) -> bytes:
@@ -141,7 +115,7 @@ def length_histograms(table: pl.DataFrame, column: str, title: str) -> bytes:
     ax.set_ylabel("requests per token")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    return _png(fig)
+    return to_png(fig)
 
 
 def relation(summary: Summary, *, max_classes: int = 6, min_bin: int = 10) -> bytes | None:
@@ -186,7 +160,7 @@ def relation(summary: Summary, *, max_classes: int = 6, min_bin: int = 10) -> by
             fontsize=10,
         )
         ax.legend(loc="upper left", fontsize=7)
-    return _png(fig)
+    return to_png(fig)
 
 
 def failures_over_time(summary: Summary) -> bytes:
@@ -201,7 +175,7 @@ def failures_over_time(summary: Summary) -> bytes:
     twin.step(*_steps(w.start_s, w.window_s, w.rate_rps), where="post", color="tab:blue", alpha=0.4)
     twin.set_ylabel("requests/s")
     ax.set_title("failures per window")
-    return _png(fig)
+    return to_png(fig)
 
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -220,7 +194,7 @@ def weekday_hour(summary: Summary) -> bytes | None:
     ax.set_xlabel("hour of day")
     ax.set_title("mean requests per hour, weekday x hour of day")
     fig.colorbar(image, ax=ax, label="requests / hour")
-    return _png(fig)
+    return to_png(fig)
 
 
 def weekly(summary: Summary) -> bytes | None:
@@ -248,7 +222,7 @@ def weekly(summary: Summary) -> bytes | None:
     ax.set_ylabel("requests / hour")
     ax.set_title(f"weekly profile over {week.weeks:.1f} weeks (Monday 00:00 first)")
     ax.legend(loc="upper right", fontsize=8)
-    return _png(fig)
+    return to_png(fig)
 
 
 def hourly_rate(summary: Summary) -> bytes | None:
@@ -276,7 +250,7 @@ def hourly_rate(summary: Summary) -> bytes | None:
     ax.set_xlabel("hour of day")
     ax.set_ylabel("requests/s")
     ax.set_title(f"request rate in {rate.bin_s:g}-s bins within each hour of day, across days")
-    return _png(fig)
+    return to_png(fig)
 
 
 def tokens_per_hour(summary: Summary) -> bytes:
@@ -312,7 +286,7 @@ def tokens_per_hour(summary: Summary) -> bytes:
     )
     bottom.set_title(f"tokens per hour over the trace ({width} bins)")
     bottom.legend(loc="upper left", fontsize=8)
-    return _png(fig)
+    return to_png(fig)
 
 
 def conversation_shapes(summary: Summary) -> bytes | None:
@@ -354,7 +328,7 @@ def conversation_shapes(summary: Summary) -> bytes | None:
                 transform=ax.transAxes,
                 fontsize=8,
             )
-    return _png(fig)
+    return to_png(fig)
 
 
 def elapsed(table: pl.DataFrame, summary: Summary, *, max_models: int = 4) -> bytes | None:
@@ -396,7 +370,7 @@ def elapsed(table: pl.DataFrame, summary: Summary, *, max_models: int = 4) -> by
         ax.set_xlabel("response tokens")
         ax.set_ylabel("elapsed (s), as the source measured")
         ax.set_title(f"{m.model or '-'}: {m.requests:,} requests (to p99.5)")
-    return _png(fig)
+    return to_png(fig)
 
 
 _FAMILY_STYLE = {"gamma": ("tab:red", "o-", "Gamma"), "weibull": ("tab:green", "s--", "Weibull")}
@@ -477,7 +451,7 @@ def gap_fit(summary: Summary) -> bytes:
             ax.legend(loc="lower right" if ax is pp else "best", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no identifiable fit", ha="center", va="center")
-    return _png(fig)
+    return to_png(fig)
 
 
 def day_slots(summary: Summary) -> bytes | None:
@@ -510,4 +484,4 @@ def day_slots(summary: Summary) -> bytes | None:
         ax.set_xlim(0, 24)
         ax.set_xticks(range(0, 25, 4))
         ax.set_xlabel(f"hour of day ({table.days})")
-    return _png(fig)
+    return to_png(fig)

@@ -1,4 +1,4 @@
-"""The bench run report: renders for every shape of run, shows the key numbers, and
+"""The run report: renders for every shape of run, shows the key numbers, and
 keeps hostile record text inert."""
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from typer.testing import CliRunner
 from burstlab.cli.report_cmd import report
 from burstlab.core.errors import InputError
 from burstlab.core.files import write_json
-from burstlab.report.bench import fmt_ms, render_run, window_for
+from burstlab.report.formatting import fmt_ms
+from burstlab.report.run import render_run
+from burstlab.report.time_axis import window_for
 from burstlab.results.records import Record, RecordWriter, load_records, records_table
-from burstlab.results.summary import SLO, summarize
+from burstlab.results.slo import SLO
+from burstlab.results.summary import summarize
 
 HOSTILE = "</script><script>alert(1)</script>"
 
@@ -109,6 +112,7 @@ def write_run(
         "kind": "bench",
         "run_id": "abc123",
         "status": status if summary else "running",
+        "scheduled": len(records),
         "config": cfg,
         "versions": {"burstlab": "0.1.0", "python": "3.11"},
         "host": "bench-host-7",
@@ -117,10 +121,8 @@ def write_run(
     }
     write_json(run_dir / "run.json", manifest)
     if summary:
-        s = summarize(load_records(run_dir), slo=slo, health=health)
-        s["status"] = status
-        s["lost"] = 0
-        write_json(run_dir / "summary.json", s)
+        s = summarize(load_records(run_dir), slo=slo, health=health, status=status)
+        write_json(run_dir / "summary.json", s.model_dump(mode="json"))
     return run_dir
 
 
@@ -198,17 +200,17 @@ def test_mixed_run_shows_key_numbers_and_figures(mixed_run: Path) -> None:
     html = page(mixed_run)
     assert_safe(html)
     s = summarize(load_records(mixed_run), slo=SLO(ttft=0.2, tpot=0.05))
-    m = s["metrics"]
+    m = s.metrics
     for name in ("ttft_s", "ttft_intended_s", "tpot_s", "itl_s", "e2e_s", "e2e_intended_s"):
-        assert fmt_ms(m[name]["p50"]) in html
-        assert fmt_ms(m[name]["p99"], like=m[name]["p50"]) in html
-    lag = s["schedule_lag_s"]
-    assert fmt_ms(lag["p99"], like=lag["p50"]) in html
-    assert f"{s['counts']['ok']:,}" in html
-    assert f"{100 * s['failure_rate']:.2f}%" in html
+        assert fmt_ms(m[name].p50) in html
+        assert fmt_ms(m[name].p99, like=m[name].p50) in html
+    lag = s.schedule_lag_s
+    assert fmt_ms(lag.p99, like=lag.p50) in html
+    assert f"{s.counts.ok:,}" in html
+    assert f"{100 * s.failure_rate:.2f}%" in html
     assert "goodput (from intended)" in html
-    assert len(s["failures_by_subkind"]) >= 2
-    for key in s["failures_by_subkind"]:
+    assert len(s.failures_by_subkind) >= 2
+    for key in s.failures_by_subkind:
         assert f"<td>{key}</td>" in html
     assert "rate limited" in html
     assert "bench-host-7" in html
