@@ -1,4 +1,15 @@
-"""OnlineEngine: one replica fed a request at a time as requests arrive (a live server)."""
+"""OnlineEngine: one replica fed a request at a time as requests arrive (a live server).
+
+**Live runs** (:class:`OnlineEngine`) take the same closed-form runs, planned
+when their batch forms and applied lazily: a call to advance to ``now`` announces
+the tokens of the run's iterations that start by ``now`` and applies the run only
+once its last iteration has started. A request entering meanwhile cuts the run
+at the first iteration boundary at or after its arrival, and so does any
+arrival or queue deadline known when the run is planned, even when the batch is
+full: then every intake (a rejection, a timeout) happens at the boundary where
+stepping would make it, and what a router or controller reads between events
+is what stepping would show.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +17,13 @@ import math
 
 import numpy as np
 
-from burstlab.sim.engine.replica import Engine, _need, _Run
+from burstlab.sim.engine.fastpath import commit, tell
+from burstlab.sim.engine.kv import blocks_needed
+from burstlab.sim.engine.offline import Engine
+from burstlab.sim.engine.policies import sort_key
 from burstlab.sim.engine.request import Req
 from burstlab.sim.engine.result import PENDING, Listener
+from burstlab.sim.engine.step import step
 
 
 class OnlineEngine:
@@ -20,7 +35,7 @@ class OnlineEngine:
     ahead of their time, which is how a server can stream them on time) and
     returns the next iteration boundary, or None when idle. Scheduling is the
     same as :meth:`Engine.run`; with ``engine.fast``, decode runs are closed-form
-    (see the module docstring) and the listener still hears of every token.
+    (see above) and the listener still hears of every token.
 
     ``tokens=False``: the listener hears only of requests' ends; token times are
     read afterwards from ``run`` (spans into ``run.iter_end``), which spares a
@@ -31,7 +46,7 @@ class OnlineEngine:
     """
 
     def __init__(self, engine: Engine, listener: Listener, *, tokens: bool = True) -> None:
-        self.run = _Run(engine, [], [], [], None)
+        self.run = engine.replica()
         self.run.listener = listener
         self.run.tell = tokens
         self.run.live = True
@@ -61,20 +76,11 @@ class OnlineEngine:
             run.outcome = np.concatenate([run.outcome, np.full(grow, PENDING, dtype=np.int8)])
             run.first = np.concatenate([run.first, np.full(grow, np.nan)])
             run.end = np.concatenate([run.end, np.full(grow, np.nan)])
-            run.in_queue = np.concatenate([run.in_queue, np.zeros(grow, dtype=bool)])
+            queue = run.queue
+            queue.in_queue = np.concatenate([queue.in_queue, np.zeros(grow, dtype=bool)])
         prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
-        by = run.cfg.key
-        if by == "input":
-            sort_key: float = prompt
-        elif by == "total":
-            sort_key = prompt + output
-        elif by == "predicted" and key is not None:
-            sort_key = key
-        else:  # the output length, or no prediction given
-            sort_key = output
-        sign = -1.0 if run.cfg.scheduler == "lrf" else 1.0
         arrival = max(now, run.reqs[-1].arrival if run.reqs else now)
-        r = Req(rid, arrival, prompt, output, sign * float(sort_key))
+        r = Req(rid, arrival, prompt, output, sort_key(run.cfg, prompt, output, key))
         r.target = prompt
         if kv_ready:
             r.swapped, r.transferred, r.generated = prompt, True, 1
@@ -100,15 +106,15 @@ class OnlineEngine:
             if pending is not None:
                 started = pending.started(now)
                 if started < pending.ends.size:
-                    run._tell(pending, started)
+                    tell(run, pending, started)
                     boundary = float(pending.ends[started - 1])
-                    run._intake(boundary)  # as stepping takes in at the next boundary
+                    run.intake(boundary)  # as stepping takes in at the next boundary
                     self.due = pending.last_start()
                     return boundary
                 run.pending = None
-                self.t = run._commit(pending)
-            run._intake(self.t)
-            if not run.running and not run.waiting_count:
+                self.t = commit(run, pending)
+            run.intake(self.t)
+            if not run.running and not run.queue.count:
                 if run.next_arrival < run.n:
                     self.t = max(self.t, run.reqs[run.next_arrival].arrival)
                     continue
@@ -118,7 +124,7 @@ class OnlineEngine:
             if self.t > now:
                 self.due = self.t
                 return self.t
-            self.t = run._step(self.t)
+            self.t = step(run, self.t)
 
     def free_blocks(self, now: float) -> int:
         """Free KV blocks once every iteration starting at or before ``now`` has
@@ -126,17 +132,17 @@ class OnlineEngine:
         run = self.run
         pending = run.pending
         if pending is None:
-            return run.free
-        return run.free - _need(pending.decode, pending.started(now), run.cfg.block_size)
+            return run.kv.free
+        return run.kv.free - blocks_needed(pending.decode, pending.started(now), run.kv.size)
 
     def state(self) -> dict[str, float]:
         """Running and waiting requests, KV blocks in use and preemptions so far."""
         run = self.run
         return {
             "running": len(run.running),
-            "waiting": run.waiting_count,
+            "waiting": run.queue.count,
             "kv_blocks_used": run.cfg.num_blocks - self.free_blocks(self.now),
             "kv_blocks": run.cfg.num_blocks,
-            "preemptions": run.preempted_total,
+            "preemptions": run.kv.preemptions,
             "requests": run.n,
         }
