@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import pytest
-from faulty_server import FAULTS, SPLIT_TOKENS, FaultyServer
 from multidict import CIMultiDict
 
 from burstlab.core.errors import InputError
@@ -29,6 +28,7 @@ from burstlab.server.app import make_app
 from burstlab.server.fixed import FixedTiming, parse_fixed
 from burstlab.server.hosting import serve_in_thread
 from burstlab.server.openai import WORDS, response_length
+from support.faulty_server import FAULTS, SPLIT_TOKENS, FaultyServer
 
 FAST = FixedTiming(ttft=0.0, itl=0.0, eos=64)
 

@@ -13,7 +13,7 @@ Use::
     assert server.seen == [("run-0", "ok"), ...]
 
 or the ``faulty_server`` fixture (a factory: ``faulty_server(["ok"], tokens=3)``),
-imported into a test module with ``from faulty_server import faulty_server``.
+imported into a test module with ``from support.faulty_server import faulty_server``.
 The server runs in a daemon thread on its own event loop, so a client can run
 ``asyncio.run`` in the test's thread.
 """
