@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from burstlab.report import plots
+from burstlab.report import analysis_figures
 from burstlab.report.drawing import data_uri
 from burstlab.report.page import write_page
 
@@ -23,43 +23,52 @@ if TYPE_CHECKING:
 def figures(table: pl.DataFrame, summary: Summary) -> list[tuple[str, str]]:
     """(caption, data URI) for every figure of one analysed table."""
     made = [
-        ("Rate and burstiness over time", plots.rate_and_shape(summary)),
+        ("Rate and burstiness over time", analysis_figures.rate_and_shape(summary)),
         (
             "Inter-arrival gaps against a Poisson process",
-            plots.interarrival_cdf({summary.source: table}),
+            analysis_figures.interarrival_cdf({summary.source: table}),
         ),
-        (_gap_fit_caption(summary), plots.gap_fit(summary)),
-        (_day_slots_caption(summary), plots.day_slots(summary)),
-        ("Requests by hour of day and weekday", plots.profiles(summary)),
-        ("Mean requests per hour by weekday and hour of day", plots.weekday_hour(summary)),
+        (_gap_fit_caption(summary), analysis_figures.gap_fit(summary)),
+        (_day_slots_caption(summary), analysis_figures.day_slots(summary)),
+        ("Requests by hour of day and weekday", analysis_figures.profiles(summary)),
+        (
+            "Mean requests per hour by weekday and hour of day",
+            analysis_figures.weekday_hour(summary),
+        ),
         (
             "Weekly profile: requests per hour over the 168 hours of a week",
-            plots.weekly(summary),
+            analysis_figures.weekly(summary),
         ),
         (
             "Request rate within each hour of day across days (per-minute bins; box p25-p75, "
             "whiskers p5-p95, triangle mean)",
-            plots.hourly_rate(summary),
+            analysis_figures.hourly_rate(summary),
         ),
-        ("Request and response tokens per hour", plots.tokens_per_hour(summary)),
-        ("Request lengths", plots.length_histograms(table, "input_tokens", "request tokens")),
-        ("Response lengths", plots.length_histograms(table, "output_tokens", "response tokens")),
+        ("Request and response tokens per hour", analysis_figures.tokens_per_hour(summary)),
+        (
+            "Request lengths",
+            analysis_figures.length_histograms(table, "input_tokens", "request tokens"),
+        ),
+        (
+            "Response lengths",
+            analysis_figures.length_histograms(table, "output_tokens", "response tokens"),
+        ),
         (
             "Request vs response: median, mean and 90% band (p5-p95) of response tokens per "
             "request-length bin",
-            plots.relation(summary),
+            analysis_figures.relation(summary),
         ),
         (
             "Conversations: turns per session, time between turns (arrival to arrival), and "
             "duration of multi-turn sessions",
-            plots.conversation_shapes(summary),
+            analysis_figures.conversation_shapes(summary),
         ),
         (
             "Elapsed time recorded by the source against response tokens, per model, with the "
             "least-squares line",
-            plots.elapsed(table, summary),
+            analysis_figures.elapsed(table, summary),
         ),
-        ("Failures over time", plots.failures_over_time(summary)),
+        ("Failures over time", analysis_figures.failures_over_time(summary)),
     ]
     return [(caption, uri) for caption, png in made if (uri := data_uri(png)) is not None]
 
@@ -98,7 +107,7 @@ def render(
     sections = [{"summary": s, "figures": figures(t, s) if with_plots else []} for t, s in parts]
     overlay = None
     if comparison is not None and with_plots:
-        overlay = data_uri(plots.interarrival_cdf({s.source: t for t, s in parts}))
+        overlay = data_uri(analysis_figures.interarrival_cdf({s.source: t for t, s in parts}))
     return write_page(
         path, "analysis.html.j2", sections=sections, comparison=comparison, overlay=overlay
     )

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from burstlab.analyze.summary import analyze
-from burstlab.report import plots
+from burstlab.report import analysis_figures
 from burstlab.report.analysis import figures, render
 
 DAY = 86_400.0
@@ -67,6 +67,7 @@ def test_every_new_figure_on_a_rich_table() -> None:
         assert base64.b64decode(uri.split(",", 1)[1]).startswith(PNG)
 
 
+@pytest.mark.slow
 def test_figures_left_out_without_their_data() -> None:
     made = captions(trace(0.5, sessions=False, elapsed=False), None)
     absent = (
@@ -97,6 +98,6 @@ def test_render_shows_calendar_periods_and_elapsed(tmp_path: Path) -> None:
 def test_relation_figure_skips_empty_classes() -> None:
     table = trace(0.2, sessions=False, elapsed=False)
     summary = analyze(table, None)
-    assert plots.relation(summary) is not None
+    assert analysis_figures.relation(summary) is not None
     empty = summary.model_copy(update={"lengths": []})
-    assert plots.relation(empty) is None
+    assert analysis_figures.relation(empty) is None

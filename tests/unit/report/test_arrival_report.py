@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from burstlab.analyze.summary import analyze
-from burstlab.report import plots
+from burstlab.report import analysis_figures
 from burstlab.report.analysis import figures, render
+
+pytestmark = pytest.mark.slow
 
 DAY = 86_400.0
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -68,8 +71,8 @@ def test_short_continuous_table_has_log_bins_and_no_slot_figure(tmp_path: Path) 
     t = table(arrival)
     summary = analyze(t, None)
     assert summary.gap_check.histogram.kind == "log"
-    assert plots.gap_fit(summary).startswith(PNG)
-    assert plots.day_slots(summary) is None
+    assert analysis_figures.gap_fit(summary).startswith(PNG)
+    assert analysis_figures.day_slots(summary) is None
     captions = [c for c, _ in figures(t, summary)]
     assert any(c.startswith(GAP_FIT) and "whole number of ticks" not in c for c in captions)
     assert not any(c.startswith(SLOTS) for c in captions)
@@ -85,4 +88,4 @@ def test_unidentifiable_fits_are_named_in_the_caption() -> None:
     assert summary.gap_check.ks_gamma is None
     caption = next(c for c, _ in figures(t, summary) if c.startswith(GAP_FIT))
     assert "Gamma not drawn: not identifiable" in caption
-    assert plots.gap_fit(summary).startswith(PNG)
+    assert analysis_figures.gap_fit(summary).startswith(PNG)

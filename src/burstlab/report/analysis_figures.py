@@ -1,4 +1,4 @@
-"""Matplotlib figures for the analysis report, returned as PNG bytes.
+"""Matplotlib figures of the analysis report (one analysed table, or two compared), as PNG bytes.
 
 Figures are built without pyplot, so matplotlib runs headless with no global
 state. Each function takes plain analysis results and returns one PNG, so the
