@@ -16,7 +16,7 @@ Modules, each with one job:
 - ``costs``: the :class:`CostModel` interface and the per-simulation memo of its values.
 - ``request``: one request's state inside a replica.
 - ``queue``: the waiting queue (admission at arrival, queue timeouts, next in order).
-- ``policies``: the scheduling policies, one object each (FCFS, shortest/longest first).
+- ``policies``: the scheduling policies, one waiting queue each (FCFS, shortest/longest first).
 - ``kv``: paged KV blocks, preemption (recompute or swap) and swap-in.
 - ``step``: one scheduler step: form the batch, cost the iteration, apply it.
 - ``fastpath``: closed-form decode runs of an unchanged batch.

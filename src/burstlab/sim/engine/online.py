@@ -1,28 +1,24 @@
 """OnlineEngine: one replica fed a request at a time as requests arrive (a live server).
 
-**Live runs** (:class:`OnlineEngine`) take the same closed-form runs, planned
-when their batch forms and applied lazily: a call to advance to ``now`` announces
-the tokens of the run's iterations that start by ``now`` and applies the run only
-once its last iteration has started. A request entering meanwhile cuts the run
-at the first iteration boundary at or after its arrival, and so does any
-arrival or queue deadline known when the run is planned, even when the batch is
-full: then every intake (a rejection, a timeout) happens at the boundary where
-stepping would make it, and what a router or controller reads between events
-is what stepping would show.
+A live engine takes the same closed-form runs as :class:`Engine` (see
+:mod:`~burstlab.sim.engine.fastpath`), planned when their batch forms and applied
+lazily: a call to advance to ``now`` announces the tokens of the run's iterations
+that start by ``now`` and applies the run only once its last iteration has
+started. A request entering meanwhile cuts the run at the first iteration
+boundary at or after its arrival, and so does any arrival or queue deadline
+known when the run is planned, even when the batch is full: then every intake (a
+rejection, a timeout) happens at the boundary where stepping would make it, and
+what a router or controller reads between events is what stepping would show.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from burstlab.sim.engine.fastpath import commit, tell
 from burstlab.sim.engine.kv import blocks_needed
 from burstlab.sim.engine.offline import Engine
-from burstlab.sim.engine.policies import sort_key
-from burstlab.sim.engine.request import Req
-from burstlab.sim.engine.result import PENDING, Listener
+from burstlab.sim.engine.result import Listener
 from burstlab.sim.engine.step import step
 
 
@@ -35,7 +31,7 @@ class OnlineEngine:
     ahead of their time, which is how a server can stream them on time) and
     returns the next iteration boundary, or None when idle. Scheduling is the
     same as :meth:`Engine.run`; with ``engine.fast``, decode runs are closed-form
-    (see above) and the listener still hears of every token.
+    (see the module docstring) and the listener still hears of every token.
 
     ``tokens=False``: the listener hears only of requests' ends; token times are
     read afterwards from ``run`` (spans into ``run.iter_end``), which spares a
@@ -70,22 +66,8 @@ class OnlineEngine:
         but no prefill, and decodes its remaining ``output_tokens - 1`` tokens.
         """
         run = self.run
-        rid = run.n
-        if rid == run.outcome.size:
-            grow = max(64, 2 * rid)
-            run.outcome = np.concatenate([run.outcome, np.full(grow, PENDING, dtype=np.int8)])
-            run.first = np.concatenate([run.first, np.full(grow, np.nan)])
-            run.end = np.concatenate([run.end, np.full(grow, np.nan)])
-            queue = run.queue
-            queue.in_queue = np.concatenate([queue.in_queue, np.zeros(grow, dtype=bool)])
-        prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
-        arrival = max(now, run.reqs[-1].arrival if run.reqs else now)
-        r = Req(rid, arrival, prompt, output, sort_key(run.cfg, prompt, output, key))
-        r.target = prompt
-        if kv_ready:
-            r.swapped, r.transferred, r.generated = prompt, True, 1
-        run.reqs.append(r)
-        run.n += 1
+        r = run.enter(now, input_tokens, output_tokens, key, kv_ready=kv_ready)
+        arrival = r.arrival
         pending = run.pending
         if pending is not None:
             # The run ends at the first boundary at or after the arrival, but keeps
@@ -95,7 +77,7 @@ class OnlineEngine:
             if keep < pending.ends.size:
                 pending.ends = pending.ends[:keep]
         self.due = -math.inf
-        return rid
+        return r.rid
 
     def advance(self, now: float) -> float | None:
         """Run the iterations starting at or before ``now``; the next boundary, or None."""

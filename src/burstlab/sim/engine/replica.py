@@ -7,7 +7,7 @@ Its parts: the arrivals not yet taken in, the waiting queue
 spans, iteration ends, telemetry). :mod:`~burstlab.sim.engine.step` and
 :mod:`~burstlab.sim.engine.fastpath` advance it; :class:`Engine
 <burstlab.sim.engine.offline.Engine>` and :class:`OnlineEngine
-<burstlab.sim.engine.online.OnlineEngine>` drive them.
+<burstlab.sim.engine.online.OnlineEngine>` drive it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from burstlab.sim.engine.config import EngineConfig
 from burstlab.sim.engine.costs import CostMemo
 from burstlab.sim.engine.fastpath import Pending
 from burstlab.sim.engine.kv import BlockPool
-from burstlab.sim.engine.policies import sort_keys, waiting_queue
+from burstlab.sim.engine.policies import sort_key, sort_keys, waiting_queue
 from burstlab.sim.engine.request import Req
 from burstlab.sim.engine.result import (
     OK,
@@ -83,8 +83,37 @@ class Replica:
 
     @property
     def waiting_count(self) -> int:
-        """Requests in the waiting queue."""
+        """Requests in the waiting queue (read by fleets and PD pools)."""
         return self.queue.count
+
+    def enter(
+        self,
+        now: float,
+        input_tokens: int,
+        output_tokens: int,
+        key: float | None,
+        *,
+        kv_ready: bool,
+    ) -> Req:
+        """A request arriving at ``now`` (a live replica's; see
+        :meth:`~burstlab.sim.engine.online.OnlineEngine.add`), to be taken in."""
+        rid = self.n
+        if rid == self.outcome.size:
+            grow = max(64, 2 * rid)
+            self.outcome = np.concatenate([self.outcome, np.full(grow, PENDING, dtype=np.int8)])
+            self.first = np.concatenate([self.first, np.full(grow, np.nan)])
+            self.end = np.concatenate([self.end, np.full(grow, np.nan)])
+            queue = self.queue
+            queue.in_queue = np.concatenate([queue.in_queue, np.zeros(grow, dtype=bool)])
+        prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
+        arrival = max(now, self.reqs[-1].arrival if self.reqs else now)
+        r = Req(rid, arrival, prompt, output, sort_key(self.cfg, prompt, output, key))
+        r.target = prompt
+        if kv_ready:
+            r.swapped, r.transferred, r.generated = prompt, True, 1
+        self.reqs.append(r)
+        self.n += 1
+        return r
 
     def settle(self, rid: int, code: int, when: float) -> None:
         """Request ``rid`` ended with outcome ``code`` at ``when`` (seconds)."""
