@@ -75,7 +75,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("e2e_s", _END - _SENT, "s", "E2E", "end - sent", vllm="e2el"),
     Metric("ttft_intended_s", _FIRST - _INTENDED, "s", "TTFT from intended", "first - intended"),
     Metric("e2e_intended_s", _END - _INTENDED, "s", "E2E from intended", "end - intended"),
-    Metric("schedule_lag_s", _DISPATCHED - _INTENDED, "s", "schedule lag", "sent - intended"),
+    Metric("schedule_lag_s", _DISPATCHED - _INTENDED, "s", "schedule lag", "dispatched - intended"),
 )
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 #: The latency metrics a summary gives over ``ok`` requests (schedule lag covers every send).
