@@ -11,6 +11,8 @@ import pytest
 
 from support.cli import BIN
 
+pytestmark = pytest.mark.slow
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

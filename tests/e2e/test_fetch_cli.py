@@ -82,6 +82,7 @@ def test_list_shows_known_files(tmp_path: Path) -> None:
     assert "yes, 1,234 bytes" in result.stdout
 
 
+@pytest.mark.slow
 def test_fetch_prints_the_path(server: tuple[str, list[str]], tmp_path: Path) -> None:
     base, seen = server
     digest = hashlib.sha256(BODY).hexdigest()
@@ -124,6 +125,7 @@ def test_env_base_url(server: tuple[str, list[str]], tmp_path: Path) -> None:
         (("fetch", NAME, "--base-url", "{base}", "--sha256", "0" * 64), "SHA-256 mismatch"),
     ],
 )
+@pytest.mark.slow
 def test_errors_exit_2_without_traceback(
     server: tuple[str, list[str]], tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:

@@ -13,6 +13,8 @@ import pytest
 
 from support.cli import BIN
 
+pytestmark = pytest.mark.slow
+
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

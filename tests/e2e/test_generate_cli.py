@@ -13,6 +13,8 @@ from burstlab import read_trace
 from burstlab.workload.prompts import count_fallback_tokens
 from support.cli import BIN
 
+pytestmark = pytest.mark.slow
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

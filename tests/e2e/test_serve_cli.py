@@ -123,6 +123,7 @@ def test_bad_fixed_spec(spec: str, says: str) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_default_serves_the_simulated_engine() -> None:
     """Without --fixed, the default engine (Llama-2-7B on an A100-80G) times tokens."""
     proc = subprocess.Popen(

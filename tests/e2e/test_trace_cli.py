@@ -28,6 +28,7 @@ def test_help_lists_commands() -> None:
         assert word in out.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     """Trace info, a replay of the busiest minute, the engine-timed server, bench, report."""
     out = subprocess.run(
@@ -63,6 +64,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         ("mooncake_head.jsonl", 40, 0),
     ],
 )
+@pytest.mark.slow
 def test_trace_info_json(data_dir: Path, trace: str, rows: int, sessions: int) -> None:
     target = trace if trace == "sample" else str(data_dir / trace)
     out = run("trace", "info", target, "--json")
@@ -83,6 +85,7 @@ def test_trace_info_table(data_dir: Path) -> None:
     assert "turns per session" in out.stdout
 
 
+@pytest.mark.slow
 def test_warning_goes_to_stderr(write_file: WriteFile) -> None:
     path = write_file(
         "o.csv",
@@ -110,6 +113,7 @@ def test_warning_goes_to_stderr(write_file: WriteFile) -> None:
         ("a,b\n1,2\n", "cannot tell the trace format"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2(write_file: WriteFile, content: str, message: str) -> None:
     out = run("trace", "info", str(write_file("bad.csv", content)))
     assert out.returncode == 2
@@ -118,6 +122,7 @@ def test_bad_input_is_one_line_exit_2(write_file: WriteFile, content: str, messa
     assert out.stderr.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     out = run("trace", "info", str(tmp_path / "none.csv"))
     assert (out.returncode, "no such file" in out.stderr) == (2, True)
@@ -145,6 +150,7 @@ def test_generic_mapping_from_cli(write_file: WriteFile) -> None:
     assert json.loads(out.stdout)["span_s"] == 2.0
 
 
+@pytest.mark.slow
 def test_lenient_and_cache(write_file: WriteFile) -> None:
     path = write_file(
         "l.csv",
@@ -158,6 +164,7 @@ def test_lenient_and_cache(write_file: WriteFile) -> None:
     assert again["load"]["cache"] == "hit"
 
 
+@pytest.mark.slow
 def test_convert_and_schema(tmp_path: Path, data_dir: Path) -> None:
     target = tmp_path / "v3.parquet"
     out = run("trace", "convert", str(data_dir / "burstgpt_v3.csv"), str(target))
@@ -171,6 +178,7 @@ def test_convert_and_schema(tmp_path: Path, data_dir: Path) -> None:
     assert "arrival_s" in run("trace", "schema").stdout
 
 
+@pytest.mark.slow
 def test_burstgpt_zero_token_rows_are_failures(write_file: WriteFile, tmp_path: Path) -> None:
     """BurstGPT_1.csv logs some failures as 0 request and 0 response tokens."""
     path = write_file(

@@ -49,6 +49,7 @@ def config(url: str, **kw: object) -> BenchConfig:
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
+@pytest.mark.slow
 def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str) -> None:
     faults = list(EXPECTED)
     with FaultyServer(faults, tokens=4, trickle_s=0.2, oversize_bytes=2 << 20) as server:
@@ -106,6 +107,7 @@ def peak_rss_kib(url: str, n: int, run_dir: Path) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_hostile_streams_keep_client_memory_bounded(tmp_path: Path) -> None:
     """Twenty 8 MiB events cost the client no more than one: each is cut off at
     the parser's 1 MiB bound (the client runs in its own process to measure it)."""

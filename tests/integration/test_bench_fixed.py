@@ -22,6 +22,9 @@ from burstlab.trace.io import write_table
 from support.cli import BIN
 from support.frames import constant_rate as workload
 
+pytestmark = pytest.mark.slow
+
+
 READY = re.compile(r"serving \S+ at (http://127\.0\.0\.1:\d+)")
 
 

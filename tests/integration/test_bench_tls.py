@@ -20,6 +20,8 @@ from burstlab.server.app import make_app
 from burstlab.server.fixed import FixedTiming
 from support.frames import constant_rate
 
+pytestmark = pytest.mark.slow
+
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

@@ -43,6 +43,7 @@ def test_openai_client_streams_from_the_engine() -> None:
         assert chat.usage.prompt_tokens == 50
 
 
+@pytest.mark.slow
 def test_bench_sees_the_engine_queue_and_refusals(tmp_path: Path) -> None:
     app = make_engine_app(engine(max_num_seqs=2, queue_cap=3), time_scale=1.0)
     with serve_in_thread(app) as url:

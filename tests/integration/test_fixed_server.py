@@ -398,6 +398,7 @@ def test_log_appends_across_runs(tmp_path: Path) -> None:
     assert [orjson.loads(x)["request_id"] for x in log.read_bytes().splitlines()] == ["r-0", "r-1"]
 
 
+@pytest.mark.slow
 def test_timing_follows_an_absolute_schedule() -> None:
     """TTFT and gaps match the configuration; the last token does not drift late."""
     ttft, itl, n = 0.05, 0.01, 20

@@ -17,7 +17,7 @@ import pytest
 from burstlab.forecast import ForecastResult, run_forecast
 from burstlab.workload.synthetic import synthetic_trace
 
-pytestmark = pytest.mark.extra("forecast")
+pytestmark = [pytest.mark.slow, pytest.mark.extra("forecast")]
 
 DAY = 86_400
 STUDY = ("1m", "5m", "10m", "30m", "60m")

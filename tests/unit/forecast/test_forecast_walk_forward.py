@@ -34,6 +34,7 @@ def run(values: np.ndarray, valid: np.ndarray, horizon: int, **kw: object):  # t
 
 @pytest.mark.extra("forecast")  # every model, xgboost included
 @pytest.mark.parametrize("horizon", [1, 3])
+@pytest.mark.slow
 def test_no_future_value_reaches_a_prediction(horizon: int) -> None:
     """For any cut c, changing values[c:] leaves every prediction of a target t < c + horizon
     unchanged, for every model: neither the features of t nor the model refitted at the

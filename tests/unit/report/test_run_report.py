@@ -196,6 +196,7 @@ def assert_safe(html: str) -> None:
     assert "default-src 'none'" in html
 
 
+@pytest.mark.slow
 def test_mixed_run_shows_key_numbers_and_figures(mixed_run: Path) -> None:
     html = page(mixed_run)
     assert_safe(html)
@@ -220,6 +221,7 @@ def test_mixed_run_shows_key_numbers_and_figures(mixed_run: Path) -> None:
     assert len(images) == 5
 
 
+@pytest.mark.slow
 def test_client_bound_banner_lists_reasons(tmp_path: Path) -> None:
     records = [ok_record(i, i * 0.1, lag=0.05) for i in range(30)]
     html = page(write_run(tmp_path / "run", records))
@@ -252,6 +254,7 @@ def test_run_with_no_ok_request_interrupted_before_any_finished(tmp_path: Path) 
     assert "No request failed." in html
 
 
+@pytest.mark.slow
 def test_interrupted_mixed_run(tmp_path: Path) -> None:
     records = [ok_record(i, i * 0.2) for i in range(20)]
     records.append(failed_record(20, 4.0, "reset", "mid_stream", status=200))
@@ -262,6 +265,7 @@ def test_interrupted_mixed_run(tmp_path: Path) -> None:
     assert html.count("<img ") == 5
 
 
+@pytest.mark.slow
 def test_run_without_streaming_chunks(tmp_path: Path) -> None:
     records = [ok_record(i, i * 0.3, stream=False) for i in range(10)]
     html = page(write_run(tmp_path / "run", records))
@@ -269,12 +273,14 @@ def test_run_without_streaming_chunks(tmp_path: Path) -> None:
     assert html.count("<img ") == 4  # no failures figure
 
 
+@pytest.mark.slow
 def test_single_request(tmp_path: Path) -> None:
     html = page(write_run(tmp_path / "run", [ok_record(0, 0.0, n=1)]))
     assert_safe(html)
     assert fmt_ms(0.05) in html
 
 
+@pytest.mark.slow
 def test_killed_run_without_summary_is_reported_from_records(tmp_path: Path) -> None:
     records = [ok_record(i, i * 0.2) for i in range(5)]
     html = page(write_run(tmp_path / "run", records, summary=False))
@@ -282,6 +288,7 @@ def test_killed_run_without_summary_is_reported_from_records(tmp_path: Path) -> 
     assert "incomplete" in html
 
 
+@pytest.mark.slow
 def test_hostile_text_renders_inert(tmp_path: Path) -> None:
     records = [ok_record(i, i * 0.1, model=HOSTILE) for i in range(5)]
     records.append(failed_record(5, 0.5, HOSTILE, HOSTILE, HOSTILE, model=HOSTILE))

@@ -23,6 +23,7 @@ def mixed(n: int, rate: float, seed: int = 0):  # type: ignore[no-untyped-def]
     )
 
 
+@pytest.mark.slow
 def test_scheduling_study_ranks_the_policies() -> None:
     spec = EngineSpec(engine={"key": "total"})
     result = run_study("scheduling", mixed(1500, 12.0), spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from burstlab.sim.engine import OK, Engine, EngineConfig
 from burstlab.sim.experiment import metrics
@@ -25,6 +26,7 @@ def phased(n: int = 1500, rate: float = 25.0, seed: int = 1):  # type: ignore[no
 ENGINE = Engine(EngineConfig(max_num_seqs=64, num_blocks=8000), LinearCost())
 
 
+@pytest.mark.slow
 def test_dynamic_ratio_beats_every_static_ratio_when_the_mix_changes() -> None:
     work = phased()
     static = {}

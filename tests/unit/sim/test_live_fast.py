@@ -52,12 +52,14 @@ def both(make: Any, cfg: dict[str, Any], work: tuple[np.ndarray, ...]) -> tuple[
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("router", ["least_outstanding", "kv_aware"])
+@pytest.mark.slow
 def test_a_colocated_cluster_gives_the_token_times_of_stepping(name: str, router: str) -> None:
     work = workload(800, 20.0, seed=len(name))
     both(lambda e: Cluster(e, ClusterConfig(replicas=3, router=router)), CONFIGS[name], work)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.slow
 def test_a_pd_cluster_gives_the_token_times_of_stepping(name: str) -> None:
     work = workload(800, 20.0, seed=len(name))
     both(lambda e: PDCluster(e, PDConfig(prefill=2, decode=2)), CONFIGS[name], work)
@@ -111,6 +113,7 @@ def live_run(
 
 
 @pytest.mark.parametrize("name", ["roomy", "full queue", "swap"])
+@pytest.mark.slow
 def test_a_live_engine_announces_every_token_as_stepping_does(name: str) -> None:
     """Advanced at arrivals and at random instants in between, the live engine has
     announced, after each call, exactly the tokens stepping has (those of the

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from burstlab.report.run import render_run
 from burstlab.results.bursts import recovery
@@ -17,6 +18,7 @@ from support.frames import workload
 from support.sim import LinearCost
 
 
+@pytest.mark.slow
 def test_simulated_run_directory(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     arrivals = np.sort(rng.uniform(0, 60, 400)).tolist()

@@ -54,6 +54,7 @@ def varying_trace(seed: int = 0) -> pl.DataFrame:
     return conform(table).collect()
 
 
+@pytest.mark.slow
 def test_window_gamma_replays_the_windows() -> None:
     source = varying_trace()
     model = fit(source, window_s=WINDOW)
@@ -82,6 +83,7 @@ def on_off_trace(seed: int = 0, span_s: float = 40_000.0) -> pl.DataFrame:
     return workload((arrival - arrival[0]).tolist())
 
 
+@pytest.mark.slow
 def test_multiscale_keeps_burstiness_at_every_scale_in_new_traffic() -> None:
     source = on_off_trace()
     model = fit(source)
@@ -110,6 +112,7 @@ def test_multiscale_keeps_burstiness_at_every_scale_in_new_traffic() -> None:
     assert result.ks_gaps.workload < 0.05
 
 
+@pytest.mark.slow
 def test_classes_lengths_and_failures_survive() -> None:
     source = varying_trace()
     work = fit(source, window_s=WINDOW).sample(seed=1)
@@ -123,6 +126,7 @@ def test_classes_lengths_and_failures_survive() -> None:
     assert work["failed"].mean() == pytest.approx(source["failed"].mean(), abs=0.005)
 
 
+@pytest.mark.slow
 def test_rps_burstiness_shape_cap_and_json_round_trip() -> None:
     model = fit(varying_trace(), window_s=WINDOW)
     again = WorkloadModel.model_validate_json(model.model_dump_json())
@@ -144,6 +148,7 @@ def test_rps_burstiness_shape_cap_and_json_round_trip() -> None:
     assert not same.equals(model.sample(duration_s=600, seed=6))
 
 
+@pytest.mark.slow
 def test_a_version_1_model_still_loads_and_samples(tmp_path: Path) -> None:
     model = fit(varying_trace(), window_s=WINDOW)
     old = model.model_dump(mode="json")
@@ -184,6 +189,7 @@ def batch_trace(seed: int = 0, span_s: float = 7200.0) -> pl.DataFrame:
     return workload((t - t[0]).tolist(), input_tokens=100, output_tokens=10)
 
 
+@pytest.mark.slow
 def test_batches_are_fitted_as_bursts_and_their_gaps_kept() -> None:
     source = batch_trace()
     model = fit(source)
@@ -201,6 +207,7 @@ def test_batches_are_fitted_as_bursts_and_their_gaps_kept() -> None:
         assert abs(ms.idc[key].error or 0) < abs(wg.idc[key].error or 0), key
 
 
+@pytest.mark.slow
 def test_a_daily_cycle_is_kept_in_new_days() -> None:
     source = synthetic_trace(7 * 86_400, rps=0.3, seed=1)
     model = fit(source)
@@ -233,6 +240,7 @@ def test_a_part_of_a_day_is_covered_at_the_exact_rate() -> None:
     assert (quiet < 43_200).mean() == pytest.approx(0.1, abs=0.02)  # 0.2 vs 1.8 of the rate
 
 
+@pytest.mark.slow
 def test_what_if_knobs_are_bounded() -> None:
     model = fit(varying_trace(), window_s=WINDOW)
     with pytest.raises(InputError, match="gap shape"):

@@ -42,6 +42,7 @@ def conversational(seed: int = 0, sessions: int = 4000) -> pl.DataFrame:
     return conform(table).collect()
 
 
+@pytest.mark.slow
 def test_sessions_fitted_and_sampled() -> None:
     source = conversational()
     model = fit(source, window_s=1200)
