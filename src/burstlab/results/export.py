@@ -59,7 +59,7 @@ def vllm_result(summary: RunSummary, manifest: Manifest, table: pl.DataFrame) ->
     config = manifest.config or {}
     api = str(config.get("api", "completions"))
     endpoint = _ENDPOINTS.get(api, api) if manifest.kind == "bench" else "burstlab-simulate"
-    model = config.get("model")
+    model = config.get("model") if manifest.kind == "bench" else _simulated_model(manifest)
     out: dict[str, Any] = {
         "date": datetime.fromtimestamp(manifest.started_wall).strftime("%Y%m%d-%H%M%S"),
         "endpoint_type": endpoint,
@@ -112,6 +112,14 @@ def metrics_csv(summary: RunSummary) -> bytes:
             (name, metric.label, metric.unit, metric.vllm or "", *(_cell(values[s]) for s in stats))
         )
     return buf.getvalue().encode()
+
+
+def _simulated_model(manifest: Manifest) -> str | None:
+    """The model a simulation stood for: a preset's name, or a described model's ``name``."""
+    model = (manifest.engine or {}).get("model")
+    if isinstance(model, dict):
+        model = model.get("name")
+    return model if isinstance(model, str) else None
 
 
 def _cell(value: float | int | None) -> str:

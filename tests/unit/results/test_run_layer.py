@@ -188,3 +188,14 @@ def test_a_newer_run_dir_is_refused_naming_its_version(tmp_path: Path, table: pl
     path.write_bytes(orjson.dumps(data))
     with pytest.raises(InputError, match=r"summary.json is format version 7"):
         RunDir(tmp_path / "run").summary()
+
+
+def test_a_simulation_names_the_model_it_stood_for(table: pl.DataFrame) -> None:
+    from burstlab.results.export import vllm_result
+
+    summary = summarize(table)
+    for described in ("Llama-2-7B", {"name": "Llama-2-7B", "layers": 32}):
+        manifest = Manifest(kind="simulate", scheduled=table.height, engine={"model": described})
+        out = vllm_result(summary, manifest, table)
+        assert out["model_id"] == "Llama-2-7B"
+        assert out["backend"] == "burstlab-simulate"
