@@ -5,6 +5,7 @@ Nothing here is a test. Tests import it as ``support.<module>`` (``tests/`` is o
 fixtures and markers shared by every test live in ``tests/conftest.py``.
 
 - :mod:`support.cli`: ``BIN``, the ``burstlab`` executable of the running interpreter.
+- :mod:`support.inproc`: ``invoke``, the ``burstlab`` command run in this process.
 - :mod:`support.frames`: small canonical workload tables (``workload``, ``constant_rate``).
 - :mod:`support.sim`: a linear cost model and random request arrays for the engine.
 - :mod:`support.naive_engine`: the per-iteration reference the fast engine is checked

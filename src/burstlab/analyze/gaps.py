@@ -625,12 +625,15 @@ def _why_not(
 def _family_fit(family: Family, fit: BatchFit, i: int, tick: float, why: str | None) -> FamilyFit:
     shape, scale = float(fit.shape[i]), float(fit.scale[i]) * tick
     ss, sc = float(fit.se_log_shape[i]), float(fit.se_log_scale[i])
+    with np.errstate(over="ignore"):  # a fit of a few gaps: an unbounded interval is inf
+        shape_ci = (shape * np.exp(-_Z95 * ss), shape * np.exp(_Z95 * ss))
+        scale_ci = (scale * np.exp(-_Z95 * sc), scale * np.exp(_Z95 * sc))
     return FamilyFit(
         family=family,
         shape=shape,
         scale=scale,
-        shape_ci=(shape * np.exp(-_Z95 * ss), shape * np.exp(_Z95 * ss)),
-        scale_ci=(scale * np.exp(-_Z95 * sc), scale * np.exp(_Z95 * sc)),
+        shape_ci=shape_ci,
+        scale_ci=scale_ci,
         log_likelihood=float(fit.loglik[i]),
         efficiency=float(fit.efficiency[i]),
         identifiable=why is None,

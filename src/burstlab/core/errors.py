@@ -7,9 +7,12 @@ traceback, and exits with status 2. Anything else escaping is a bug in burstlab.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class BurstlabError(Exception):
@@ -76,6 +79,7 @@ def invalid(
     prefix: str = "",
     option: str | None = None,
     as_options: bool = False,
+    model: type[BaseModel] | None = None,
 ) -> InputError:
     """The one :class:`InputError` for a pydantic ``ValidationError``.
 
@@ -85,9 +89,22 @@ def invalid(
     the whole model (``--fixed``). With ``as_options`` the model's fields are
     command-line options themselves, and WHERE is written as one
     (``start_s`` -> ``--start``).
+
+    ``model``, the class validated, lets WHERE name fields only: pydantic puts
+    the member of a union it tried in the location (``cost.roofline.mfu``,
+    ``gpu.GPU.flops``), and tries every member of a plain union, so its first
+    error may be about a member the value never meant to be (``gpu.str`` for a
+    mapping). With ``model`` the deepest error under the first error's field
+    is reported, and union members are left out of WHERE (``cost.mfu``).
     """
-    first = exc.errors()[0]
-    loc = [str(part) for part in first["loc"]]
+    errors = exc.errors()
+    first = errors[0]
+    labels: set[str] = set()
+    if model is not None:
+        labels = _union_labels(model, set())
+        same_field = [e for e in errors if e["loc"][:1] == first["loc"][:1]]
+        first = max(same_field, key=lambda e: len(e["loc"]))  # first of the deepest
+    loc = [str(part) for i, part in enumerate(first["loc"]) if not (i and part in labels)]
     reason = str(first["msg"]).removeprefix("Value error, ")
     if as_options and loc:
         return InputError(reason, field="--" + loc[0].removesuffix("_s").replace("_", "-"))
@@ -95,3 +112,30 @@ def invalid(
     if where:
         reason = f"{where}: {reason}"
     return InputError(reason, path=path, field=option)
+
+
+def _union_labels(tp: Any, seen: set[type]) -> set[str]:
+    """The names pydantic gives the members of every union in ``tp``'s fields: a
+    class name (``GPU``, ``str``) for a plain union, the tag (``roofline``) for a
+    discriminated one."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _union_labels(args[0], seen)
+    labels: set[str] = set()
+    if origin is typing.Union or origin is types.UnionType:
+        for member in args:
+            if typing.get_origin(member) is None:  # a class, not Annotated[...] or list[...]
+                labels.add(getattr(member, "__name__", str(member)))
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                for field in member.model_fields.values():
+                    if typing.get_origin(field.annotation) is typing.Literal:
+                        labels.update(str(v) for v in typing.get_args(field.annotation))
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp in seen:
+            return labels
+        seen.add(tp)
+        args = tuple(field.annotation for field in tp.model_fields.values())
+    for arg in args:
+        labels |= _union_labels(arg, seen)
+    return labels

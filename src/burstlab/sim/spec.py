@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from burstlab.core.errors import InputError, invalid
 from burstlab.sim import presets
@@ -52,6 +52,26 @@ class EngineSpec(BaseModel):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     #: Prefill/decode disaggregation (pool sizes, KV link); replaces ``cluster``.
     pd: PDConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roofline_of_this_replica(cls, data: Any) -> Any:
+        """A ``cost: {kind: roofline, ...}`` without ``gpu``, ``model`` or ``tp`` is the
+        roofline of this spec's hardware, as the default cost is: only its
+        efficiencies (``mfu``, ``mbu``, ...) need be written. Its ``gpu`` and
+        ``model`` may be preset names, as the spec's own are."""
+        if not isinstance(data, dict) or not isinstance(data.get("cost"), dict):
+            return data
+        cost = dict(data["cost"])
+        if cost.get("kind") != "roofline":
+            return data
+        fields = cls.model_fields
+        gpu = cost.get("gpu", data.get("gpu", fields["gpu"].default))
+        model = cost.get("model", data.get("model", fields["model"].default))
+        cost["gpu"] = presets.gpu(gpu) if isinstance(gpu, str) else gpu
+        cost["model"] = presets.model(model) if isinstance(model, str) else model
+        cost.setdefault("tp", data.get("tp", fields["tp"].default))
+        return {**data, "cost": cost}
 
     def hardware(self) -> tuple[GPU, ModelSpec]:
         g = presets.gpu(self.gpu) if isinstance(self.gpu, str) else self.gpu
@@ -114,9 +134,18 @@ def load_spec(path: str | Path | None) -> EngineSpec:
         return EngineSpec()
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = p.read_bytes()
+        data = yaml.safe_load(raw.decode("utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read the engine file: {exc.strerror}", path=p) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}",
+            path=p,
+            line=raw.count(b"\n", 0, exc.start) + 1,
+            column=exc.start - raw.rfind(b"\n", 0, exc.start),
+            hint="save the engine file as UTF-8",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -129,6 +158,6 @@ def load_spec(path: str | Path | None) -> EngineSpec:
     try:
         spec = EngineSpec.model_validate(data)
     except ValidationError as exc:
-        raise invalid(exc, path=p) from None
+        raise invalid(exc, path=p, model=EngineSpec) from None
     spec.config()  # engine settings are checked now, with the file named
     return spec
