@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import ssl
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -182,7 +184,11 @@ class HttpTarget:
     ) -> None:
         assert self._session is not None
         async with self._session.post(
-            self.endpoint, data=body, headers=headers, trace_request_ctx=rec
+            self.endpoint,
+            data=body,
+            headers=headers,
+            trace_request_ctx=rec,
+            allow_redirects=False,
         ) as resp:
             rec.http_status = resp.status
             if resp.status >= 300:
@@ -378,6 +384,9 @@ async def _http_failure(resp: aiohttp.ClientResponse, rec: Record) -> None:
         if status < 500
         else "http_5xx"
     )
+    if kind == "http_3xx":
+        location = resp.headers.get("Location")
+        rec.location = None if location is None else clean_text(safe_location(location))
     retry = resp.headers.get("Retry-After")
     if retry is not None:
         try:
@@ -388,7 +397,33 @@ async def _http_failure(resp: aiohttp.ClientResponse, rec: Record) -> None:
         body = await asyncio.wait_for(resp.content.read(2048), 5.0)
     except (TimeoutError, aiohttp.ClientError):
         body = b""
-    raise _RequestError(kind, str(status), f"HTTP {status}: {body.decode(errors='replace')}")
+    text = without_credentials(body.decode(errors="replace"))
+    raise _RequestError(kind, str(status), f"HTTP {status}: {text}")
+
+
+#: ``scheme://user:password@`` (or ``scheme://user@``) inside free text; the last ``@``
+#: before the path ends the credentials, as in :func:`urllib.parse.urlsplit`.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it removed (a
+    server's error body may echo a URL with credentials; they are never stored)."""
+    return _USERINFO.sub(r"\1", text)
+
+
+def safe_location(location: str) -> str:
+    """A redirect's ``Location`` without credentials: ``http://u:p@h:1/x`` is
+    ``http://h:1/x``; scheme-relative ``//u:p@h/x`` is ``//h/x``; a relative
+    location passes through."""
+    try:
+        parts = urlsplit(location)
+    except ValueError:  # e.g. a bad IPv6 literal: fall back to the text rule
+        return without_credentials(location)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        location = urlunsplit(parts)
+    return without_credentials(location)
 
 
 def _timeout_kind(exc: BaseException, state: _Stream) -> tuple[str, str, str]:

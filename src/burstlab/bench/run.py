@@ -203,7 +203,7 @@ def _first_model(config: BenchConfig, headers: dict[str, str]) -> str:
         timeout = aiohttp.ClientTimeout(total=config.connect_timeout_s + 10)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers=headers, ssl=ssl_arg) as resp,
+            session.get(url, headers=headers, ssl=ssl_arg, allow_redirects=False) as resp,
         ):
             if resp.status != 200:
                 raise BurstlabError(f"{url} answered HTTP {resp.status}", hint="pass --model NAME")

@@ -74,6 +74,7 @@ class Record:
     http_status: int | None = None
     retry_after_s: float | None = None
     error_text: str | None = None
+    location: str | None = None  # a 3xx's Location header (never followed), credentials removed
     worker: int = 0
     attempt: int = 0
     dispatched_s: float | None = None
@@ -166,6 +167,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "http_status": pl.Int32(),
     "retry_after_s": pl.Float64(),
     "error_text": pl.String(),
+    "location": pl.String(),
     "worker": pl.Int32(),
     "dispatched_s": pl.Float64(),
     "sent_s": pl.Float64(),
