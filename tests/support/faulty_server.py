@@ -49,7 +49,8 @@ FAULTS: dict[str, str] = {
     "malformed_sse": "1 good chunk, a 'data: {not json' event, then the rest as in ok",
     "no_done": "N token chunks with no finish_reason and no [DONE], then a clean end",
     "finish_no_done": "N token chunks, finish_reason on the last, no [DONE], clean end",
-    "oversized_chunk": "one valid JSON data event of oversize_bytes (4 MiB), then [DONE]",
+    "oversized_chunk": "one valid JSON data event of oversize_bytes (5 MiB), then [DONE]",
+    "event_1mib": "one token chunk whose data is exactly 1 MiB of JSON, then finish and [DONE]",
     "empty": "one chunk with finish_reason 'stop' and empty content, then [DONE]",
     "trickle": "N token chunks trickle_s (0.3 s) apart, then finish and [DONE]",
     "error_event": 'one token chunk, then data: {"error": {"message": "boom"}}, clean end',
@@ -81,7 +82,7 @@ class FaultyServer:
         tokens: int = 4,
         itl_s: float = 0.0,
         trickle_s: float = 0.3,
-        oversize_bytes: int = 4 << 20,
+        oversize_bytes: int = 5 << 20,
     ) -> None:
         unknown = [f for f in faults if f not in FAULTS]
         if not faults or unknown:
@@ -178,6 +179,12 @@ class FaultyServer:
         empty = len(sse.chunk("", None)) - len(b"data: \n\n")
         await sse.raw(sse.chunk("x" * max(self.oversize_bytes - empty, 0), None))
         await sse.token("", "length")
+        await sse.done()
+
+    async def _fault_event_1mib(self, _request: web.Request, sse: _Sse) -> None:
+        empty = len(sse.chunk("", None)) - len(b"data: ") - 2 * len(sse.newline)
+        await sse.raw(sse.chunk("x" * ((1 << 20) - empty), None))
+        await sse.token(WORD, "length")
         await sse.done()
 
     async def _fault_empty(self, _request: web.Request, sse: _Sse) -> None:

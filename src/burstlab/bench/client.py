@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from burstlab.bench.sse import MAX_EVENT_BYTES, SSEOversizeError, SSEParser
+from burstlab.bench.sse import SSEOversizeError, SSEParser
 from burstlab.results.records import Record, clean_text
 
 #: Most response bytes read from one request before it fails as ``stream_error.overrun``.
@@ -127,7 +127,7 @@ class HttpTarget:
                 total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.idle
             ),
             read_bufsize=1 << 16,
-            max_line_size=MAX_EVENT_BYTES,
+            max_line_size=1 << 16,  # the status line, header lines and chunk sizes
             max_field_size=1 << 16,
         )
         return self
