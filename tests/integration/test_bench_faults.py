@@ -12,7 +12,7 @@ import pytest
 
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
-from support.faulty_server import FaultyServer
+from support.faulty_server import RETRY_AFTER_S, FaultyServer
 from support.frames import constant_rate
 
 #: fault -> (outcome, error_kind, error_subkind) expected in the record.
@@ -24,6 +24,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
     "http_500": ("failed", "http_5xx", "500"),
     "http_503": ("failed", "http_5xx", "503"),
     "http_400": ("failed", "http_4xx", "400"),
+    "retry_after_date": ("failed", "http_429", "429"),
     "stall": ("failed", "timeout", "first_byte"),
     "stall_before_headers": ("failed", "timeout", "first_byte"),
     "malformed_sse": ("failed", "stream_error", "bad_json"),
@@ -61,8 +62,11 @@ def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str)
         fault = faults[row["request_id"] % len(faults)]
         got = (row["outcome"], row["error_kind"], row["error_subkind"])
         assert got == EXPECTED[fault], (fault, row["error_text"])
-    retry = table.filter(pl.col("error_kind") == "http_429")["retry_after_s"].to_list()
-    assert retry == [2.0, 2.0]
+    retry = table.filter(pl.col("request_id") % len(faults) == faults.index("http_429"))
+    assert retry["retry_after_s"].to_list() == [2.0, 2.0]
+    # An HTTP-date, one-second resolution, RETRY_AFTER_S ahead when the server answered.
+    dated = table.filter(pl.col("request_id") % len(faults) == faults.index("retry_after_date"))
+    assert all(RETRY_AFTER_S - 10 < s <= RETRY_AFTER_S for s in dated["retry_after_s"].to_list())
     done_missing = table.filter(
         pl.col("request_id") % len(faults) == faults.index("finish_no_done")
     )

@@ -26,6 +26,8 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, suppress
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +46,7 @@ FAULTS: dict[str, str] = {
     "http_500": "status 500, JSON error body",
     "http_503": "status 503, JSON error body",
     "http_400": "status 400, JSON error body",
+    "retry_after_date": "status 429, Retry-After as an HTTP-date RETRY_AFTER_S from now",
     "stall": "headers, then nothing for an hour (cancelled when the server stops)",
     "stall_before_headers": "reads the request, then nothing for an hour",
     "malformed_sse": "1 good chunk, a 'data: {not json' event, then the rest as in ok",
@@ -65,6 +68,8 @@ SPLIT_TOKENS = ("é", "日本", "🙂", "ü ")
 WORD = "tok "
 #: How long the stall faults wait, in seconds: far longer than any test.
 STALL_S = 3600.0
+#: How far ahead ``retry_after_date``'s Retry-After date is, in seconds.
+RETRY_AFTER_S = 30
 
 
 class FaultyServer:
@@ -126,6 +131,9 @@ class FaultyServer:
         chat = request.path.endswith("/chat/completions")
         if fault.startswith("http_"):
             return _error_response(int(fault.removeprefix("http_")))
+        if fault == "retry_after_date":
+            when = datetime.now(UTC) + timedelta(seconds=RETRY_AFTER_S)
+            return _error_response(429, retry_after=format_datetime(when, usegmt=True))
         if fault == "reset_before_headers":
             _reset(request)
             return web.Response()  # never sent: the connection is gone
@@ -253,9 +261,9 @@ class _Sse:
         await self.resp.write_eof()
 
 
-def _error_response(status: int) -> web.Response:
+def _error_response(status: int, retry_after: str = "2") -> web.Response:
     body = {"error": {"message": f"fault http_{status}", "type": "server_error", "code": status}}
-    headers = {"Retry-After": "2"} if status == 429 else {}
+    headers = {"Retry-After": retry_after} if status == 429 else {}
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import re
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -389,10 +392,7 @@ async def _http_failure(resp: aiohttp.ClientResponse, rec: Record) -> None:
         rec.location = None if location is None else clean_text(safe_location(location))
     retry = resp.headers.get("Retry-After")
     if retry is not None:
-        try:
-            rec.retry_after_s = float(retry)
-        except ValueError:
-            rec.retry_after_s = None
+        rec.retry_after_s = retry_after_seconds(retry)
     try:
         body = await asyncio.wait_for(resp.content.read(2048), 5.0)
     except (TimeoutError, aiohttp.ClientError):
@@ -424,6 +424,28 @@ def safe_location(location: str) -> str:
         parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         location = urlunsplit(parts)
     return without_credentials(location)
+
+
+def retry_after_seconds(value: str, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds: delay-seconds (``"2"``), or an HTTP-date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``) as seconds from ``now`` (default: the
+    wall clock), never below 0. Anything else (``"soon"``, a negative or non-finite
+    number) is None."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC with no claim about the local zone (RFC 5322)
+        when = when.replace(tzinfo=UTC)
+    start = now if now is not None else datetime.now(UTC)
+    return max(0.0, (when - start).total_seconds())
 
 
 def _timeout_kind(exc: BaseException, state: _Stream) -> tuple[str, str, str]:
