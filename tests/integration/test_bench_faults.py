@@ -37,6 +37,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
     "error_event": ("failed", "stream_error", "server_error_event"),
     "split_utf8": ("ok", None, None),
     "crlf": ("ok", None, None),
+    "gzip": ("failed", "stream_error", "bad_encoding"),
 }
 
 

@@ -21,6 +21,7 @@ The server runs in a daemon thread on its own event loop, so a client can run
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import socket
 import struct
@@ -60,6 +61,7 @@ FAULTS: dict[str, str] = {
     "split_utf8": "multi-byte tokens (SPLIT_TOKENS), each event written in pieces that "
     "cut a UTF-8 character, with pauses between the writes; then finish and [DONE]",
     "crlf": "as ok, with CRLF line endings",
+    "gzip": "as ok, the whole body gzip-compressed with Content-Encoding: gzip",
 }
 
 #: Token texts of ``split_utf8``: 2-, 3- and 4-byte UTF-8 characters.
@@ -143,6 +145,8 @@ class FaultyServer:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
+        if fault == "gzip":
+            resp.headers["Content-Encoding"] = "gzip"
         if request_id is not None:
             resp.headers["X-Request-Id"] = request_id
         await resp.prepare(request)
@@ -216,6 +220,13 @@ class FaultyServer:
                 await sse.raw(piece)
                 await asyncio.sleep(0.005)
         await sse.done()
+
+    async def _fault_gzip(self, _request: web.Request, sse: _Sse) -> None:
+        events = [
+            sse.chunk(WORD, "length" if k == self.tokens - 1 else None) for k in range(self.tokens)
+        ]
+        await sse.raw(gzip.compress(b"".join(events) + b"data: [DONE]\n\n"))
+        await sse.end()
 
     async def _fault_crlf(self, request: web.Request, sse: _Sse) -> None:
         sse.newline = b"\r\n"

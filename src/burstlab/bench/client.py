@@ -197,6 +197,16 @@ class HttpTarget:
             if resp.status >= 300:
                 await _http_failure(resp, rec)
                 return
+            encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+            if encoding not in ("", "identity"):
+                # Asked for identity; a compressed body is never inflated (a 64 KiB gzip
+                # bomb is 64 MiB inflated) nor parsed as text.
+                raise _RequestError(
+                    "stream_error",
+                    "bad_encoding",
+                    f"Content-Encoding {clean_text(encoding)[:64]!r} on a request that "
+                    "sent Accept-Encoding: identity",
+                )
             if self.stream:
                 await self._read_stream(resp, rec, state)
             else:
