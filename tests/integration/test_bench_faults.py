@@ -38,6 +38,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
     "split_utf8": ("ok", None, None),
     "crlf": ("ok", None, None),
     "gzip": ("failed", "stream_error", "bad_encoding"),
+    "json_reply": ("ok", None, "not_streamed"),
 }
 
 
@@ -68,6 +69,10 @@ def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str)
     # An HTTP-date, one-second resolution, RETRY_AFTER_S ahead when the server answered.
     dated = table.filter(pl.col("request_id") % len(faults) == faults.index("retry_after_date"))
     assert all(RETRY_AFTER_S - 10 < s <= RETRY_AFTER_S for s in dated["retry_after_s"].to_list())
+    whole = table.filter(pl.col("request_id") % len(faults) == faults.index("json_reply"))
+    assert (whole["first_s"] == whole["end_s"]).all()
+    assert whole["output_tokens_achieved"].to_list() == [4, 4]
+    assert whole["tokens_source"].to_list() == ["usage", "usage"]
     done_missing = table.filter(
         pl.col("request_id") % len(faults) == faults.index("finish_no_done")
     )

@@ -62,6 +62,7 @@ FAULTS: dict[str, str] = {
     "cut a UTF-8 character, with pauses between the writes; then finish and [DONE]",
     "crlf": "as ok, with CRLF line endings",
     "gzip": "as ok, the whole body gzip-compressed with Content-Encoding: gzip",
+    "json_reply": "one application/json body (no stream) with N tokens of text and usage",
 }
 
 #: Token texts of ``split_utf8``: 2-, 3- and 4-byte UTF-8 characters.
@@ -133,6 +134,8 @@ class FaultyServer:
         chat = request.path.endswith("/chat/completions")
         if fault.startswith("http_"):
             return _error_response(int(fault.removeprefix("http_")))
+        if fault == "json_reply":
+            return web.json_response(self._whole_body(chat))
         if fault == "retry_after_date":
             when = datetime.now(UTC) + timedelta(seconds=RETRY_AFTER_S)
             return _error_response(429, retry_after=format_datetime(when, usegmt=True))
@@ -154,6 +157,22 @@ class FaultyServer:
         with suppress(ConnectionResetError):  # the client hung up: expected in fault tests
             await behaviour(request, _Sse(resp, chat))
         return resp
+
+    def _whole_body(self, chat: bool) -> dict[str, Any]:
+        text = WORD * self.tokens
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {
+            "id": "fault-0",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": 0,
+            "model": "faulty",
+            "choices": [choice],
+            "usage": {"prompt_tokens": 1, "completion_tokens": self.tokens},
+        }
 
     async def _tokens(self, sse: _Sse, n: int, *, finish: bool, gap: float | None = None) -> None:
         for k in range(n):

@@ -1,11 +1,16 @@
 """Sending one request to an OpenAI-compatible server and recording what happened.
 
 :class:`HttpTarget` is the real target (one shared aiohttp session, no
-connection cap, no retries, no decompression); anything with the same
-``send`` method can stand in for it (tests use an in-memory fake). ``send``
-fills the request's :class:`~burstlab.results.records.Record` with its stamps,
-lengths and outcome, and never raises for a server's misbehaviour: every
+connection cap, no retries, no redirects followed, no decompression); anything
+with the same ``send`` method can stand in for it (tests use an in-memory fake).
+``send`` fills the request's :class:`~burstlab.results.records.Record` with its
+stamps, lengths and outcome, and never raises for a server's misbehaviour: every
 failure is classified (RELIABILITY.md section 2.4).
+
+A success can carry a note in ``error_subkind`` (as ``not_sent`` carries
+``dropped_late``): ``not_streamed`` when a streaming request got one JSON body
+instead of an event stream (RELIABILITY.md F24). The record is ``ok`` with
+``first_s == end_s`` and no chunks, so its TTFT is its end-to-end time.
 """
 
 from __future__ import annotations
@@ -207,9 +212,11 @@ class HttpTarget:
                     f"Content-Encoding {clean_text(encoding)[:64]!r} on a request that "
                     "sent Accept-Encoding: identity",
                 )
-            if self.stream:
+            if self.stream and not _is_json(resp.content_type):
                 await self._read_stream(resp, rec, state)
             else:
+                # A JSON body to a streaming request: a server that does not stream.
+                state.not_streamed = self.stream
                 await self._read_body(resp, rec, state)
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, rec: Record, state: _Stream) -> None:
@@ -265,6 +272,7 @@ class _Stream:
         "end",
         "finish_reason",
         "keep",
+        "not_streamed",
         "parts",
         "prompt_tokens",
         "tokens",
@@ -280,6 +288,7 @@ class _Stream:
         self.finish_reason: str | None = None
         self.done = False
         self.end: float | None = None
+        self.not_streamed = False
 
     def event(self, data: bytes, now: float, rec: Record) -> bool:
         """Take one SSE event; return True when the stream is complete."""
@@ -320,14 +329,20 @@ class _Stream:
 
     def whole(self, obj: Any, now: float, rec: Record) -> None:
         """Take a non-streaming response body."""
+        if isinstance(obj, dict) and obj.get("error") is not None:
+            text = orjson.dumps(obj["error"])[:2048].decode(errors="replace")
+            raise _RequestError("stream_error", "server_error_event", text)
         if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
             raise _RequestError("stream_error", "bad_json", "response has no 'choices' list")
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self._usage(usage)
         choice = obj["choices"][0] if obj["choices"] else {}
-        message = choice.get("message") or {}
-        text = choice.get("text") or message.get("content") or ""
+        if not isinstance(choice, dict):
+            raise _RequestError("stream_error", "bad_json", "a choice is not an object")
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        text = choice.get("text") or content or ""
         if text:
             rec.first_s = now
             self.tokens = 1 if self.usage is None else self.usage
@@ -366,9 +381,16 @@ class _Stream:
             rec.fail("empty", "no_tokens", "the response carried no tokens")
         else:
             rec.outcome = "ok"
+            if self.not_streamed:
+                rec.error_subkind = "not_streamed"
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether a response's media type is JSON (``application/json``, ``...+json``)."""
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def _choice_text(choice: dict[str, Any]) -> str:
