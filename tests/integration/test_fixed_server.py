@@ -92,9 +92,10 @@ def post(
 ) -> tuple[int, Any, CIMultiDict[str]]:
     async def main() -> tuple[int, Any, CIMultiDict[str]]:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
+        sent = {"Content-Type": "application/json", **headers}
         async with (
             aiohttp.ClientSession() as session,
-            session.post(url, data=data, headers=headers) as resp,
+            session.post(url, data=data, headers=sent) as resp,
         ):
             return resp.status, orjson.loads(await resp.read()), CIMultiDict(resp.headers)
 

@@ -2,7 +2,12 @@
 
 Routes: ``GET /health``, ``GET /metrics``, ``GET /v1/models``,
 ``POST /v1/completions`` and ``POST /v1/chat/completions`` (streaming SSE or
-one JSON body). When each token is written is a :class:`TokenSource`'s choice
+one JSON body). A POST body is read only up to ``max_body`` bytes: a larger
+``Content-Length`` gets a 413 before a byte of the body is read, a chunked body
+a 413 as soon as it passes the cap, and either way the connection is closed
+rather than drained. A ``Content-Type`` other than JSON gets a 415.
+
+When each token is written is a :class:`TokenSource`'s choice
 (:class:`~burstlab.server.fixed.FixedSource` by default, the live engine of
 :mod:`burstlab.server.engine`); the server does no per-request work beyond
 parsing the body and formatting small JSON chunks, so one process holds
@@ -25,8 +30,9 @@ from pydantic import ValidationError
 from burstlab.server.fixed import FixedSource, FixedTiming
 from burstlab.server.openai import DONE, Ask, Chunks, parse_request, request_error
 
-#: Largest request body, in bytes: room for token-id prompts of long contexts.
-MAX_BODY_BYTES = 64 << 20
+#: Largest request body by default, in bytes (16 MiB): room for token-id prompts of
+#: long contexts (a 128 k-token prompt of ids is under 1 MiB of JSON).
+MAX_BODY_BYTES = 16 << 20
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -70,6 +76,7 @@ def make_app(
     log_path: Path | None = None,
     *,
     source: TokenSource | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """The OpenAI-compatible mock server as an aiohttp application, with fixed timing.
 
@@ -80,15 +87,21 @@ def make_app(
     ``X-Request-Id`` header (or null), ``t_end`` is ``time.time()`` in seconds.
     The file is opened when the server starts. ``source`` replaces the fixed
     timing (the simulator-timed server passes its engine's); ``timing.eos`` still
-    sets the natural response length.
+    sets the natural response length. ``max_body`` caps a request body, in bytes.
     """
-    handlers = _Handlers(timing.eos, model, log_path, source or FixedSource(timing))
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    if max_body < 1:
+        raise ValueError(f"max_body must be at least 1 byte, got {max_body}")
+    source = source or FixedSource(timing)
+    handlers = _Handlers(timing.eos, model, log_path, source, max_body)
+    app = web.Application(client_max_size=max_body)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/v1/models", handlers.models)
-    app.router.add_post("/v1/completions", handlers.completions)
-    app.router.add_post("/v1/chat/completions", handlers.chat)
+    for path, route in (
+        ("/v1/completions", handlers.completions),
+        ("/v1/chat/completions", handlers.chat),
+    ):
+        app.router.add_post(path, route, expect_handler=handlers.expect)
     app.on_startup.append(handlers.open_log)
     app.on_cleanup.append(handlers.close_log)
     return app
@@ -97,13 +110,16 @@ def make_app(
 class _Handlers:
     """The routes of one app: its token source, model name, response ids and log file."""
 
-    __slots__ = ("_ids", "_log", "eos", "log_path", "model", "source")
+    __slots__ = ("_ids", "_log", "eos", "log_path", "max_body", "model", "source")
 
-    def __init__(self, eos: int, model: str, log_path: Path | None, source: TokenSource) -> None:
+    def __init__(
+        self, eos: int, model: str, log_path: Path | None, source: TokenSource, max_body: int
+    ) -> None:
         self.eos = eos
         self.model = model
         self.log_path = log_path
         self.source = source
+        self.max_body = max_body
         self._log: BinaryIO | None = None
         self._ids = itertools.count()
 
@@ -130,6 +146,36 @@ class _Handlers:
         card = {"id": self.model, "object": "model", "created": 0, "owned_by": "burstlab"}
         return web.json_response({"object": "list", "data": [card]}, dumps=_dumps)
 
+    async def expect(self, request: web.Request) -> web.Response | None:
+        """``Expect: 100-continue``: refuse a body too large or not JSON before the
+        client sends it; otherwise ask for it, as aiohttp's default does."""
+        refused = self._refuse(request, _echo(request))
+        if refused is not None:
+            return refused
+        expect = request.headers.get("Expect", "")
+        if expect.lower() != "100-continue":
+            return _error(417, f"unknown Expect: {expect!r}", _echo(request), close=True)
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the response proper starts after it
+        return None
+
+    def _refuse(self, request: web.Request, headers: dict[str, str]) -> web.Response | None:
+        """A 415 for a body that is not JSON or a 413 for a ``Content-Length`` over the
+        cap, judged on the headers alone; ``None`` when the body may be read."""
+        kind = request.headers.get("Content-Type")
+        if kind is not None and not _is_json(request.content_type):
+            message = f"Content-Type {kind!r} is not supported: send application/json"
+            return _error(415, message, headers, close=True)
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return self._too_large(headers, f"Content-Length {length} is")
+        return None
+
+    def _too_large(self, headers: dict[str, str], what: str) -> web.Response:
+        message = f"request body too large: {what} over the limit of {self.max_body} bytes"
+        return _error(413, message, headers, close=True)
+
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
 
@@ -139,9 +185,15 @@ class _Handlers:
     async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         t_recv = time.perf_counter()
         request_id = request.headers.get("X-Request-Id")
-        headers = {"X-Request-Id": request_id} if request_id is not None else {}
+        headers = _echo(request)
+        turned_away = self._refuse(request, headers)
+        if turned_away is not None:
+            return turned_away
+        body = await _read_capped(request, self.max_body)
+        if body is None:
+            return self._too_large(headers, "the body is")
         try:
-            ask = parse_request(await request.read(), chat=chat, eos=self.eos)
+            ask = parse_request(body, chat=chat, eos=self.eos)
         except ValidationError as exc:  # bad JSON included
             return _error(400, request_error(exc), headers)
         try:
@@ -199,11 +251,46 @@ class _Handlers:
         self._log.flush()
 
 
-def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
+async def _read_capped(request: web.Request, cap: int) -> bytearray | None:
+    """The body of ``request``, or ``None`` as soon as it passes ``cap`` bytes.
+
+    Reads the payload stream chunk by chunk at aiohttp's default buffer limits (unlike
+    ``request.read()``, which raises them to ``client_max_size``), so at most one
+    chunk past the cap is ever held.
+    """
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        if len(body) + len(chunk) > cap:
+            return None
+        body += chunk
+    return body
+
+
+def _echo(request: web.Request) -> dict[str, str]:
+    """The headers every answer to ``request`` carries: its ``X-Request-Id``, if any."""
+    request_id = request.headers.get("X-Request-Id")
+    return {"X-Request-Id": request_id} if request_id is not None else {}
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type (parameters such as charset already gone)."""
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str], *, close: bool = False
+) -> web.Response:
+    """An OpenAI-shaped error; ``close``: with ``Connection: close``, and the connection
+    closed after it, for a refusal whose body was not read (it is never drained)."""
     body = {"error": {"message": message, "type": "invalid_request_error", "code": status}}
-    return web.Response(
+    resp = web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )
+    if close:
+        resp.force_close()
+    return resp
 
 
 def _dumps(obj: Any) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from burstlab.server.app import RefusedError, make_app
+from burstlab.server.app import MAX_BODY_BYTES, RefusedError, make_app
 from burstlab.server.fixed import FixedTiming
 from burstlab.server.openai import Ask
 from burstlab.sim.engine import OK, REJECTED, TOKEN, Engine, OnlineEngine
@@ -124,12 +124,15 @@ def make_engine_app(
     time_scale: float = 1.0,
     eos: int = 256,
     log_path: Path | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """The OpenAI-compatible app of :func:`burstlab.server.app.make_app`, timed by
     ``engine`` running live. ``eos`` is the response length of requests that do
-    not force one."""
+    not force one; ``max_body`` caps a request body, in bytes."""
     source = EngineSource(engine, time_scale)
-    app = make_app(FixedTiming(eos=eos), model=model, log_path=log_path, source=source)
+    app = make_app(
+        FixedTiming(eos=eos), model=model, log_path=log_path, source=source, max_body=max_body
+    )
     app.on_startup.append(source.start)
     app.on_cleanup.append(source.stop)
     return app

@@ -208,7 +208,7 @@ class ChatRequest(_Request):
         return self.max_tokens
 
 
-def parse_request(body: bytes, *, chat: bool, eos: int) -> Ask:
+def parse_request(body: bytes | bytearray, *, chat: bool, eos: int) -> Ask:
     """What the JSON ``body`` of ``/v1/completions`` (``chat=False``) or
     ``/v1/chat/completions`` asks for; ``eos`` is the natural response length.
 
