@@ -20,6 +20,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
     "ok": ("ok", None, None),
     "reset_mid_stream": ("failed", "reset", "mid_stream"),
     "reset_before_headers": ("failed", "reset", "before_headers"),
+    "fin_mid_chunk": ("failed", "reset", "payload_incomplete"),
     "http_429": ("failed", "http_429", "429"),
     "http_500": ("failed", "http_5xx", "500"),
     "http_503": ("failed", "http_5xx", "503"),
@@ -69,6 +70,10 @@ def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str)
     # An HTTP-date, one-second resolution, RETRY_AFTER_S ahead when the server answered.
     dated = table.filter(pl.col("request_id") % len(faults) == faults.index("retry_after_date"))
     assert all(RETRY_AFTER_S - 10 < s <= RETRY_AFTER_S for s in dated["retry_after_s"].to_list())
+    for cut in ("fin_mid_chunk", "reset_mid_stream"):  # partial stamps are kept
+        rows = table.filter(pl.col("request_id") % len(faults) == faults.index(cut))
+        assert rows["output_tokens_achieved"].to_list() == [2, 2], cut
+        assert rows["first_s"].is_not_null().all(), cut
     whole = table.filter(pl.col("request_id") % len(faults) == faults.index("json_reply"))
     assert (whole["first_s"] == whole["end_s"]).all()
     assert whole["output_tokens_achieved"].to_list() == [4, 4]

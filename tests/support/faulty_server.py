@@ -43,6 +43,7 @@ FAULTS: dict[str, str] = {
     "ok": "N token chunks, finish_reason 'length' on the last, [DONE], clean end",
     "reset_mid_stream": "headers and 2 token chunks, then a TCP RST",
     "reset_before_headers": "reads the request, then a TCP RST with no response",
+    "fin_mid_chunk": "2 token chunks, then half an HTTP chunk, then a clean close (FIN)",
     "http_429": "status 429, Retry-After: 2, JSON error body",
     "http_500": "status 500, JSON error body",
     "http_503": "status 503, JSON error body",
@@ -188,6 +189,13 @@ class FaultyServer:
         await self._tokens(sse, 2, finish=False)
         await asyncio.sleep(0.05)  # let the client read both chunks before the RST
         _reset(request)
+
+    async def _fault_fin_mid_chunk(self, request: web.Request, sse: _Sse) -> None:
+        await self._tokens(sse, 2, finish=False)
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"40\r\ndata: {")  # announces 64 bytes, sends 7
+        transport.close()  # flushes, then FIN
 
     async def _fault_stall(self, _request: web.Request, _sse: _Sse) -> None:
         await asyncio.sleep(STALL_S)

@@ -178,7 +178,7 @@ class HttpTarget:
             else:
                 rec.fail(*_timeout_kind(exc, state))
         except aiohttp.ClientError as exc:
-            rec.fail(*_client_error_kind(exc, rec, state))
+            rec.fail(*_client_error_kind(exc, rec))
         except OSError as exc:
             kind = ("connect", "emfile") if exc.errno == errno.EMFILE else ("reset", "stale_conn")
             rec.fail(*kind, f"{type(exc).__name__}: {exc}")
@@ -487,9 +487,7 @@ def _timeout_kind(exc: BaseException, state: _Stream) -> tuple[str, str, str]:
     return "timeout", sub, f"no data for the idle timeout ({type(exc).__name__})"
 
 
-def _client_error_kind(
-    exc: aiohttp.ClientError, rec: Record, state: _Stream
-) -> tuple[str, str, str]:
+def _client_error_kind(exc: aiohttp.ClientError, rec: Record) -> tuple[str, str, str]:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "connect", "tls_verify", text
@@ -501,12 +499,24 @@ def _client_error_kind(
         sub = "emfile" if exc.os_error.errno == errno.EMFILE else "refused"
         return "connect", sub, text
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "reset", "mid_stream" if state.tokens else "payload_incomplete", text
+        return "reset", "mid_stream" if _peer_reset(exc) else "payload_incomplete", text
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         return "reset", "before_headers" if rec.http_status is None else "mid_stream", text
     if isinstance(exc, aiohttp.ClientResponseError):
         return "stream_error", "protocol", text
     return "stream_error", "protocol", text
+
+
+#: aiohttp's ClientPayloadError names the socket error that cut the body
+#: (``... . ConnectionResetError(104, 'Connection reset by peer')``) and nothing when the
+#: peer closed cleanly (a FIN inside the body): the only place the two differ.
+_SOCKET_ERROR = re.compile(r"\b\w*Error\(\d+,")
+
+
+def _peer_reset(exc: aiohttp.ClientPayloadError) -> bool:
+    """Whether an incomplete body was cut by a reset (RST, a socket error) rather than
+    by the server closing its side cleanly in the middle of the body (FIN)."""
+    return _SOCKET_ERROR.search(str(exc)) is not None
 
 
 def failure_text(rec: Record) -> str:
