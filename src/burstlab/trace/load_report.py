@@ -14,9 +14,10 @@ __all__ = ["LoadReport"]
 class LoadReport(BaseModel):
     """What happened while reading a trace; the counts always reconcile.
 
-    ``rows_read`` counts every record the file holds (blank lines included);
-    each one is either kept or dropped under a named reason. ``reordered`` is
-    the number of arrivals that went backwards and were sorted. ``origin`` is
+    ``rows_read`` counts every record the file holds (blank lines included,
+    and a JSON Lines file's torn last line, dropped as ``torn_tail``); each one
+    is either kept or dropped under a named reason. ``reordered`` is the
+    number of arrivals that went backwards and were sorted. ``origin`` is
     the first arrival in the source's own clock (e.g. ``2023-11-16
     18:15:46.680590`` or ``5.0 s``): ``arrival_s`` counts seconds from it.
     ``zero_token_failures`` counts rows with zero request and zero response

@@ -14,6 +14,12 @@ One pipeline serves every format (see :mod:`burstlab.trace.formats`):
 4. sort out-of-order arrivals stably (with a warning; an error with
    ``strict=True``), rebase times to start at 0, number turns in sessions.
 
+Before step 2, :func:`~burstlab.trace.source.open_source` checks a text
+source in large blocks: a NUL byte or a line over 1 MiB is an error naming
+the line, so no file can make the readers allocate without bound. A JSON
+Lines file's torn last line (no newline, not valid JSON: its writer died
+mid-line) is left out and counted as dropped under ``torn_tail``.
+
 Nothing is dropped silently: ``rows_read == rows_kept + sum(dropped)`` always
 holds for the returned :class:`LoadReport`.
 """
@@ -52,8 +58,9 @@ __all__ = [
 ]
 
 #: Bumped whenever the same file and options would read differently (part of the Parquet
-#: cache key): 2 reads BurstGPT's zero-token rows as failures instead of bad rows.
-READER_VERSION = 2
+#: cache key): 2 reads BurstGPT's zero-token rows as failures instead of bad rows; 3 drops a
+#: torn JSON tail as ``torn_tail``.
+READER_VERSION = 3
 #: Token counts above this are refused as ``out_of_range`` (no model has a context this long).
 DEFAULT_MAX_TOKENS = 2_000_000
 _ROW = "__row"
@@ -141,6 +148,14 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
         raise InputError("no rows: the file has a header but no data", path=src.name)
     frame = _coerce(frame, cmap, fields)
     dropped: dict[str, int] = {}
+    warnings: list[str] = []
+    if src.torn_tail is not None:
+        rows_read += 1
+        dropped["torn_tail"] = 1
+        warnings.append(
+            f"line {src.torn_tail} is torn (no newline, not valid JSON: its writer stopped "
+            "mid-line); left out, counted as torn_tail"
+        )
     frame = _check_rows(
         frame, src, fields, options, dropped, zero_tokens_failed=cmap.zero_tokens_failed
     )
@@ -153,7 +168,6 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
             frame = frame.filter(~pl.col("failed"))
     if frame.height == 0:
         raise InputError(f"no rows left after dropping {dropped}", path=src.name)
-    warnings: list[str] = []
     if zero_token_failures:
         warnings.append(
             f"{zero_token_failures} rows with zero request and response tokens "
@@ -167,7 +181,7 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
         format=fmt_name,
         variant=_variant(fmt_name, src.columns),
         kind=src.kind,
-        compressed=src.data is not None and src.kind != "parquet",
+        compressed=src.compressed and src.kind != "parquet",
         rows_read=rows_read,
         rows_kept=table.height,
         dropped=dropped,
