@@ -32,7 +32,7 @@ def analyze(
         str, typer.Option("--window", help="Window for per-window Gamma fits and rates.")
     ] = "20m",
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Render figures.")] = True,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the Poisson reference.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the Poisson reference.")] = 0,
     origin: Annotated[
         str | None,
         typer.Option(

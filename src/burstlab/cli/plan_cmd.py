@@ -64,6 +64,8 @@ def plan(
     Examples: burstlab plan --forecast fc --capacity 2.5 -o plan.json;
     burstlab plan --forecast fc --engine engine.yaml --slo ttft=2,e2e=60 -o plan.json
     """
+    import math
+
     from rich.console import Console
 
     from burstlab.cli.reading import TraceOptions
@@ -83,6 +85,12 @@ def plan(
         raise InputError("--engine needs --slo to know what capacity means", field="--slo")
     if not 0 < attainment <= 1:
         raise InputError("must be in (0, 1]", field="--attainment")
+    if capacity is not None and not 0 < capacity < math.inf:
+        raise InputError(f"must be a positive finite number, got {capacity}", field="--capacity")
+    if not 0 <= headroom < math.inf:
+        raise InputError(f"must be a finite share of 0 or more, got {headroom}", field="--headroom")
+    if min_instances < 1:
+        raise InputError(f"must be at least 1, got {min_instances}", field="--min")
     step = parse_duration(granularity, option="--granularity") if granularity else None
     predictions = load_predictions(
         forecast, series="requests", model=model, granularity_s=int(step) if step else None

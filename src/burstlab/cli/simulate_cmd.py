@@ -62,6 +62,7 @@ def simulate(
     from rich.console import Console
 
     from burstlab.cli.bench_cmd import print_summary
+    from burstlab.core.errors import InputError
     from burstlab.results.rundir import RunDir
     from burstlab.results.slo import parse_slo
     from burstlab.sim.simulate import simulate as run_simulation
@@ -74,7 +75,14 @@ def simulate(
     }
     if overrides:
         spec = spec.model_copy(update={"engine": {**spec.engine, **overrides}})
-        spec.config()
+        try:
+            spec.config()
+        except InputError as exc:  # engine.num_blocks: ... is the option's fault
+            for key in overrides:
+                if exc.reason.startswith(f"engine.{key}: "):
+                    reason = exc.reason.removeprefix(f"engine.{key}: ")
+                    raise InputError(reason, field="--" + key.replace("_", "-")) from None
+            raise
     with console.status(f"reading {workload}"):
         table, _ = reading.load(workload)
     objectives = parse_slo(slo) if slo else None
