@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from burstlab.bench.client import event_cap
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
 from support.faulty_server import RETRY_AFTER_S, FaultyServer
@@ -40,6 +41,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
     "crlf": ("ok", None, None),
     "gzip": ("failed", "stream_error", "bad_encoding"),
     "json_reply": ("ok", None, "not_streamed"),
+    "ignore_max_tokens": ("failed", "stream_error", "overrun"),
 }
 
 
@@ -74,6 +76,10 @@ def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str)
         rows = table.filter(pl.col("request_id") % len(faults) == faults.index(cut))
         assert rows["output_tokens_achieved"].to_list() == [2, 2], cut
         assert rows["first_s"].is_not_null().all(), cut
+    endless = table.filter(pl.col("request_id") % len(faults) == faults.index("ignore_max_tokens"))
+    cap = event_cap(4)  # max(2 x 4, 4 + 64) content events, then cut off
+    assert endless["output_tokens_achieved"].to_list() == [cap, cap]
+    assert [len(c) for c in endless["chunk_s"].to_list()] == [cap, cap]
     whole = table.filter(pl.col("request_id") % len(faults) == faults.index("json_reply"))
     assert (whole["first_s"] == whole["end_s"]).all()
     assert whole["output_tokens_achieved"].to_list() == [4, 4]
@@ -85,6 +91,18 @@ def test_every_fault_is_classified_and_the_run_goes_on(tmp_path: Path, api: str)
     counts = result.summary.counts
     assert counts.ok + counts.failed == counts.scheduled == table.height
     assert result.lost == 0
+
+
+def test_a_server_ignoring_max_tokens_cannot_bloat_the_records(tmp_path: Path) -> None:
+    """Ten requests for 16 tokens each against a server that streams for ever: each
+    stops after ``event_cap(16)`` content events, and the records stay small."""
+    with FaultyServer(["ignore_max_tokens"]) as server:
+        result = bench(constant_rate(10, 50.0, output=16), config(server.url), tmp_path / "run")
+    table = load_records(tmp_path / "run")
+    assert table["error_subkind"].to_list() == ["overrun"] * 10
+    assert table["chunk_s"].list.len().max() == event_cap(16)
+    assert (tmp_path / "run" / "records.jsonl").stat().st_size < 10 * 8192
+    assert result.summary.failures_by_kind == {"stream_error": 10}
 
 
 def test_connection_refused_is_recorded_for_every_request(tmp_path: Path) -> None:

@@ -63,6 +63,8 @@ FAULTS: dict[str, str] = {
     "cut a UTF-8 character, with pauses between the writes; then finish and [DONE]",
     "crlf": "as ok, with CRLF line endings",
     "gzip": "as ok, the whole body gzip-compressed with Content-Encoding: gzip",
+    "ignore_max_tokens": "token chunks until the client hangs up (at most ENDLESS_TOKENS, "
+    "then finish and [DONE]), whatever max_tokens says",
     "json_reply": "one application/json body (no stream) with N tokens of text and usage",
 }
 
@@ -72,6 +74,8 @@ SPLIT_TOKENS = ("é", "日本", "🙂", "ü ")
 WORD = "tok "
 #: How long the stall faults wait, in seconds: far longer than any test.
 STALL_S = 3600.0
+#: Most token chunks ``ignore_max_tokens`` sends when the client never hangs up.
+ENDLESS_TOKENS = 100_000
 #: How far ahead ``retry_after_date``'s Retry-After date is, in seconds.
 RETRY_AFTER_S = 30
 
@@ -254,6 +258,10 @@ class FaultyServer:
         ]
         await sse.raw(gzip.compress(b"".join(events) + b"data: [DONE]\n\n"))
         await sse.end()
+
+    async def _fault_ignore_max_tokens(self, _request: web.Request, sse: _Sse) -> None:
+        await self._tokens(sse, ENDLESS_TOKENS, finish=True)
+        await sse.done()
 
     async def _fault_crlf(self, request: web.Request, sse: _Sse) -> None:
         sse.newline = b"\r\n"

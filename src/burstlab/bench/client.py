@@ -37,6 +37,20 @@ from burstlab.results.records import Record, clean_text
 #: Most response bytes read from one request before it fails as ``stream_error.overrun``.
 MAX_BODY_BYTES = 64 << 20
 
+#: Content events read beyond ``max_tokens`` before a stream fails as
+#: ``stream_error.overrun``: see :func:`event_cap`.
+OVERRUN_SLACK = 64
+
+
+def event_cap(max_tokens: int) -> int:
+    """Most content (token-carrying) events read for a request of ``max_tokens``:
+    ``max(2 * max_tokens, max_tokens + 64)`` (RELIABILITY.md F23). A server that
+    ignores ``max_tokens`` is cut off there instead of streaming for ever, and a
+    record's ``chunk_s``/``chunk_tokens`` never hold more entries than this. Twice
+    the request leaves room for a server that splits tokens into several events."""
+    n = max(max_tokens, 0)
+    return max(2 * n, n + OVERRUN_SLACK)
+
 
 class Clock:
     """Seconds since the run's ``t0`` on the monotonic ``perf_counter_ns`` clock,
@@ -164,7 +178,7 @@ class HttpTarget:
     async def send(self, out: Outgoing, rec: Record) -> str:
         """Send one request and classify its outcome into ``rec``."""
         assert self._session is not None, "use HttpTarget as an async context manager"
-        state = _Stream(out.keep_text)
+        state = _Stream(out.keep_text, event_cap(rec.output_tokens))
         headers = {**self._headers, "X-Request-Id": out.request_key}
         deadline = asyncio.timeout(self.timeouts.total)
         try:
@@ -272,6 +286,7 @@ class _Stream:
         "end",
         "finish_reason",
         "keep",
+        "max_events",
         "not_streamed",
         "parts",
         "prompt_tokens",
@@ -279,8 +294,9 @@ class _Stream:
         "usage",
     )
 
-    def __init__(self, keep_text: bool) -> None:
+    def __init__(self, keep_text: bool, max_events: int) -> None:
         self.keep = keep_text
+        self.max_events = max_events
         self.parts: list[str] = []
         self.tokens = 0
         self.usage: int | None = None
@@ -314,6 +330,13 @@ class _Stream:
             choice = choices[0]
             text = _choice_text(choice)
             if text:
+                if self.tokens >= self.max_events:
+                    raise _RequestError(
+                        "stream_error",
+                        "overrun",
+                        f"more than {self.max_events} content events for "
+                        f"{rec.output_tokens} requested tokens",
+                    )
                 if rec.first_s is None:
                     rec.first_s = now
                 rec.chunk_s.append(now)
