@@ -96,6 +96,25 @@ class Timeouts:
     done_grace: float = 1.0
 
 
+def session_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for ``timeouts``: ``connect`` bounds name resolution plus
+    the TCP (and TLS) connect, ``sock_read`` the gap between reads; the total deadline
+    is the client's own.
+
+    aiohttp rounds every deadline of more than ``ceil_threshold`` (default 5 s) up to
+    the next whole second of the loop clock, so a 10 s connect timeout fired anywhere
+    from 10.0 to 11.0 s (the issue's "overshoots by up to 0.77 s"). The threshold is
+    set to infinity: no timeout is rounded.
+    """
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=timeouts.connect,
+        sock_connect=timeouts.connect,
+        sock_read=timeouts.idle,
+        ceil_threshold=math.inf,
+    )
+
+
 class _RequestError(Exception):
     def __init__(self, kind: str, subkind: str, text: str = "") -> None:
         super().__init__(text)
@@ -140,14 +159,18 @@ class HttpTarget:
         trace.on_connection_queued_start.append(self._on_queued_start)
         trace.on_connection_queued_end.append(self._on_queued_end)
         ssl_ctx: ssl.SSLContext | bool = False if self._insecure else ssl.create_default_context()
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=ssl_ctx, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=0,
+            ssl=ssl_ctx,
+            ttl_dns_cache=300,
+            timeout_ceil_threshold=math.inf,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             trace_configs=[trace],
             auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.idle
-            ),
+            timeout=session_timeout(self.timeouts),
             read_bufsize=1 << 16,
             max_line_size=1 << 16,  # the status line, header lines and chunk sizes
             max_field_size=1 << 16,
