@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,33 @@ def serve(
             "header), t_end (Unix seconds), tokens.",
         ),
     ] = None,
+    max_body: Annotated[
+        int,
+        typer.Option(
+            "--max-body",
+            metavar="BYTES",
+            help="Largest request body: a larger one gets 413 before it is read, and its "
+            "connection is closed.",
+        ),
+    ] = 16 << 20,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            metavar="N",
+            help="Open connections at most: past it the oldest idle one is closed, or, if "
+            "all are serving, the newcomer gets 503.",
+        ),
+    ] = 4096,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            metavar="SECONDS",
+            help="Close a connection that has not sent a request's headers this long after "
+            "it opened or after the request's first byte.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve /v1/completions and /v1/chat/completions until Ctrl-C, timed by a
     simulated engine (default; --engine engine.yaml) or with fixed timing (--fixed).
@@ -64,18 +92,32 @@ def serve(
     """
     from burstlab.server.app import make_app
     from burstlab.server.fixed import parse_fixed
-    from burstlab.server.hosting import serve_forever
+    from burstlab.server.hosting import Limits, fd_room, serve_forever
 
     if fixed is not None and engine is not None:
         raise BurstlabError("give --fixed or --engine, not both")
-    if not time_scale > 0:
-        raise BurstlabError(f"--time-scale must be positive, got {time_scale}")
+    if not 0 < time_scale < float("inf"):
+        raise BurstlabError(f"--time-scale must be a positive finite number, got {time_scale}")
+    if max_body < 1:
+        raise BurstlabError(f"--max-body must be at least 1 byte, got {max_body}")
+    if max_connections < 1:
+        raise BurstlabError(f"--max-connections must be at least 1, got {max_connections}")
+    if not (header_timeout > 0 and math.isfinite(header_timeout)):
+        raise BurstlabError(f"--header-timeout must be a positive number, got {header_timeout}")
+    limits = Limits(max_connections=max_connections, header_timeout_s=header_timeout)
+    files = fd_room(max_connections + 64)
+    if files < max_connections + 64:
+        typer.echo(
+            f"warning: this process may open {files} files, too few for --max-connections "
+            f"{max_connections}: connections past the limit fail to be accepted",
+            err=True,
+        )
     if not _is_loopback(host):
         typer.echo(f"warning: binding {host} exposes the mock server beyond this machine", err=True)
     if fixed is not None:
         timing = parse_fixed(fixed)
         model = model or "burstlab-fixed"
-        app = make_app(timing, model=model, log_path=log)
+        app = make_app(timing, model=model, log_path=log, max_body=max_body)
         what = f"fixed ttft={timing.ttft:.3f} s, itl={timing.itl:.3f} s"
     else:
         from burstlab.server.engine import make_engine_app
@@ -84,14 +126,16 @@ def serve(
         spec = load_spec(engine)
         gpu, llm = spec.hardware()
         model = model or llm.name
-        app = make_engine_app(spec.engine_only(), model=model, time_scale=time_scale, log_path=log)
+        app = make_engine_app(
+            spec.engine_only(), model=model, time_scale=time_scale, log_path=log, max_body=max_body
+        )
         what = f"simulated {llm.name} on {gpu.name}, time scale {time_scale:g}"
 
     def ready(url: str) -> None:
         typer.echo(f"serving {model} at {url} ({what})")
 
     try:
-        serve_forever(app, host, port, on_ready=ready)
+        serve_forever(app, host, port, on_ready=ready, limits=limits)
     except KeyboardInterrupt:  # where signals cannot be caught by the loop (Windows)
         pass
     except OSError as exc:
