@@ -147,6 +147,8 @@ def bench(
         insecure=insecure,
         slo=parse_slo(slo) if slo else None,
     )
+    if insecure:
+        typer.echo("warning: --insecure: TLS certificates are not verified", err=True)
     with console.status(f"reading {workload}"):
         table, _ = reading.load(workload)
     result = bench(table, config, out, progress=None if quiet else LiveProgress(console))
