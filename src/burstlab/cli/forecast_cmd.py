@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from burstlab.forecast import ForecastResult
 
 
-@trace_options("format", "map", "time_unit", "strict", "lenient", "cache")
+@trace_options("format", "map", "time_unit", "sort", "lenient", "cache")
 def forecast(
     trace: Annotated[
         str, typer.Argument(help="Trace file (any format burstlab reads) or 'sample'.")

@@ -24,7 +24,7 @@ class ArrivalOpt(StrEnum):
     window_gamma = "window-gamma"
 
 
-@trace_options("format", "map", "time_unit", "strict", "lenient", "cache")
+@trace_options("format", "map", "time_unit", "sort", "lenient", "cache")
 def generate(
     out: Annotated[
         Path,
@@ -469,7 +469,7 @@ def print_fidelity(columns: dict[str, Fidelity], title: str) -> None:
         )
 
 
-@trace_options("format", "map", "time_unit", "strict", "lenient", "cache")
+@trace_options("format", "map", "time_unit", "sort", "lenient", "cache")
 def fit(
     trace: Annotated[str, typer.Argument(help="Trace to fit (file or 'sample').")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write model.json.")],

@@ -29,17 +29,18 @@ __all__ = ["TraceOption", "TraceOptions", "trace_options"]
 
 R = TypeVar("R")
 
-TraceOption = Literal["format", "map", "time_unit", "strict", "lenient", "drop_failed", "cache"]
+TraceOption = Literal["format", "map", "time_unit", "sort", "lenient", "drop_failed", "cache"]
 """The name of one field of :class:`TraceOptions` (one command-line option)."""
 
 
 _HELP = {
-    "format": "Trace format: burstgpt, azure, mooncake, burstlab or generic "
+    "format": "Trace format: burstgpt, azure, mooncake, burstlab, records or generic "
     "(default: detected from the header).",
     "map": "Column mapping for a generic file: "
     "arrival=COL,input_tokens=COL,output_tokens=COL[,model=COL,...].",
     "time_unit": "Unit of the mapped arrival column: s, ms, us, ns or datetime.",
-    "strict": "Timestamps going backwards are an error, not sorted.",
+    "sort": "Accept timestamps that go backwards: sort the rows stably by time "
+    "(the count is reported). Without it they are an error naming the line.",
     "lenient": "Drop bad rows (counted by reason) instead of failing.",
     "drop_failed": "Drop requests the source marks as failed.",
     "cache": "Keep a Parquet copy so the next read is near-instant.",
@@ -56,7 +57,7 @@ class TraceOptions:
     format: Annotated[str | None, typer.Option("--format", "-f", help=_HELP["format"])] = None
     map: Annotated[str | None, typer.Option("--map", help=_HELP["map"])] = None
     time_unit: Annotated[str, typer.Option("--time-unit", help=_HELP["time_unit"])] = "s"
-    strict: Annotated[bool, typer.Option("--strict", help=_HELP["strict"])] = False
+    sort: Annotated[bool, typer.Option("--sort", help=_HELP["sort"])] = False
     lenient: Annotated[bool, typer.Option("--lenient", help=_HELP["lenient"])] = False
     drop_failed: Annotated[bool, typer.Option("--drop-failed", help=_HELP["drop_failed"])] = False
     cache: Annotated[bool, typer.Option("--cache", help=_HELP["cache"])] = False
@@ -77,7 +78,7 @@ class TraceOptions:
             path,
             format=self.format,
             mapping=mapping,
-            strict=self.strict,
+            sort=self.sort,
             lenient=self.lenient,
             drop_failed=self.drop_failed,
             cache=self.cache,
@@ -93,6 +94,9 @@ def trace_options(*names: TraceOption) -> Callable[[Callable[..., R]], Callable[
     command receives them as one ``TraceOptions``. Options not chosen keep
     their defaults. The options appear in the order of the fields.
     """
+    unknown = sorted(set(names) - set(get_args(TraceOption)))
+    if unknown:
+        raise TypeError(f"unknown trace options {unknown}; known: {get_args(TraceOption)}")
     chosen = [name for name in get_args(TraceOption) if not names or name in names]
     declared = get_type_hints(TraceOptions, include_extras=True)
     defaults = {f.name: f.default for f in fields(TraceOptions)}

@@ -42,7 +42,7 @@ def info(
     warn(report)
 
 
-@trace_options("format", "map", "time_unit", "strict", "lenient", "drop_failed")
+@trace_options("format", "map", "time_unit", "sort", "lenient", "drop_failed")
 def convert(
     trace: TraceArg,
     output: Annotated[str, typer.Argument(help="Output path: .parquet, .csv or .jsonl.")],

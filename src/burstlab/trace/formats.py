@@ -36,7 +36,10 @@ class ColumnMap(BaseModel):
     request is an error: a request that reached a model has at least one token.
     ``rebase`` shifts times so the first
     arrival is 0 (off for burstlab's own tables, whose times are already
-    offsets from the start of the run). ``optional`` lists mapped fields whose
+    offsets from the start of the run). ``ordered`` says the source is written
+    in arrival order, so a time going backwards is an error unless the reader
+    is asked to sort; burstlab's records are not (they are written as requests
+    end) and are sorted without one. ``optional`` lists mapped fields whose
     column may be absent from a file (e.g. BurstGPT v1 has no session ids).
     """
 
@@ -57,6 +60,7 @@ class ColumnMap(BaseModel):
     zero_output_failed: bool = False
     zero_tokens_failed: bool = False
     rebase: bool = True
+    ordered: bool = True
     optional: frozenset[str] = frozenset()
 
     @model_validator(mode="after")
@@ -93,11 +97,17 @@ NUMERIC_FIELDS = ("input_tokens", "output_tokens", "turn", "elapsed")
 
 @dataclass(frozen=True, slots=True)
 class TraceFormat:
-    """A named preset: its column map and a one-line description for ``--help``."""
+    """A named preset: its column map and a one-line description for ``--help``.
+
+    ``marks`` are columns outside the map that tell this format from another
+    with the same mapped columns (records from request tables): detection
+    picks it only when they are all present.
+    """
 
     name: str
     description: str
     columns: ColumnMap
+    marks: frozenset[str] = frozenset()
 
 
 FORMATS: dict[str, TraceFormat] = {
@@ -162,6 +172,25 @@ FORMATS: dict[str, TraceFormat] = {
                 ),
             ),
         ),
+        TraceFormat(
+            "records",
+            "burstlab's records.jsonl (bench, simulate): in completion order, sorted on read",
+            ColumnMap(
+                arrival="arrival_s",
+                input_tokens="input_tokens",
+                output_tokens="output_tokens",
+                model="model",
+                log_type="log_type",
+                session_id="session_id",
+                turn="turn",
+                failed="failed",
+                zero_tokens_failed=True,
+                rebase=False,
+                ordered=False,
+                optional=frozenset({"model", "log_type", "session_id", "turn", "failed"}),
+            ),
+            marks=frozenset({"request_id", "outcome"}),
+        ),
     )
 }
 GENERIC = "generic"
@@ -198,13 +227,15 @@ def choose(
             (
                 len(set(f.columns.required_columns()) & present)
                 / len(f.columns.required_columns()),
+                len(f.marks),
                 name,
             )
             for name, f in FORMATS.items()
+            if f.marks <= present
         ),
         reverse=True,
     )
-    best_score, best = scored[0]
+    best_score, _, best = scored[0]
     if best_score == 1.0:
         return best, FORMATS[best].columns
     if best_score >= 0.5:

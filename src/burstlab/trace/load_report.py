@@ -17,7 +17,8 @@ class LoadReport(BaseModel):
     ``rows_read`` counts every record the file holds (blank lines included,
     and a JSON Lines file's torn last line, dropped as ``torn_tail``); each one
     is either kept or dropped under a named reason. ``reordered`` is the
-    number of arrivals that went backwards and were sorted. ``origin`` is
+    number of arrivals that went backwards and were sorted (with ``sort``, or
+    records, which are written as requests end). ``origin`` is
     the first arrival in the source's own clock (e.g. ``2023-11-16
     18:15:46.680590`` or ``5.0 s``): ``arrival_s`` counts seconds from it.
     ``zero_token_failures`` counts rows with zero request and zero response

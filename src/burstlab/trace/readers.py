@@ -11,8 +11,11 @@ One pipeline serves every format (see :mod:`burstlab.trace.formats`):
    of the first bad row, or, with ``lenient=True``, drop bad rows counted by
    reason; a BurstGPT row with zero request and zero response tokens is a
    failed request, kept and counted, not a bad row;
-4. sort out-of-order arrivals stably (with a warning; an error with
-   ``strict=True``), rebase times to start at 0, number turns in sessions.
+4. refuse arrivals that go backwards (naming the first line where they do),
+   unless ``sort=True`` or the format is written out of order by nature
+   (burstlab's ``records.jsonl``, in completion order): then sort them stably,
+   counted in ``reordered`` and named in a warning; rebase times to start at
+   0, number turns in sessions.
 
 Before step 2, :func:`~burstlab.trace.source.open_source` checks a text
 source in large blocks: a NUL byte or a line over 1 MiB is an error naming
@@ -58,8 +61,8 @@ __all__ = [
 ]
 
 #: Bumped whenever the same file and options would read differently (part of the Parquet
-#: cache key): 2 reads BurstGPT's zero-token rows as failures instead of bad rows; 3 drops a
-#: torn JSON tail as ``torn_tail``.
+#: cache key): 2 reads BurstGPT's zero-token rows as failures instead of bad rows; 3 refuses
+#: backwards timestamps unless ``sort`` and drops a torn JSON tail as ``torn_tail``.
 READER_VERSION = 3
 #: Token counts above this are refused as ``out_of_range`` (no model has a context this long).
 DEFAULT_MAX_TOKENS = 2_000_000
@@ -85,7 +88,7 @@ def read_trace(
     *,
     format: str | None = None,
     mapping: ColumnMap | None = None,
-    strict: bool = False,
+    sort: bool = False,
     lenient: bool = False,
     drop_failed: bool = False,
     max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -95,8 +98,10 @@ def read_trace(
 
     ``format`` forces one of :data:`~burstlab.trace.formats.FORMATS` instead
     of detecting it from the header; ``mapping`` reads any CSV/JSONL/Parquet
-    with user-named columns. ``strict`` makes out-of-order timestamps an error
-    instead of a stable sort with a warning. ``lenient`` drops bad rows
+    with user-named columns. Timestamps that go backwards are an error naming
+    the first line where they do, unless ``sort`` (then the rows are sorted
+    stably by time, the count in ``report.reordered`` and a warning) or the
+    format is unordered by nature (``records``). ``lenient`` drops bad rows
     (counted by reason) instead of raising on the first. ``drop_failed``
     removes rows the source marks as failed (reason ``failed``).
     ``max_tokens`` bounds token counts. ``cache`` keeps a Parquet copy of the
@@ -107,7 +112,7 @@ def read_trace(
         options = ReadOptions(
             format=format,
             mapping=mapping,
-            strict=strict,
+            sort=sort,
             lenient=lenient,
             drop_failed=drop_failed,
             max_tokens=max_tokens,
@@ -131,7 +136,7 @@ class ReadOptions(BaseModel):
 
     format: str | None = None
     mapping: ColumnMap | None = None
-    strict: bool = False
+    sort: bool = False
     lenient: bool = False
     drop_failed: bool = False
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=2**31 - 1)
@@ -173,7 +178,7 @@ def _read(path: str, options: ReadOptions) -> tuple[pl.DataFrame, LoadReport]:
             f"{zero_token_failures} rows with zero request and response tokens "
             "read as failed requests"
         )
-    frame, reordered = _order(frame, src, options.strict, warnings)
+    frame, reordered = _order(frame, src, warnings, sort=options.sort, ordered=cmap.ordered)
     frame, origin = _rebase(frame, cmap)
     table = _finish(frame, cmap, fields)
     report = LoadReport(
@@ -666,20 +671,36 @@ def _with_failed(frame: pl.DataFrame, cmap: ColumnMap, fields: dict[str, str]) -
 
 
 def _order(
-    frame: pl.DataFrame, src: Source, strict: bool, warnings: list[str]
+    frame: pl.DataFrame, src: Source, warnings: list[str], *, sort: bool, ordered: bool
 ) -> tuple[pl.DataFrame, int]:
+    """The rows in time order: unchanged when they are; sorted stably (ties keep file
+    order) with ``sort`` or when the format is not ``ordered`` (records, written as
+    requests end); otherwise an error naming the first line where time goes back.
+
+    Equal timestamps (BurstGPT's same-second bursts) are in order: only a
+    strictly earlier time than the row before counts as going backwards.
+    """
     backwards = frame.select(pl.col("arrival").diff() < 0)["arrival"].fill_null(False)
     n = int(backwards.sum())
     if not n:
         return frame, 0
     pos = int(backwards.arg_true()[0])
     line = line_of_row(src, int(frame[_ROW][pos]))
-    if strict:
+    if not ordered:
+        warnings.append(
+            f"{n} records out of arrival order (records are written as requests end); "
+            "sorted by arrival time"
+        )
+        return frame.sort("arrival", maintain_order=True), n
+    if not sort:
+        times = "once" if n == 1 else f"{n} times"
         raise InputError(
-            f"timestamp goes backwards ({n} times in the file)",
+            f"timestamp goes backwards ({times} in the file); a replay must not reorder "
+            "a trace quietly",
             path=src.name,
             line=line,
-            hint="drop --strict to sort the rows stably by time",
+            hint="pass --sort (sort=True) to sort the rows stably by time, with the count "
+            "reported, or write a sorted copy with burstlab trace convert --sort",
         )
     warnings.append(f"{n} timestamps go backwards (first at line {line}); rows sorted stably")
     return frame.sort("arrival", maintain_order=True), n

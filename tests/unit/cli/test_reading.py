@@ -28,7 +28,7 @@ def test_all_options_reach_the_command_as_one_object() -> None:
     def cmd(trace: str, verbose: bool = False, reading: TraceOptions = AS_GIVEN) -> None:
         seen.append((trace, reading))
 
-    args = ["t.csv", "-f", "generic", "--map", "arrival=ts", "--time-unit", "ms", "--strict"]
+    args = ["t.csv", "-f", "generic", "--map", "arrival=ts", "--time-unit", "ms", "--sort"]
     result = runner.invoke(_app(cmd), [*args, "--lenient", "--drop-failed", "--cache"])
     assert result.exit_code == 0, result.output
     assert seen == [("t.csv", TraceOptions("generic", "arrival=ts", "ms", True, True, True, True))]
@@ -43,7 +43,7 @@ def test_help_lists_each_chosen_option_with_its_help() -> None:
         """Read a trace."""
 
     text = runner.invoke(_app(cmd), ["--help"], env={"COLUMNS": "200"}).output
-    for flag in ("--format", "-f", "--map", "--time-unit", "--strict", "--lenient"):
+    for flag in ("--format", "-f", "--map", "--time-unit", "--sort", "--lenient"):
         assert flag in text
     assert "--drop-failed" in text
     assert "Keep a Parquet copy" in text
@@ -67,15 +67,18 @@ def test_misdeclared_commands_fail_at_import() -> None:
         @trace_options()
         def no_slot(trace: str) -> None: ...
 
-    with pytest.raises(TypeError, match=r"already has parameters named \['strict'\]"):
+    with pytest.raises(TypeError, match=r"already has parameters named \['sort'\]"):
 
-        @trace_options("format", "strict")
-        def clash(strict: bool = False, reading: TraceOptions = AS_GIVEN) -> None: ...
+        @trace_options("format", "sort")
+        def clash(sort: bool = False, reading: TraceOptions = AS_GIVEN) -> None: ...
+
+    with pytest.raises(TypeError, match=r"unknown trace options \['strict'\]"):
+        trace_options("format", "strict")  # type: ignore[arg-type]
 
 
 def test_every_field_is_a_typer_option() -> None:
     assert [f.name for f in fields(TraceOptions)] == [
-        "format", "map", "time_unit", "strict", "lenient", "drop_failed", "cache",
+        "format", "map", "time_unit", "sort", "lenient", "drop_failed", "cache",
     ]  # fmt: skip
 
 

@@ -131,13 +131,19 @@ def test_unknown_log_type(write_file: WriteFile) -> None:
     assert err.column == 11
 
 
-def test_timestamps_backwards_strict(write_file: WriteFile) -> None:
-    path = write_file("b.csv", HEAD + "5,A,1,5,5,API log\n9,A,1,5,5,API log\n7,A,1,5,5,API log\n")
-    err = fails(path, strict=True)
-    assert err.line == 4
-    assert "timestamp goes backwards" in str(err)
-    _, report = read_trace(path)
-    assert report.reordered == 1
+def test_timestamps_backwards_are_an_error_by_default(write_file: WriteFile) -> None:
+    """RELIABILITY.md B19: a replay must not reorder a trace quietly; --sort accepts it."""
+    rows = "5,A,1,5,5,API log\n9,A,1,5,5,API log\n7,A,1,5,5,API log\n8,A,1,5,5,API log\n"
+    path = write_file("b.csv", HEAD + rows + "6,A,1,5,5,API log\n")
+    err = fails(path)
+    assert (err.path, err.line) == (str(path), 4)
+    assert "timestamp goes backwards (2 times in the file)" in str(err)
+    assert "--sort" in str(err.hint)
+    assert "timestamp goes backwards" in str(fails(path, lenient=True))  # not a droppable row
+    table, report = read_trace(path, sort=True)
+    assert report.reordered == 2
+    assert table["arrival_s"].to_list() == [0, 1, 2, 3, 4]
+    assert report.warnings == ["2 timestamps go backwards (first at line 4); rows sorted stably"]
 
 
 def test_too_many_fields(write_file: WriteFile) -> None:
