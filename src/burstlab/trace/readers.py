@@ -18,10 +18,10 @@ One pipeline serves every format (see :mod:`burstlab.trace.formats`):
    0, number turns in sessions.
 
 Before step 2, :func:`~burstlab.trace.source.open_source` checks a text
-source in large blocks: a NUL byte or a line over 1 MiB is an error naming
-the line, so no file can make the readers allocate without bound. A JSON
-Lines file's torn last line (no newline, not valid JSON: its writer died
-mid-line) is left out and counted as dropped under ``torn_tail``.
+source whole, stopping at the first problem: a NUL byte or a line over 1 MiB
+is an error naming the line, so no file can make the readers allocate without
+bound. A JSON Lines file's torn last line (no newline, not valid JSON: its
+writer died mid-line) is left out and counted as dropped under ``torn_tail``.
 
 Nothing is dropped silently: ``rows_read == rows_kept + sum(dropped)`` always
 holds for the returned :class:`LoadReport`.

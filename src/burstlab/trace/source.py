@@ -6,10 +6,11 @@ magic bytes, so a ``.csv`` that is really gzip still reads), and returns the
 column names of the header. It also fetches a raw line by number, which the
 readers use to point an error at the exact line and column.
 
-Before any reader sees a text source, its bytes are checked in large blocks
-(:class:`TextCheck`): a NUL byte, or a line longer than :data:`MAX_LINE_BYTES`,
-is an error naming the line, found without holding more than one block, so a
-zero-padded or one-line file cannot make a reader allocate without bound. A
+Before any reader sees a text source, its bytes are checked whole
+(:class:`TextCheck`, through a read-only map of the file, or a block at a time
+as gzip inflates): a NUL byte, or a line longer than :data:`MAX_LINE_BYTES`, is
+an error naming the line, found as soon as it is reached, so a zero-padded or
+one-line file cannot make a reader allocate without bound. A
 JSON Lines file whose last line has no newline and does not parse (a writer
 died mid-line) is read without that line; :attr:`Source.torn_tail` says so.
 """
@@ -145,7 +146,7 @@ class TextCheck:
     It keeps two offsets, not the text, so memory is one block whatever the
     file holds. Per block the NUL test is one ``memchr`` and the line test one
     backward search per ``cap`` bytes (each stops at the nearest newline):
-    a few milliseconds per 100 MB, against the hundreds the readers take.
+    about 10 ms per 100 MB, against the hundreds the readers take.
     """
 
     def __init__(self, cap: int = MAX_LINE_BYTES) -> None:
