@@ -19,7 +19,10 @@ from burstlab.results.summary import Counts
 MANIFEST_VERSION = 2
 
 Kind = Literal["bench", "simulate"]
-RunStatus = Literal["running", "complete", "interrupted"]
+#: ``running`` until the run ends; ``complete``; ``interrupted`` (stopped early by a
+#: signal or a full disk, with its summary written); ``failed`` (an error ended it: no
+#: summary, ``reason`` says why).
+RunStatus = Literal["running", "complete", "interrupted", "failed"]
 
 
 def run_versions(**extra: str) -> dict[str, str]:
@@ -46,6 +49,9 @@ class Manifest(BaseModel):
     kind: Kind
     run_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     status: RunStatus = "running"
+    #: Why the run stopped early or failed: ``sigint``, ``sigterm``, ``disk_full``,
+    #: ``write_error``, or the error's message; None for a complete run.
+    reason: str | None = None
     scheduled: int
     started_wall: float = Field(default_factory=time.time)
     ended_wall: float | None = None

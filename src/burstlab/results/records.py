@@ -17,6 +17,7 @@ names (``arrival_s`` is the intended send time, ``input_tokens`` and
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Record:
     location: str | None = None  # a 3xx's Location header (never followed), credentials removed
     worker: int = 0
     attempt: int = 0
+    #: The run that wrote the record: its manifest's ``run_id`` (empty in older runs).
+    run_id: str = ""
     dispatched_s: float | None = None
     sent_s: float | None = None
     conn_queued_s: float = 0.0
@@ -124,8 +127,15 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        """Append one record."""
-        self._fh.write(orjson.dumps(record) + b"\n")
+        """Append one record. An ``OSError`` (a full disk: ``ENOSPC``, ``EDQUOT``,
+        ``EFBIG``) is raised to the caller, which must stop writing: the line may be
+        torn, and a torn line is only tolerated at the end of the file."""
+        data = memoryview(orjson.dumps(record) + b"\n")
+        while data:  # a short write (the disk filled mid-line): the rest raises the error
+            written = self._fh.write(data)
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+            data = data[written:]
         self.count += 1
         self._dirty = True
 
@@ -169,6 +179,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "error_text": pl.String(),
     "location": pl.String(),
     "worker": pl.Int32(),
+    "run_id": pl.String(),
     "dispatched_s": pl.Float64(),
     "sent_s": pl.Float64(),
     "conn_queued_s": pl.Float64(),

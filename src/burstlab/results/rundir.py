@@ -17,6 +17,10 @@ A writer holds an exclusive ``flock`` on the directory itself for the whole run,
 so a second run pointed at the same directory is refused instead of
 interleaving records; the lock goes with the process, so a killed run leaves
 nothing to clean up. Every file but the records is written atomically.
+
+While a run is written, ``.reserve`` holds :data:`RESERVE_BYTES` of disk: if the
+disk fills, :meth:`RunDir.release_reserve` frees it so the summary and the final
+manifest can still say what happened. It is gone when the writer closes.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ AUTOSCALE = "autoscale.json"
 VLLM = "vllm.json"
 METRICS_CSV = "metrics.csv"
 REPORT = "report.html"
+RESERVE = ".reserve"
+#: Disk space held back while a run is written, for its summary files on a full disk.
+RESERVE_BYTES = 256 << 10
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,6 +79,10 @@ class RunDir:
         so no measurement is overwritten."""
         run = cls(path)
         records = run.records_path
+        if run.path.exists() and not run.path.is_dir():
+            raise InputError(
+                "is a file, not a run directory", path=str(run.path), hint="pass a new directory"
+            )
         if records.exists() and records.stat().st_size > 0:
             raise InputError(
                 "already holds a run's records; refusing to overwrite them",
@@ -86,7 +97,29 @@ class RunDir:
             ) from None
         run._acquire()
         records.touch()
+        run._reserve()
         return run
+
+    def _reserve(self) -> None:
+        """Hold :data:`RESERVE_BYTES` of disk for the end of the run (best effort)."""
+        path = self.path / RESERVE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            return
+        try:
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            except (OSError, AttributeError):  # no fallocate here: write the bytes
+                os.write(fd, bytes(RESERVE_BYTES))
+        except OSError:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def release_reserve(self) -> None:
+        """Free the reserved disk space (before the summary files); safe to call twice."""
+        (self.path / RESERVE).unlink(missing_ok=True)
 
     def _acquire(self) -> None:
         if fcntl is None:
@@ -104,8 +137,9 @@ class RunDir:
         self._lock = fd
 
     def close(self) -> None:
-        """Release the writer's lock; safe to call twice."""
+        """Free the reserve and release the writer's lock; safe to call twice."""
         if self._lock is not None:
+            self.release_reserve()
             os.close(self._lock)
             self._lock = None
 
@@ -213,6 +247,8 @@ class RunResult:
 
     run_dir: Path
     summary: RunSummary
+    #: Why files of the run could not be written (the disk filled), or None.
+    write_error: str | None = None
 
     @property
     def status(self) -> str:

@@ -40,6 +40,9 @@ LAG_MAX_LIMIT_S = 0.100
 LOOP_LAG_LIMIT_S = 0.020
 
 Status = Literal["complete", "interrupted"]
+#: Why an interrupted run stopped: a signal (Ctrl-C, ``kill``), or the records could not
+#: be written (the disk filled, or another write error).
+StoppedBy = Literal["sigint", "sigterm", "disk_full", "write_error"]
 
 
 class _Model(BaseModel):
@@ -121,6 +124,7 @@ class RunSummary(_Model):
 
     version: int = SUMMARY_VERSION
     status: Status
+    stopped_by: StoppedBy | None = None
     lost: int = 0
     counts: Counts
     failures_by_kind: dict[str, int]
@@ -158,6 +162,7 @@ def summarize(
     table: pl.DataFrame,
     *,
     status: Status = "complete",
+    stopped_by: StoppedBy | None = None,
     lost: int = 0,
     slo: SLO | None = None,
     health: list[dict[str, Any]] | None = None,
@@ -221,6 +226,7 @@ def summarize(
     )
     return RunSummary(
         status=status,
+        stopped_by=stopped_by,
         lost=lost,
         counts=counts,
         failures_by_kind=by_kind,
