@@ -6,13 +6,18 @@ interval, so errors do not accumulate) and starting a task per request. A
 session's later turns are not on the fixed schedule: turn k+1 is sent its
 think time (the workload's gap between the two turns) after turn k ends, with
 the real reply in the chat history. Every scheduled request ends as exactly one
-record: ok, failed, cancelled (in flight at Ctrl-C) or not_sent.
+record: ok, failed, cancelled (in flight when the run was stopped) or not_sent.
+
+:meth:`Runner.stop` ends a run early (a signal, a full disk): no new request is
+sent from then on, and those in flight get ``grace_s`` seconds to finish before
+they are cancelled, or are cancelled at once (``now=True``: a second Ctrl-C). A
+cancelled record keeps the stamps and tokens it had.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,9 +63,14 @@ class Pacer:
         wait = target - clock.now()
         if wait > 0:
             await asyncio.sleep(wait)
-        while clock.now() < target:
+        while (now := clock.now()) < target:
             self.spins += 1
             await asyncio.sleep(0)
+            if clock.now() == now:
+                # Time stood still while others ran: a virtual clock, which moves only
+                # when every task sleeps. Sleep out the rest (at least 10 ns,
+                # more than the loop's timer resolution) rather than spin forever.
+                await asyncio.sleep(max(target - now, 1e-8))
 
 
 @dataclass(slots=True)
@@ -139,6 +149,8 @@ class Settings:
     max_lag_s: float | None = None
     #: Seconds from start-up to ``t0``: time to open the session before the first send.
     lead_s: float = 0.2
+    #: Seconds requests in flight may run on after a first stop before they are cancelled.
+    grace_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -156,6 +168,24 @@ class Health:
             "cpu_saturated": self.cpu_saturated,
             "cpu_share_max": self.cpu_share_max,
         }
+
+
+def write_failure(exc: OSError) -> str:
+    """The stop reason for a failed records write: ``disk_full`` when the disk (or a
+    quota, or the file size limit) is full, else ``write_error``."""
+    full = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return "disk_full" if exc.errno in full else "write_error"
+
+
+def _cancelled(rec: Record) -> None:
+    """Mark a request cancelled in flight, keeping what it had received: its first
+    token, chunk times and the tokens so far (counted from the chunks unless the
+    server's usage already said)."""
+    rec.outcome = "cancelled"
+    rec.failed = True
+    if rec.output_tokens_achieved is None and rec.chunk_tokens:
+        rec.output_tokens_achieved = sum(rec.chunk_tokens)
+        rec.tokens_source = "events"
 
 
 @dataclass(slots=True)
@@ -192,34 +222,81 @@ class Runner:
         self.health = Health()
         self.pacer = Pacer(clock)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Tasks whose request is on the wire (the rest wait: pacing, think time, a slot).
+        self._sending: set[asyncio.Task[Any]] = set()
         self._pending: set[int] = set()
+        self._errors: list[BaseException] = []
         self._sem = (
             asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         )
         self._stopping = False
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        #: Why the run was stopped early (the first :meth:`stop`'s reason), or None.
+        self.stopped_by: str | None = None
+        #: The first error writing a record; from then on nothing more is written.
+        self.write_error: OSError | None = None
 
     async def run(self, tick: Callable[[], None] | None = None) -> None:
-        """Send everything, then wait for the stragglers; on cancellation, record
-        in-flight requests as cancelled and unsent ones as not_sent. ``tick`` (a
-        progress display's refresh) is called twice a second."""
+        """Send everything, then wait for the stragglers. After :meth:`stop`, or when
+        this coroutine is cancelled, requests in flight end as cancelled and unsent
+        ones as not_sent. ``tick`` (a progress display's refresh) is called twice a
+        second. A bug in a request's task is raised once every request has ended."""
         for i in self.roots:
             self._pending.update(self._chain(i))
         probe = asyncio.create_task(self._watch(tick))
+        self._dispatcher = asyncio.create_task(self._dispatch())
         try:
-            await self._dispatch()
+            await asyncio.wait({self._dispatcher})
             while self._tasks:
-                await asyncio.gather(*list(self._tasks))
+                await asyncio.wait(set(self._tasks))
         except asyncio.CancelledError:
             self._stopping = True
+            self._dispatcher.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.gather(self._dispatcher, *self._tasks, return_exceptions=True)
             raise
         finally:
             probe.cancel()
+            if self._grace is not None:
+                self._grace.cancel()
             for i in sorted(self._pending):
                 self._emit(self._record(i, float(self.s.arrival_s[i])))
-            self.writer.sync()
+            self._sync()
+        if not self._dispatcher.cancelled() and self._dispatcher.exception() is not None:
+            self._errors.insert(0, self._dispatcher.exception())  # type: ignore[arg-type]
+        if self._errors:
+            raise self._errors[0]
+
+    def stop(self, reason: str, *, now: bool = False) -> None:
+        """Stop the run early: no request is sent from now on (unsent ones end as
+        not_sent), and those in flight may finish for ``grace_s`` seconds before they
+        are cancelled; with ``now`` (also on a later call) they are cancelled at once.
+        The first call's ``reason`` is kept in :attr:`stopped_by`. Call it on the
+        runner's event loop (a handler added with ``add_signal_handler``)."""
+        first = not self._stopping
+        if first:
+            self._stopping = True
+            self.stopped_by = reason
+            if self._dispatcher is not None:
+                self._dispatcher.cancel()
+            for task in self._tasks - self._sending:
+                task.cancel()  # waiting to send: its request stays pending, not_sent
+        if now:
+            self._cancel_in_flight()
+        elif self._grace is None:
+            loop = asyncio.get_running_loop()
+            self._grace = loop.call_later(self.cfg.grace_s, self._cancel_in_flight)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (or the run was cancelled)."""
+        return self._stopping
+
+    def _cancel_in_flight(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
 
     def _chain(self, i: int) -> list[int]:
         out = [i]
@@ -230,10 +307,17 @@ class Runner:
     async def _dispatch(self) -> None:
         arrival = self.s.arrival_s
         for i in self.roots:
+            if self._stopping:
+                return
             await self.pacer.until(float(arrival[i]))
             task = asyncio.create_task(self._session(i, float(arrival[i])))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._errors.append(task.exception())  # type: ignore[arg-type]
 
     async def _session(self, i: int, intended: float) -> None:
         state = _Session()
@@ -249,12 +333,15 @@ class Runner:
             request = nxt
 
     async def _one(self, i: int, intended: float, state: _Session) -> float:
-        """Send request ``i`` (due at ``intended``); return when it ended."""
-        rec = self._record(i, intended)
-        self._pending.discard(i)
+        """Send request ``i`` (due at ``intended``); return when it ended. Until it is
+        sent (waiting for a concurrency slot), a stop leaves it pending: not_sent."""
         if self._sem is not None:
             await self._sem.acquire()
         try:
+            if self._stopping:
+                return self.clock.now()
+            rec = self._record(i, intended)
+            self._pending.discard(i)
             rec.dispatched_s = self.clock.now()
             if self.cfg.max_lag_s is not None and rec.dispatched_s - intended > self.cfg.max_lag_s:
                 rec.outcome, rec.error_subkind = "not_sent", "dropped_late"
@@ -262,21 +349,26 @@ class Runner:
                 return rec.dispatched_s
             if self.on_dispatch is not None:
                 self.on_dispatch()
-            out, sent_tokens, exact = self._build(i, state)
-            rec.input_tokens = sent_tokens
-            rec.prompt_exact = exact
+            task = asyncio.current_task()
+            assert task is not None
+            self._sending.add(task)
+            out: Outgoing | None = None
+            reply = ""
             try:
+                out, sent_tokens, exact = self._build(i, state)
+                rec.input_tokens = sent_tokens
+                rec.prompt_exact = exact
                 reply = await self.target.send(out, rec)
             except asyncio.CancelledError:
-                rec.outcome = "cancelled"
-                rec.failed = True
+                self._sending.discard(task)
+                _cancelled(rec)
                 self._emit(rec)
                 raise
             except Exception as exc:
                 rec.fail("internal", type(exc).__name__, str(exc))
-                reply = ""
+            self._sending.discard(task)
             self._emit(rec)
-            if state.messages or self.s.follow[i] >= 0:
+            if out is not None and (state.messages or self.s.follow[i] >= 0):
                 self._remember(state, out, rec, reply)
             return rec.end_s if rec.end_s is not None else self.clock.now()
         finally:
@@ -332,9 +424,28 @@ class Runner:
     def _emit(self, rec: Record) -> None:
         if rec.outcome == "ok":
             rec.failed = False
-        self.writer.write(rec)
+        rec.run_id = self.cfg.run_id
+        if self.write_error is None:
+            try:
+                self.writer.write(rec)
+            except OSError as exc:
+                self._write_failed(exc)
         if self.on_record is not None:
             self.on_record(rec)
+
+    def _sync(self) -> None:
+        if self.write_error is None:
+            try:
+                self.writer.sync()
+            except OSError as exc:
+                self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The records cannot be written: stop sending at once (a run that cannot
+        record must not keep loading the server) and cancel what is in flight."""
+        if self.write_error is None:
+            self.write_error = exc
+            self.stop(write_failure(exc), now=True)
 
     async def _watch(self, tick: Callable[[], None] | None) -> None:
         """Every 10 ms: the event loop's lateness (a 10 ms sleep that overshoots);
@@ -364,5 +475,8 @@ class Runner:
             self.health.cpu_busy_s = self.health.cpu_busy_s + 1 if share >= 0.9 else 0
             if self.health.cpu_busy_s >= 2:
                 self.health.cpu_saturated = True
-            with contextlib.suppress(OSError):
-                await asyncio.get_running_loop().run_in_executor(None, self.writer.sync)
+            if self.write_error is None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.writer.sync)
+                except OSError as exc:
+                    self._write_failed(exc)
