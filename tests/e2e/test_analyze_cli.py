@@ -85,7 +85,7 @@ def test_filters_and_bad_options(tmp_path: Path) -> None:
         "end_s": 1200.0,
     }
     assert 0 < summary["rows"] < 19366
-    empty = run("analyze", "sample", "-o", str(tmp_path), "--model", "GPT-4")
+    empty = run("analyze", "sample", "-o", str(tmp_path / "empty"), "--model", "GPT-4")
     assert empty.returncode == 2
     assert "the filters select 0 rows" in empty.stderr
     bad = run("analyze", "sample", "-o", str(tmp_path), "--window", "soon")

@@ -82,8 +82,14 @@ def test_vllm_exports(tmp_path: Path, data_dir: Path) -> None:
 
     for args, message in [
         (["--to", "vllm-custom", "-o", str(tmp_path / "c.json")], "only files named *.jsonl"),
-        (["--to", "mooncake", "--tokenizer", "x", "-o", str(custom)], "--tokenizer applies only"),
-        (["--to", "vllm-custom", "--tokenizer", str(tmp_path), "-o", str(custom)], "no tokenizer"),
+        (
+            ["--to", "mooncake", "--tokenizer", "x", "-o", str(custom), "--force"],
+            "--tokenizer applies only",
+        ),
+        (
+            ["--to", "vllm-custom", "--tokenizer", str(tmp_path), "-o", str(custom), "--force"],
+            "no tokenizer",
+        ),
     ]:
         out = run("generate", source, *args)
         assert out.returncode == 2, args
@@ -244,7 +250,9 @@ def test_parametric_defaults_rps_and_cap(tmp_path: Path) -> None:
     table, _ = read_trace(target)
     assert table.height / 600 == pytest.approx(8, rel=0.15)
     assert table["output_tokens"].max() <= 64
-    only_gamma = run("generate", "--gamma", "2,0.5", "--duration", "1m", "-o", str(target))
+    only_gamma = run(
+        "generate", "--gamma", "2,0.5", "--duration", "1m", "-o", str(target), "--force"
+    )
     assert only_gamma.returncode == 0, only_gamma.stderr
     assert "Gamma shape 2, scale 0.5 s; Zipf 1.1 lengths" in only_gamma.stdout
     export = run(
@@ -270,7 +278,7 @@ def test_parametric_windows_from_a_fitted_model(tmp_path: Path, data_dir: Path) 
     assert int(found.group(1)) == 20 * len(windows) > 0  # the table once, at its real length
     paced = run(
         "generate", "--windows", str(model), "--pace", "5", "--duration", "60", "--rps", "4",
-        "--zipf", "1.2", "-o", str(target),
+        "--zipf", "1.2", "-o", str(target), "--force",
     )  # fmt: skip
     assert paced.returncode == 0, paced.stderr
     assert f"{len(windows)} windows of 20 s from {model} at 5 s each, repeated" in paced.stdout

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
 
@@ -42,6 +43,7 @@ def analyze(
             "(BurstGPT); a datetime trace (Azure) has its own.",
         ),
     ] = None,
+    force: Force = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Characterise a trace like the BurstGPT paper: burstiness, periodicity, lengths,
@@ -56,7 +58,7 @@ def analyze(
     from burstlab.analyze.calendar import parse_origin
     from burstlab.analyze.summary import Filters, analyze, compare
     from burstlab.core.errors import InputError
-    from burstlab.core.files import atomic_write
+    from burstlab.core.files import atomic_write, refuse_overwrite
     from burstlab.core.units import parse_duration
     from burstlab.report.analysis import render
 
@@ -72,6 +74,7 @@ def analyze(
         start_s=parse_duration(start, option="--start") if start else None,
         end_s=parse_duration(end, option="--end") if end else None,
     )
+    refuse_overwrite(out / "summary.json", out / "report.html", force=force, folder=out)
     console = Console(stderr=True)
     parts = []
     for trace in traces:

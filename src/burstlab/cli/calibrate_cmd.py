@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.output import Force
+
 
 def calibrate(
     run_dir: Annotated[
@@ -19,6 +21,7 @@ def calibrate(
     model: Annotated[
         str, typer.Option("--model", help="Model preset the run used (for KV sizing).")
     ] = "Llama-2-7B",
+    force: Force = False,
 ) -> None:
     """Fit the simulator's linear cost model to a real benchmark run and write an
     engine.yaml that uses it (least squares of per-request TTFT and TPOT on the
@@ -28,11 +31,12 @@ def calibrate(
     """
     import yaml
 
-    from burstlab.core.files import atomic_write
+    from burstlab.core.files import atomic_write, refuse_overwrite
     from burstlab.results.records import load_records
     from burstlab.sim.calibrate import calibrate as fit
     from burstlab.sim.spec import EngineSpec
 
+    refuse_overwrite(out, force=force)
     fitted, quality = fit(load_records(run_dir))
     spec = EngineSpec(gpu=gpu, model=model, cost=fitted)
     spec.config()  # the presets exist

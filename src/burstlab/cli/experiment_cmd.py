@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
 
@@ -23,6 +24,7 @@ def experiment(
         Path | None,
         typer.Option("--engine", help="engine.yaml (default: Llama-2-7B on one A100-80G)."),
     ] = None,
+    force: Force = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Run the BurstGPT paper's serving comparisons on one workload in the simulator;
@@ -33,7 +35,7 @@ def experiment(
     from rich.console import Console
     from rich.table import Table
 
-    from burstlab.core.files import atomic_write, write_json
+    from burstlab.core.files import atomic_write, refuse_overwrite, write_json
     from burstlab.report.experiment import experiment_png
     from burstlab.sim.experiment import run_study, variants
     from burstlab.sim.spec import load_spec
@@ -41,6 +43,8 @@ def experiment(
     console = Console(stderr=True)
     spec = load_spec(engine)
     variants(study, spec)  # an unknown study fails before the workload is read
+    written = ("experiment.csv", "experiment.json", "experiment.png")
+    refuse_overwrite(*(out / name for name in written), force=force, folder=out)
     with console.status(f"reading {workload}"):
         table, _ = reading.load(workload)
     with console.status(f"simulating {table.height:,} requests per variant"):

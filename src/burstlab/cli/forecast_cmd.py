@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
@@ -45,10 +46,13 @@ def forecast(
     test_fraction: Annotated[
         float, typer.Option("--test-fraction", help="Share of the trace scored walk-forward.")
     ] = 0.25,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (XGBoost, subsampling).")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Random seed (XGBoost, subsampling).")
+    ] = 0,
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Figures in report.html.")
     ] = True,
+    force: Force = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Forecast request counts and token lengths per interval with XGBoost and baselines,
@@ -58,12 +62,15 @@ def forecast(
     Example: burstlab generate --synthetic --duration 30d -o trace.parquet;
     burstlab forecast trace.parquet --granularity 10m -o fc
     """
+    from pydantic import ValidationError
     from rich.console import Console
 
     from burstlab.analyze.periodicity import clock_of
-    from burstlab.core.errors import InputError
+    from burstlab.core.errors import InputError, invalid
+    from burstlab.core.files import refuse_overwrite
     from burstlab.core.units import parse_duration
     from burstlab.forecast import run_forecast, write_forecast
+    from burstlab.forecast.run import ForecastSettings
     from burstlab.report.forecast import render_forecast
 
     console = Console(stderr=True)
@@ -79,6 +86,15 @@ def forecast(
         seconds(part, "--granularities") for part in granularities.split(",") if part.strip()
     )
     chosen = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    try:  # the settings' bounds, named as options, before a large trace is read
+        ForecastSettings(
+            granularity_s=primary, granularities=(*table_of, primary), horizon=horizon,
+            lags=lags, window=window, test_fraction=test_fraction, seed=seed,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise invalid(exc, as_options=True) from None
+    written = ("predictions.parquet", "metrics.json", "forecast.json", "report.html")
+    refuse_overwrite(*(out / name for name in written), force=force, folder=out)
     with console.status(f"reading {trace}"):
         table, report = reading.load(trace)
     day_offset, weekday = clock_of(report)

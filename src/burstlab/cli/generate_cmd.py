@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
@@ -115,7 +116,9 @@ def generate(
             "per-window Gamma, for comparison).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Model or --synthetic: random seed.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Model or --synthetic: random seed.")
+    ] = 0,
     synthetic: Annotated[
         bool,
         typer.Option(
@@ -163,6 +166,7 @@ def generate(
             "turns' tokens (exercises prefix caching).",
         ),
     ] = False,
+    force: Force = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Replay a window of a trace at any rate, or sample a fitted model; report fidelity.
@@ -171,11 +175,14 @@ def generate(
     burstlab generate --model model.json --duration 1h --rps 50 -o w.parquet;
     burstlab generate --synthetic --duration 30d --rps 1 -o trace.parquet
     """
+    import math
+
     import polars as pl
     from pydantic import ValidationError
 
     from burstlab.analyze.periodicity import clock_of
     from burstlab.core.errors import InputError, invalid
+    from burstlab.core.files import refuse_overwrite
     from burstlab.core.units import parse_duration
     from burstlab.workload.fidelity import reference
     from burstlab.workload.model import load_model
@@ -205,6 +212,7 @@ def generate(
         _parametric(
             out, to, tokenizer, gamma=gamma, zipf=zipf, windows=windows, pace=pace,
             duration=duration, rps=rps, length_cap=length_cap, seed=seed, unused=unused,
+            force=force,
         )  # fmt: skip
         return
     if synthetic:
@@ -212,7 +220,7 @@ def generate(
         if trace is not None or given or drop_failed or speedup is not None:
             what = ", ".join(given or ["TRACE" if trace is not None else "--speedup"])
             raise InputError(f"{what}: not with --synthetic (it draws its own trace)")
-        _synthetic(out, to, duration or "30d", rps if rps is not None else 1.0, seed)
+        _synthetic(out, to, duration or "30d", rps if rps is not None else 1.0, seed, force)
         return
     if trace is None:
         if model is None or load_model(model) is None:
@@ -230,13 +238,13 @@ def generate(
         )  # fmt: skip
     except ValidationError as exc:
         raise invalid(exc, as_options=True) from None
-    for name, value, low in (
-        ("--burstiness", burstiness, 0.0),
-        ("--shape", shape, 0.0),
-        ("--length-cap", length_cap, 0.0),
+    for name, value in (
+        ("--burstiness", burstiness),
+        ("--shape", shape),
+        ("--length-cap", length_cap),
     ):
-        if value is not None and not value > low:
-            raise InputError(f"{name} must be positive, got {value}")
+        if value is not None and not 0 < value < math.inf:
+            raise InputError(f"{name} must be positive and finite, got {value}")
     fitted = load_model(trace)
     if fitted is not None:
         given = replay_options()
@@ -250,6 +258,7 @@ def generate(
         duration_s = seconds(duration, "--duration")
         if duration_s is not None and duration_s <= 0:
             raise InputError("--duration must be positive")
+        refuse_overwrite(out, force=force)
         workload = fitted.sample(
             duration_s=duration_s, rps=target, seed=seed, burstiness=burstiness,
             shape=shape, length_cap=length_cap, arrivals=arrivals.value if arrivals else None,
@@ -268,6 +277,7 @@ def generate(
             "--duration, --burstiness, --shape, --length-cap and --arrivals apply to a "
             "fitted model (see 'burstlab fit')"
         )
+    refuse_overwrite(out, force=force)
     table, report = reading.load(trace)
     offset, _ = clock_of(report)
     unscaled = replay(
@@ -294,10 +304,12 @@ def _parametric(
     length_cap: int | None,
     seed: int,
     unused: list[str],
+    force: bool,
 ) -> None:
     """Write a Gamma/Zipf workload drawn from parameters alone (see
     :mod:`burstlab.workload.parametric`)."""
     from burstlab.core.errors import InputError
+    from burstlab.core.files import refuse_overwrite
     from burstlab.core.units import parse_duration
     from burstlab.workload import parametric as pm
     from burstlab.workload.exports import export
@@ -335,6 +347,7 @@ def _parametric(
         k, scale = shape_scale or pm.DEFAULT_GAMMA
         scale = 1.0 / (rps * k) if rps is not None and rps > 0 else scale
         arrivals = f"Gamma shape {k:g}, scale {scale:.4g} s"
+    refuse_overwrite(out, force=force)
     workload = pm.parametric_workload(
         duration_s=duration_s, gamma=shape_scale, zipf=theta, windows=plan,
         rps=rps, max_tokens=cap, seed=seed,
@@ -350,9 +363,12 @@ def _parametric(
     )
 
 
-def _synthetic(out: Path, to: str | None, duration: str, rps: float, seed: int) -> None:
+def _synthetic(
+    out: Path, to: str | None, duration: str, rps: float, seed: int, force: bool
+) -> None:
     """Write a seeded synthetic trace (see :mod:`burstlab.workload.synthetic`)."""
     from burstlab.core.errors import InputError
+    from burstlab.core.files import refuse_overwrite
     from burstlab.core.units import parse_duration
     from burstlab.workload.exports import export
     from burstlab.workload.synthetic import synthetic_trace
@@ -366,6 +382,7 @@ def _synthetic(out: Path, to: str | None, duration: str, rps: float, seed: int) 
         raise InputError(
             f"--duration x --rps asks for {duration_s * rps:,.0f} requests; at most 200M"
         )
+    refuse_overwrite(out, force=force)
     table = synthetic_trace(duration_s, rps=rps, seed=seed)
     path = export(table, out, to)
     typer.echo(
@@ -487,7 +504,8 @@ def fit(
     paths: Annotated[
         int, typer.Option("--paths", help="--holdout: generated paths averaged per model.")
     ] = 8,
-    seed: Annotated[int, typer.Option("--seed", help="--holdout: first seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="--holdout: first seed.")] = 0,
+    force: Force = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Fit a workload model: multi-scale arrivals (and the paper's per-window Gamma),
@@ -501,7 +519,7 @@ def fit(
     from rich.console import Console
 
     from burstlab.core.errors import InputError
-    from burstlab.core.files import atomic_write
+    from burstlab.core.files import atomic_write, refuse_overwrite
     from burstlab.core.units import parse_duration
     from burstlab.workload.holdout import holdout as run_holdout
     from burstlab.workload.model import fit as fit_model
@@ -514,6 +532,7 @@ def fit(
         raise InputError(f"--holdout must lie between 0 and 1 (exclusive), got {holdout}")
     if not 1 <= paths <= 1000:
         raise InputError(f"--paths must lie in 1..1000, got {paths}")
+    refuse_overwrite(out, force=force)
     table, report = reading.load(trace)
     console = Console(stderr=True)
     if holdout is None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.output import Force
+
 
 def plan(
     forecast: Annotated[
@@ -57,6 +59,7 @@ def plan(
         str | None,
         typer.Option("--granularity", help="Forecast granularity (default: the primary one)."),
     ] = None,
+    force: Force = False,
 ) -> None:
     """Turn a request-count forecast into an instance-count schedule (plan.json) with
     headroom and bounds; 'burstlab simulate --autoscale plan.json' tests it.
@@ -70,7 +73,7 @@ def plan(
 
     from burstlab.cli.reading import TraceOptions
     from burstlab.core.errors import InputError
-    from burstlab.core.files import write_json
+    from burstlab.core.files import refuse_overwrite, write_json
     from burstlab.core.units import parse_duration
     from burstlab.forecast import load_predictions
     from burstlab.forecast.plan import make_plan
@@ -91,6 +94,7 @@ def plan(
         raise InputError(f"must be a finite share of 0 or more, got {headroom}", field="--headroom")
     if min_instances < 1:
         raise InputError(f"must be at least 1, got {min_instances}", field="--min")
+    refuse_overwrite(out, force=force)
     step = parse_duration(granularity, option="--granularity") if granularity else None
     predictions = load_predictions(
         forecast, series="requests", model=model, granularity_s=int(step) if step else None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
@@ -46,15 +47,18 @@ def info(
 def convert(
     trace: TraceArg,
     output: Annotated[str, typer.Argument(help="Output path: .parquet, .csv or .jsonl.")],
+    force: Force = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Read any trace and write it as a canonical request table.
 
     Example: burstlab trace convert BurstGPT_1.csv burstgpt1.parquet
     """
+    from burstlab.core.files import refuse_overwrite
     from burstlab.trace.io import table_suffix, write_table
 
     table_suffix(output)  # fail on a bad extension before reading a large file
+    refuse_overwrite(output, force=force, option=None)
     table, report = reading.load(trace)
     write_table(table, output)
     warn(report)

@@ -1,4 +1,5 @@
-"""Durable file writes: a file is either its old content or its new one, never torn."""
+"""Durable file writes: a file is either its old content or its new one, never torn;
+and output that exists is not replaced unless asked (:func:`refuse_overwrite`)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,32 @@ def read_json_object(path: str | Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise InputError("expected a JSON object", path=str(p))
     return data
+
+
+def refuse_overwrite(
+    *files: str | Path,
+    force: bool,
+    option: str | None = "--out",
+    folder: str | Path | None = None,
+) -> None:
+    """Stop before any work when a command's output exists: an :class:`InputError`
+    naming ``option`` and the first of ``files`` that exists, unless ``force``.
+
+    ``files`` are the files the command writes; ``folder``, where given, is the
+    directory that holds them, which must be a directory if it exists. A file
+    that is a directory is refused even with ``force``: it cannot be replaced by
+    a file. Every command that writes output calls this, so a rerun never
+    replaces earlier results silently (``bench`` and ``simulate`` refuse a run
+    directory that holds a run through :class:`~burstlab.results.rundir.RunDir`).
+    """
+    if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+        raise InputError(f"{folder} is a file, not a directory", field=option)
+    for file in map(Path, files):
+        if file.is_dir():
+            raise InputError(f"{file} is a directory, not a file", field=option)
+        if file.exists() and not force:
+            raise InputError(
+                f"{file} exists; not overwriting it",
+                field=option,
+                hint="pass --force to replace it, or choose another output",
+            )
