@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
 EXIT_CLIENT_BOUND = 3
 #: Exit status when scheduled requests are missing from the records (a bug: never expected).
 EXIT_LOST = 4
+#: Exit status when the run directory could not be written (the disk filled): sending stopped.
+EXIT_WRITE_FAILED = 5
+#: Exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM).
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
 
 
 @trace_options("format")
@@ -74,6 +80,13 @@ def bench(
     idle_timeout: Annotated[
         float, typer.Option("--idle-timeout", help="Seconds without data before giving up.")
     ] = 60.0,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            help="After a first Ctrl-C or SIGTERM: seconds requests in flight may finish.",
+        ),
+    ] = 5.0,
     api_key_env: Annotated[
         str, typer.Option("--api-key-env", help="Environment variable holding the API key.")
     ] = "OPENAI_API_KEY",
@@ -106,7 +119,7 @@ def bench(
 
     from burstlab.bench.backends import Forcing, default_forcing
     from burstlab.bench.progress import LiveProgress
-    from burstlab.bench.run import BenchConfig, bench
+    from burstlab.bench.run import BenchConfig, RunWriteError, bench
     from burstlab.core.errors import InputError
     from burstlab.results.slo import parse_slo
 
@@ -127,7 +140,7 @@ def bench(
         changes["max_field"] = max_field
     if prompt not in (None, "ids", "text"):
         raise InputError(f"--prompt {prompt!r} is not ids or text")
-    config = BenchConfig(
+    config = BenchConfig.from_options(
         url=url,
         api=api,
         backend=backend,
@@ -142,6 +155,7 @@ def bench(
         workers=workers,
         timeout_s=timeout,
         idle_timeout_s=idle_timeout,
+        grace_s=grace,
         api_key_env=api_key_env,
         headers=_headers(header or []),
         insecure=insecure,
@@ -151,22 +165,65 @@ def bench(
         typer.echo("warning: --insecure: TLS certificates are not verified", err=True)
     with console.status(f"reading {workload}"):
         table, _ = reading.load(workload)
-    result = bench(table, config, out, progress=None if quiet else LiveProgress(console))
-    print_summary(result.summary, Console())
-    if report:
+    try:
+        result = bench(
+            table,
+            config,
+            out,
+            progress=None if quiet else LiveProgress(console),
+            notify=_notice,
+        )
+    except RunWriteError as exc:
+        _error(exc.message)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        raise typer.Exit(EXIT_WRITE_FAILED) from None
+    summary = result.summary
+    print_summary(summary, Console())
+    if result.write_error is not None:
+        # The disk is full: no report (it could not be written either), one error line.
+        _error(f"{result.write_error} ({_counts_line(summary)})")
+        raise typer.Exit(EXIT_WRITE_FAILED)
+    if summary.stopped_by == "sigterm":
+        # SIGTERM comes with a deadline (a container's stop, `timeout`): the summary is
+        # written; the report, which takes seconds, is left to `burstlab report`.
+        typer.echo(f"wrote the run to {out}; `burstlab report {out}` writes its report")
+    elif report:
         from burstlab.report.run import render_run
 
         html = render_run(out)
         typer.echo(f"wrote the run to {out} and its report to {html}")
-    if result.status == "interrupted":
-        raise typer.Exit(130)
+    if summary.status == "interrupted":
+        raise typer.Exit(EXIT_SIGTERM if summary.stopped_by == "sigterm" else EXIT_SIGINT)
     if result.lost:
         raise typer.Exit(EXIT_LOST)
-    if strict and result.summary.client.bound:
+    if strict and summary.client.bound:
         raise typer.Exit(EXIT_CLIENT_BOUND)
 
 
+def _notice(message: str) -> None:
+    """A line on stderr from a signal handler: one unbuffered write, no locks."""
+    os.write(2, (message + "\n").encode(errors="replace"))
+
+
+def _error(message: str) -> None:
+    """One ``error:`` line on stderr, control characters stripped."""
+    text = "".join(ch if ch.isprintable() else " " for ch in message)
+    typer.echo(f"error: {text}", err=True)
+
+
+def _counts_line(summary: RunSummary) -> str:
+    recorded = summary.counts.scheduled
+    counts = f"{recorded} of {recorded + summary.lost} requests recorded"
+    if summary.stopped_by in ("disk_full", "write_error"):
+        return f"sending stopped at once; {counts}; summary.json: stopped_by {summary.stopped_by}"
+    return counts
+
+
 def _headers(values: list[str]) -> dict[str, str]:
+    """``--header 'Name: value'`` options as a dict; a bad name, or a value with CR, LF
+    or another control character, is an error (the value is never repeated)."""
+    from burstlab.bench.run import check_header
     from burstlab.core.errors import InputError
 
     out: dict[str, str] = {}
@@ -174,8 +231,19 @@ def _headers(values: list[str]) -> dict[str, str]:
         name, sep, rest = value.partition(":")
         if not sep or not name.strip():
             raise InputError("expected 'Name: value'", field="--header")
-        out[name.strip()] = rest.strip()
+        name, rest = name.strip(), rest.strip(" \t")
+        check_header(name, rest)
+        out[name] = rest
     return out
+
+
+#: Why a run stopped early, for the console.
+_STOPPED = {
+    "sigint": "stopped by Ctrl-C (SIGINT)",
+    "sigterm": "stopped by SIGTERM",
+    "disk_full": "the disk is full: records could not be written",
+    "write_error": "records could not be written",
+}
 
 
 def _ms(value: float | None) -> str:
@@ -198,6 +266,8 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         )
         for reason in summary.client.reasons:
             console.print(f"[red]  - {escape(reason)}[/]")
+    if summary.stopped_by is not None:
+        console.print(f"[yellow]interrupted: {_STOPPED[summary.stopped_by]}[/]")
     table = Table(title="latency (ms), ok requests", header_style="bold")
     table.add_column("metric", no_wrap=True)
     stats = ("mean", "p50", "p90", "p95", "p99", "max")
