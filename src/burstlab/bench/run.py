@@ -603,13 +603,19 @@ def _loop_signals(stop: _StopState, runner: Runner, signals: tuple[int, ...]) ->
         runner.stop(stop.reason or "sigint", now=stop.level >= 2)
 
     previous = {sig: signal.getsignal(sig) for sig in signals}
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal, sig)
+    added: list[int] = []
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+            added.append(sig)
+    except NotImplementedError:  # pragma: no cover - Windows: the process handlers stay
+        pass
     try:
         yield
     finally:
-        for sig, old in previous.items():
+        for sig in added:
             loop.remove_signal_handler(sig)
+            old = previous[sig]
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
