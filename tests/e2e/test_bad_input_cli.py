@@ -36,6 +36,7 @@ def burstgpt(rows: list[tuple[float, str, int, int]]) -> str:
         (["generate", "-o", "w.parquet", "--arrivals", "nope"], "--arrivals"),
         (["analyze", "sample"], "--out"),
         (["analyze", "sample", "-o", "x", "--no-such-option"], "--no-such-option"),
+        (["forecast", "sample", "--granularities", "", "-o", "fc"], "--granularities"),
     ],
 )
 def test_a_usage_error_is_one_line(

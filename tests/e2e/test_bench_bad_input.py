@@ -33,6 +33,7 @@ CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
     "grace nan": (["--grace", "nan"], {}, "--grace"),
     "seed -1": (["--seed", "-1"], {}, "--seed"),
     "port 99999": (["--url", "http://127.0.0.1:99999"], {}, "--url"),
+    "unclosed IPv6 bracket": (["--url", "http://[::1"], {}, "--url"),
     "port 0": (["--url", "http://127.0.0.1:0"], {}, "--url"),
     "not http": (["--url", "ftp://127.0.0.1"], {}, "--url"),
     "no host": (["--url", "http://"], {}, "--url"),

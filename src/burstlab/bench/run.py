@@ -153,7 +153,10 @@ def check_url(url: str) -> None:
     hint = "e.g. --url http://127.0.0.1:8000"
     if any(ch.isspace() or not ch.isprintable() for ch in url):
         raise InputError(f"{shown!r} holds a space or a control character", field="--url")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6] bracket
+        raise InputError(f"{shown!r} is not a URL: {exc}", field="--url", hint=hint) from None
     if parts.scheme not in ("http", "https"):
         raise InputError(f"{shown!r} is not an http:// or https:// URL", field="--url", hint=hint)
     if not parts.hostname:

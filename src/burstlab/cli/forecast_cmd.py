@@ -85,6 +85,10 @@ def forecast(
     table_of = tuple(
         seconds(part, "--granularities") for part in granularities.split(",") if part.strip()
     )
+    if not table_of:
+        raise InputError(
+            f"--granularities {granularities!r} names no interval", hint="e.g. 1m,10m,1h"
+        )
     chosen = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
     try:  # the settings' bounds, named as options, before a large trace is read
         ForecastSettings(
