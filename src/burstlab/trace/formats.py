@@ -110,6 +110,25 @@ class TraceFormat:
     marks: frozenset[str] = frozenset()
 
 
+#: burstlab's own tables: every canonical column under its own name.
+_OWN = ColumnMap(
+    arrival="arrival_s",
+    input_tokens="input_tokens",
+    output_tokens="output_tokens",
+    model="model",
+    log_type="log_type",
+    session_id="session_id",
+    turn="turn",
+    failed="failed",
+    elapsed="elapsed_s",
+    hash_ids="hash_ids",
+    zero_tokens_failed=True,
+    rebase=False,
+    optional=frozenset(
+        {"model", "log_type", "session_id", "turn", "failed", "elapsed", "hash_ids"}
+    ),
+)
+
 FORMATS: dict[str, TraceFormat] = {
     f.name: f
     for f in (
@@ -154,40 +173,18 @@ FORMATS: dict[str, TraceFormat] = {
         TraceFormat(
             "burstlab",
             "burstlab's own request table (Parquet, CSV or JSONL written by burstlab)",
-            ColumnMap(
-                arrival="arrival_s",
-                input_tokens="input_tokens",
-                output_tokens="output_tokens",
-                model="model",
-                log_type="log_type",
-                session_id="session_id",
-                turn="turn",
-                failed="failed",
-                elapsed="elapsed_s",
-                hash_ids="hash_ids",
-                zero_tokens_failed=True,
-                rebase=False,
-                optional=frozenset(
-                    {"model", "log_type", "session_id", "turn", "failed", "elapsed", "hash_ids"}
-                ),
-            ),
+            _OWN,
         ),
         TraceFormat(
             "records",
             "burstlab's records.jsonl (bench, simulate): in completion order, sorted on read",
-            ColumnMap(
-                arrival="arrival_s",
-                input_tokens="input_tokens",
-                output_tokens="output_tokens",
-                model="model",
-                log_type="log_type",
-                session_id="session_id",
-                turn="turn",
-                failed="failed",
-                zero_tokens_failed=True,
-                rebase=False,
-                ordered=False,
-                optional=frozenset({"model", "log_type", "session_id", "turn", "failed"}),
+            _OWN.model_copy(
+                update={
+                    "elapsed": None,
+                    "hash_ids": None,
+                    "ordered": False,
+                    "optional": _OWN.optional - {"elapsed", "hash_ids"},
+                }
             ),
             marks=frozenset({"request_id", "outcome"}),
         ),
