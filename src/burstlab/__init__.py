@@ -19,7 +19,7 @@ from burstlab.core.version import __version__
 if TYPE_CHECKING:
     from burstlab.analyze.gaps import fit_gaps
     from burstlab.analyze.summary import Comparison, Filters, Summary, analyze, compare
-    from burstlab.bench.run import BenchConfig
+    from burstlab.bench.config import BenchConfig
     from burstlab.bench.run import bench as run_bench
     from burstlab.forecast import ForecastResult, load_predictions, run_forecast, write_forecast
     from burstlab.forecast.plan import make_plan
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from burstlab.workload.synthetic import synthetic_trace
 
 _LAZY = {
-    "BenchConfig": "burstlab.bench.run",
+    "BenchConfig": "burstlab.bench.config",
     "RunResult": "burstlab.results.rundir",
     "RunDir": "burstlab.results.rundir",
     "RunSummary": "burstlab.results.summary",

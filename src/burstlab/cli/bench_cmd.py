@@ -223,7 +223,7 @@ def _counts_line(summary: RunSummary) -> str:
 def _headers(values: list[str]) -> dict[str, str]:
     """``--header 'Name: value'`` options as a dict; a bad name, or a value with CR, LF
     or another control character, is an error (the value is never repeated)."""
-    from burstlab.bench.run import check_header
+    from burstlab.bench.config import check_header
     from burstlab.core.errors import InputError
 
     out: dict[str, str] = {}

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from burstlab.bench.run import (
+from burstlab.bench.config import (
     BenchConfig,
-    bench,
     check_header,
     check_url,
     prepare,
     redact_argv,
     redact_text,
 )
+from burstlab.bench.run import bench
 from burstlab.core.errors import BurstlabError, InputError
 from support.frames import constant_rate
 

@@ -1,0 +1,254 @@
+"""A run's configuration, the checks made before a run, and the redaction of secrets."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from burstlab.bench.backends import Api, Forcing, default_forcing
+from burstlab.core.errors import BurstlabError, InputError, invalid
+from burstlab.core.loop import run as run_loop
+from burstlab.results.slo import SLO
+from burstlab.workload.prompts import make_synth
+
+
+class BenchConfig(BaseModel):
+    """Everything that shapes a run; saved (secrets redacted) in ``run.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    api: Api = "completions"
+    backend: str = "generic"
+    model: str | None = None
+    stream: bool = True
+    forcing: Forcing | None = None
+    prompt: Literal["ids", "text"] | None = None
+    tokenizer: str | None = None
+    seed: int = Field(default=0, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    max_lag_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    workers: int = Field(default=1, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    idle_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    connect_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    #: Seconds requests in flight may finish after a first Ctrl-C or SIGTERM.
+    grace_s: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    api_key_env: str = "OPENAI_API_KEY"
+    headers: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    slo: SLO | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_safe(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            check_header(name, value)
+        return headers
+
+    @classmethod
+    def from_options(cls, **options: Any) -> BenchConfig:
+        """The config from command-line values; a bad one is an :class:`InputError`
+        naming its option (``--timeout: ...``)."""
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            raise invalid(exc, as_options=True) from None
+
+    def resolved_forcing(self) -> Forcing:
+        return self.forcing or default_forcing(self.backend, self.api)
+
+    def prompt_mode(self) -> Literal["ids", "text"]:
+        """Token-id prompts are exact and cheap, but only completions servers of
+        vLLM and SGLang take them; everything else gets text."""
+        if self.prompt is not None:
+            if self.prompt == "ids" and self.api == "chat":
+                raise InputError("token-id prompts need --api completions", field="--prompt")
+            return self.prompt
+        return "ids" if self.api == "completions" and self.backend in ("vllm", "sglang") else "text"
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as saved: header values hidden, credentials stripped from the URL."""
+        data = self.model_dump(mode="json")
+        data["headers"] = dict.fromkeys(self.headers, "<redacted>")
+        parts = urlsplit(self.url)
+        netloc = parts.hostname or ""
+        if ":" in netloc:  # an IPv6 address
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        data["url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return data
+
+
+#: What stands in for a secret in every file and message.
+REDACTED = "<redacted>"
+#: A header name: an RFC 9110 token.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Credentials in a URL (``scheme://user:password@``).
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse a header that could not be sent as given: a name that is not a token,
+    or a value holding CR, LF or another control character (header injection)."""
+    if not _TOKEN.fullmatch(name):
+        raise InputError(f"{name!r} is not a valid header name", field="--header")
+    if any(ch != "\t" and (ord(ch) < 32 or ord(ch) == 127) for ch in value):
+        raise InputError(
+            f"the value of {name} holds a control character (CR, LF or another)",
+            field="--header",
+        )
+
+
+def check_url(url: str) -> None:
+    """Refuse a ``--url`` that is not ``http(s)://host[:port][/path]``, naming what is
+    wrong (the message never repeats credentials)."""
+    shown = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", url)
+    hint = "e.g. --url http://127.0.0.1:8000"
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InputError(f"{shown!r} holds a space or a control character", field="--url")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6] bracket
+        raise InputError(f"{shown!r} is not a URL: {exc}", field="--url", hint=hint) from None
+    if parts.scheme not in ("http", "https"):
+        raise InputError(f"{shown!r} is not an http:// or https:// URL", field="--url", hint=hint)
+    if not parts.hostname:
+        raise InputError(f"{shown!r} names no host", field="--url", hint=hint)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise InputError(f"{shown!r}: the port is not a number from 1 to 65535", field="--url")
+    if parts.query or parts.fragment:
+        raise InputError(f"{shown!r} has a query or fragment; give the base URL", field="--url")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A config checked and ready to run: the model resolved, the headers to send
+    (``Authorization`` from the API key included) and every secret to keep out of
+    files."""
+
+    config: BenchConfig
+    headers: dict[str, str]
+    secrets: tuple[str, ...]
+
+
+def prepare(config: BenchConfig) -> Prepared:
+    """Check everything that can be checked before a run directory exists: the URL,
+    the headers, that the API key, an ``Authorization`` header and URL credentials do
+    not compete, the prompt mode and tokenizer, and (without ``model``) that the server
+    answers with its model list. Each problem raises a :class:`BurstlabError` (an
+    :class:`InputError` for bad input; a server that cannot be reached is not one)."""
+    check_url(config.url)
+    for name, value in config.headers.items():
+        check_header(name, value)
+    env = config.api_key_env
+    api_key = os.environ.get(env) or None
+    parts = urlsplit(config.url)
+    in_url = parts.username is not None or parts.password is not None
+    given = next((k for k in config.headers if k.lower() == "authorization"), None)
+    both = "both set the Authorization header; give only one"
+    if api_key is not None and given is not None:
+        raise InputError(
+            f"the API key in ${env} and --header {given} {both}",
+            hint=f"unset {env} (or name another variable with --api-key-env), or drop the header",
+        )
+    if api_key is not None and in_url:
+        raise InputError(
+            f"the API key in ${env} and the credentials in --url {both}",
+            hint=f"unset {env} (or name another variable with --api-key-env), "
+            "or take the credentials out of the URL",
+        )
+    if given is not None and in_url:
+        raise InputError(f"--header {given} and the credentials in --url {both}")
+    headers = dict(config.headers)
+    if api_key is not None:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in api_key):
+            raise InputError(f"the API key in ${env} holds a control character")
+        headers["Authorization"] = f"Bearer {api_key}"
+    secrets = [*config.headers.values(), api_key or "", parts.username or "", parts.password or ""]
+    make_synth(config.prompt_mode(), tokenizer=config.tokenizer, seed=config.seed)
+    if config.model is None:
+        config = config.model_copy(update={"model": _first_model(config, headers)})
+    return Prepared(config, headers, tuple(s for s in secrets if s))
+
+
+def redact_text(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    """``text`` with every secret and URL credentials replaced by ``<redacted>``.
+    Secrets shorter than 4 characters are left: they cannot be told from other text
+    (``--header`` values are redacted by position in :func:`redact_argv`)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", text)
+
+
+def redact_argv(argv: list[str], secrets: tuple[str, ...] | list[str]) -> list[str]:
+    """The command line as saved in ``run.json``: every ``--header`` value hidden
+    (the name kept), and secrets and URL credentials hidden in every word."""
+
+    def header(word: str) -> str:
+        name, sep, _ = word.partition(":")
+        return f"{name.strip()}: {REDACTED}" if sep else REDACTED
+
+    out: list[str] = []
+    after_header = False
+    for word in argv:
+        if after_header:
+            out.append(header(word))
+            after_header = False
+        elif word == "--header":
+            out.append(word)
+            after_header = True
+        elif word.startswith("--header="):
+            out.append("--header=" + header(word.removeprefix("--header=")))
+        else:
+            out.append(redact_text(word, secrets))
+    return out
+
+
+def _first_model(config: BenchConfig, headers: dict[str, str]) -> str:
+    """The first model the server lists at ``/v1/models``."""
+    shown = str(config.redacted()["url"]).rstrip("/") + "/v1/models"
+
+    async def ask() -> str:
+        url = config.url.rstrip("/") + "/v1/models"
+        ssl_arg = not config.insecure
+        timeout = aiohttp.ClientTimeout(total=config.connect_timeout_s + 10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers=headers, ssl=ssl_arg, allow_redirects=False) as resp,
+        ):
+            if resp.status != 200:
+                raise BurstlabError(
+                    f"{shown} answered HTTP {resp.status}", hint="pass --model NAME"
+                )
+            raw = await resp.content.read(1 << 20)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BurstlabError(f"{shown} did not answer JSON", hint="pass --model NAME") from None
+        models = data.get("data") if isinstance(data, dict) else None
+        if not models or not isinstance(models[0], dict) or "id" not in models[0]:
+            raise BurstlabError(f"{shown} lists no models", hint="pass --model NAME")
+        return str(models[0]["id"])
+
+    try:
+        return run_loop(ask())
+    except (TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
+        reason = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", str(exc) or type(exc).__name__)
+        raise BurstlabError(
+            f"cannot reach {config.redacted()['url']}: {reason}",
+            hint="check --url, or start a server with `burstlab serve --fixed ...`",
+        ) from None
