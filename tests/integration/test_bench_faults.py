@@ -42,6 +42,7 @@ EXPECTED: dict[str, tuple[str, str | None, str | None]] = {
     "gzip": ("failed", "stream_error", "bad_encoding"),
     "json_reply": ("ok", None, "not_streamed"),
     "ignore_max_tokens": ("failed", "stream_error", "overrun"),
+    "bad_chunk_size": ("failed", "stream_error", "protocol"),
 }
 
 
@@ -103,6 +104,25 @@ def test_a_server_ignoring_max_tokens_cannot_bloat_the_records(tmp_path: Path) -
     assert table["chunk_s"].list.len().max() == event_cap(16)
     assert (tmp_path / "run" / "records.jsonl").stat().st_size < 10 * 8192
     assert result.summary.failures_by_kind == {"stream_error": 10}
+
+
+def test_a_bad_chunk_size_after_a_token_is_a_protocol_error(tmp_path: Path) -> None:
+    """One token, a pause, then an invalid chunk-size line and a close: aiohttp's C
+    parser drops the body stream without an error or an end and stops the idle timer,
+    so only the client's close watch ends the read. The record is
+    ``stream_error.protocol`` (RELIABILITY.md 2.4) with the token kept, long before
+    the total deadline (60 s here, so a wait for it cannot pass)."""
+    total = 60.0
+    with FaultyServer(["bad_chunk_size"], trickle_s=0.3) as server:
+        cfg = config(server.url).model_copy(update={"timeout_s": total})
+        result = bench(workload(3), cfg, tmp_path / "run")
+    table = load_records(tmp_path / "run")
+    got = set(zip(table["outcome"], table["error_kind"], table["error_subkind"], strict=True))
+    assert got == {("failed", "stream_error", "protocol")}, table["error_text"].to_list()
+    assert table["output_tokens_achieved"].to_list() == [1, 1, 1]
+    assert table["first_s"].is_not_null().all()
+    assert ((table["end_s"] - table["sent_s"]) < total).all()
+    assert result.summary.failures_by_kind == {"stream_error": 3}
 
 
 def test_connection_refused_is_recorded_for_every_request(tmp_path: Path) -> None:

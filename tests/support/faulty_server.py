@@ -66,6 +66,8 @@ FAULTS: dict[str, str] = {
     "ignore_max_tokens": "token chunks until the client hangs up (at most ENDLESS_TOKENS, "
     "then finish and [DONE]), whatever max_tokens says",
     "json_reply": "one application/json body (no stream) with N tokens of text and usage",
+    "bad_chunk_size": "one token chunk, trickle_s (0.3 s) of nothing, then an invalid HTTP "
+    "chunk-size line ('zz') in a write of its own, then a clean close (FIN)",
 }
 
 #: Token texts of ``split_utf8``: 2-, 3- and 4-byte UTF-8 characters.
@@ -199,6 +201,16 @@ class FaultyServer:
         transport = request.transport
         assert transport is not None
         transport.write(b"40\r\ndata: {")  # announces 64 bytes, sends 7
+        transport.close()  # flushes, then FIN
+
+    async def _fault_bad_chunk_size(self, request: web.Request, sse: _Sse) -> None:
+        await sse.token(WORD, None)
+        # The pause makes the token and the broken framing separate reads: the client
+        # is already waiting for more body when the chunk-size line fails to parse.
+        await asyncio.sleep(self.trickle_s)
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"zz\r\nnot a chunk\r\n")
         transport.close()  # flushes, then FIN
 
     async def _fault_stall(self, _request: web.Request, _sse: _Sse) -> None:

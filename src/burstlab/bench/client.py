@@ -21,6 +21,7 @@ import math
 import re
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from burstlab.bench.sse import SSEOversizeError, SSEParser
 from burstlab.results.records import Record, clean_text
@@ -216,6 +218,10 @@ class HttpTarget:
                 rec.fail(*_timeout_kind(exc, state))
         except aiohttp.ClientError as exc:
             rec.fail(*_client_error_kind(exc, rec))
+        except HttpProcessingError as exc:
+            # aiohttp's pure-Python parser (AIOHTTP_NO_EXTENSIONS) hands a read waiting on
+            # the body its raw parse error (TransferEncodingError), not a ClientError.
+            rec.fail("stream_error", "protocol", _one_line(exc))
         except OSError as exc:
             kind = ("connect", "emfile") if exc.errno == errno.EMFILE else ("reset", "stale_conn")
             rec.fail(*kind, f"{type(exc).__name__}: {exc}")
@@ -249,12 +255,16 @@ class HttpTarget:
                     f"Content-Encoding {clean_text(encoding)[:64]!r} on a request that "
                     "sent Accept-Encoding: identity",
                 )
-            if self.stream and not _is_json(resp.content_type):
-                await self._read_stream(resp, rec, state)
-            else:
-                # A JSON body to a streaming request: a server that does not stream.
-                state.not_streamed = self.stream
-                await self._read_body(resp, rec, state)
+            unwatch = _watch_close(resp)
+            try:
+                if self.stream and not _is_json(resp.content_type):
+                    await self._read_stream(resp, rec, state)
+                else:
+                    # A JSON body to a streaming request: a server that does not stream.
+                    state.not_streamed = self.stream
+                    await self._read_body(resp, rec, state)
+            finally:
+                unwatch()
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, rec: Record, state: _Stream) -> None:
         parser = SSEParser()
@@ -524,6 +534,83 @@ def retry_after_seconds(value: str, now: datetime | None = None) -> float | None
         when = when.replace(tzinfo=UTC)
     start = now if now is not None else datetime.now(UTC)
     return max(0.0, (when - start).total_seconds())
+
+
+def _watch_close(resp: aiohttp.ClientResponse) -> Callable[[], None]:
+    """Make the loss of ``resp``'s connection end a read of its body that nothing else
+    would end; return the function that stops watching (call it when the body is read).
+
+    aiohttp's C parser (``_http_parser.pyx``), on bytes it cannot parse inside the body
+    (an invalid chunk-size line such as ``zz``), forgets the body's StreamReader and
+    raises; the ResponseHandler then closes the transport and puts the error on its own
+    queue of *messages* (read only up to the headers, long done), and that
+    ``set_exception`` also drops the ``sock_read`` timer, which only ``data_received``
+    re-arms. On the close, ``connection_lost`` finds no body in the parser (so no
+    "Not enough data" error) and its queue already failed (so no
+    ``ServerDisconnectedError``), and forgets the body too. The StreamReader gets no
+    data, no end and no error, and a read of it waits for the total deadline
+    (``timeout.total``), however short the idle timeout, whether the bad bytes came in
+    a read of their own or with a token. Only bad bytes in the same read as the headers
+    were classified: the response never starts, and aiohttp raises
+    ``ClientResponseError(400)`` from the request itself. (aiohttp's pure-Python parser
+    does put its error on the body; :meth:`HttpTarget.send` catches it.)
+
+    The watch is a done-callback on the connection's ``closed`` future: when the
+    connection is lost with the body neither ended nor failed, the body fails with
+    ``stream_error.protocol`` and aiohttp's parse error as its text (the error on the
+    connection's queue), so the read in progress raises at once and the tokens already
+    received stay in the record. A callback rather than a second task per read: the
+    read loop runs once per event. With no error on the connection (which nothing in
+    aiohttp produces today) the body is counted cut short: ``reset.payload_incomplete``.
+    """
+    conn = resp.connection
+    proto = conn.protocol if conn is not None else None
+    content = resp.content
+    if proto is None or content.is_eof():
+        return _nothing
+
+    def on_closed(_fut: object = None) -> None:
+        if content.is_eof() or content.exception() is not None:
+            return  # ended or failed as it should: aiohttp saw to it
+        err = proto.exception()
+        if err is None:
+            failure = _RequestError(
+                "reset", "payload_incomplete", "the connection closed inside the body"
+            )
+        else:
+            failure = _RequestError("stream_error", "protocol", _one_line(err))
+        content.set_exception(failure)
+
+    closed = proto.closed
+    if closed is None:  # lost already: connection_lost ran before anyone asked
+        on_closed()
+        return _nothing
+    # ``closed`` lives as long as the connection, which keep-alive reuses for many
+    # requests: one consumer of its result at most (else a connection lost with an
+    # error would log "Future exception was never retrieved", since nothing else
+    # awaits it before the session closes), and each request's watch removed again.
+    closed.remove_done_callback(_consume)
+    closed.add_done_callback(_consume)
+    closed.add_done_callback(on_closed)
+
+    def unwatch() -> None:
+        closed.remove_done_callback(on_closed)
+
+    return unwatch
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Class: message`` on one line (aiohttp's parse errors span several)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _nothing() -> None:
+    pass
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _timeout_kind(exc: BaseException, state: _Stream) -> tuple[str, str, str]:
