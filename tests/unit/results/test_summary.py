@@ -8,35 +8,15 @@ from burstlab.core.errors import InputError
 from burstlab.results.records import Record, records_table
 from burstlab.results.slo import parse_slo
 from burstlab.results.summary import summarize
+from support.records import failed_record, ok_record
 
 
 def ok(i: int, intended: float, lag: float, ttft: float, itl: float, n: int) -> Record:
-    sent = intended + lag
-    first = sent + ttft
-    chunks = [first + k * itl for k in range(n)]
-    return Record(
-        request_id=i,
-        arrival_s=intended,
-        input_tokens=10,
-        output_tokens=n,
-        outcome="ok",
-        dispatched_s=sent,
-        sent_s=sent,
-        first_s=first,
-        end_s=chunks[-1],
-        chunk_s=chunks,
-        chunk_tokens=[1] * n,
-        input_tokens_achieved=10,
-        output_tokens_achieved=n,
-        tokens_source="usage",
-    )
+    return ok_record(i, intended, lag=lag, ttft=ttft, itl=itl, n=n, prompt=10)
 
 
 def failed(i: int, intended: float, kind: str, sub: str) -> Record:
-    rec = Record(request_id=i, arrival_s=intended, dispatched_s=intended, sent_s=intended)
-    rec.fail(kind, sub, "boom")
-    rec.end_s = intended + 0.001
-    return rec
+    return failed_record(i, intended, kind, sub)
 
 
 def table(records: list[Record]):  # type: ignore[no-untyped-def]
