@@ -30,7 +30,7 @@ from burstlab.cli.serve_cmd import serve
 from burstlab.server.app import MAX_BODY_BYTES
 from burstlab.server.hosting import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from support.cli import BIN
-from support.rawhttp import PROMPT_S, closed_within, connect, head, post, read_reply
+from support.rawhttp import PROMPT_S, closed_within, connect, head, post, read_head, read_reply
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads the server's RSS from /proc"
@@ -146,12 +146,7 @@ def test_the_limit_options_reach_the_server() -> None:
             for _ in range(2):
                 sock = stack.enter_context(connect(port))
                 sock.sendall(post(stream))
-                buf = bytearray()
-                while b"\r\n\r\n" not in buf:
-                    data = sock.recv(65536)
-                    assert data
-                    buf += data
-                assert buf.startswith(b"HTTP/1.1 200")
+                assert read_head(sock).startswith(b"HTTP/1.1 200")
             with connect(port) as sock:
                 sock.sendall(head("/health", method="GET"))
                 reply = read_reply(sock)

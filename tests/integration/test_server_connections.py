@@ -21,7 +21,7 @@ from aiohttp import web
 from burstlab.server.app import make_app
 from burstlab.server.fixed import FixedTiming
 from burstlab.server.hosting import HEADER_TIMEOUT_S, MAX_CONNECTIONS, Limits, serve_in_thread
-from support.rawhttp import PROMPT_S, closed_within, connect, head, post, read_reply
+from support.rawhttp import PROMPT_S, closed_within, connect, head, post, read_head, read_reply
 
 FAST = FixedTiming(ttft=0.0, itl=0.0, eos=2)
 #: A server busy for a minute with each streaming request (headers first, then tokens).
@@ -120,12 +120,7 @@ def test_past_the_cap_with_every_connection_serving_the_newcomer_gets_503() -> N
         busy = [stack.enter_context(connect(port)) for _ in range(3)]
         for sock in busy:  # each streaming for a minute: its head arrives, the tokens do not
             sock.sendall(post(stream, path="/v1/chat/completions"))
-            buf = bytearray()
-            while b"\r\n\r\n" not in buf:
-                data = sock.recv(65536)
-                assert data
-                buf += data
-            assert buf.startswith(b"HTTP/1.1 200")
+            assert read_head(sock).startswith(b"HTTP/1.1 200")
         with connect(port) as refused:
             refused.sendall(head("/health", method="GET"))
             reply = read_reply(refused)

@@ -44,6 +44,16 @@ class Reply:
         return error
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """Bytes up to the end of a reply's headers (and whatever came with them)."""
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        assert data, "closed before the headers ended"
+        buf += data
+    return bytes(buf)
+
+
 def read_reply(sock: socket.socket, buf: bytearray | None = None) -> Reply:
     """Read one response with a ``Content-Length`` body (what is left over stays in ``buf``)."""
     buf = bytearray() if buf is None else buf
