@@ -45,6 +45,7 @@ from burstlab.sim.engine import (
     OnlineEngine,
     SimResult,
 )
+from burstlab.sim.engine.result import LOAD_COLUMNS, TELEMETRY_COLUMNS
 
 SERVE, PREFILL, DECODE = 0, 1, 2
 ROLE_NAMES = ("serve", "prefill", "decode")
@@ -355,36 +356,69 @@ class Gather:
         """One result: ``iter_end`` is every engine's iteration ends one after the
         other, and a request's spans point into its engines' parts in time order;
         telemetry rows carry their engine's index in ``replica``."""
-        n = self.outcome.size
-        parts = [np.concatenate(e.run.iter_end) if e.run.iter_end else np.empty(0) for e in engines]
-        offsets = np.cumsum([0] + [p.size for p in parts]).tolist()
-        iter_end = np.concatenate(parts) if parts else np.empty(0)
-        spans: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        preemptions = np.zeros(n, dtype=np.int32)
-        rows = []
-        for k, engine in enumerate(engines):
-            off, owner = offsets[k], self.owner[k]
-            for rid, req in enumerate(engine.run.reqs):
-                g = owner[rid]
-                preemptions[g] += req.preemptions
-                if req.spans:
-                    spans[g].extend((a + off, b + off) for a, b in req.spans)
-            rows += [(*row, k) for row in engine.run.telemetry]
-        first = np.full(n, np.nan)
-        for g, parts_g in enumerate(spans):
-            if parts_g:
-                if len(parts_g) > 1:  # on several engines (prefill, then decode)
-                    parts_g.sort(key=lambda span: iter_end[span[0]])
-                first[g] = iter_end[parts_g[0][0]]
-        telemetry = np.array(sorted(rows), dtype=np.float64) if rows else np.empty((0, 10))
-        return SimResult(
-            outcome=self.outcome,
-            first=first,
-            end=self.end,
-            preemptions=preemptions,
-            spans=spans,
-            iter_end=iter_end,
-            telemetry=telemetry[:, :-1],
-            iterations=sum(e.run.iter_count for e in engines),
-            replica=telemetry[:, -1].astype(np.int32),
-        )
+        return merge_results(self.outcome, self.end, self.owner, [e.result() for e in engines])
+
+
+def merge_results(
+    outcome: np.ndarray, end: np.ndarray, owner: list[list[int]], parts: list[SimResult]
+) -> SimResult:
+    """Several engines' results as one over the whole workload: ``owner[k][i]`` is
+    the workload index of engine ``k``'s request ``i``; ``outcome`` and ``end`` are
+    the workload's (a request may pass through a prefill and a decode engine).
+    ``iter_end`` is the engines' one after the other; a request's spans point into
+    them in time order; telemetry rows carry their engine's index in ``replica``."""
+    n = outcome.size
+    offsets = np.cumsum([0] + [p.iter_end.size for p in parts])
+    iter_end = np.concatenate([p.iter_end for p in parts]) if parts else np.empty(0)
+    preemptions = np.zeros(n, dtype=np.int32)
+    tokens = np.zeros(n, dtype=np.int64)
+    max_gap = np.full(n, np.nan)
+    admitted = np.full(n, np.nan)
+    owners, lo, hi = [], [], []
+    for k, part in enumerate(parts):
+        g = np.asarray(owner[k], dtype=np.int64)
+        if not g.size:
+            continue
+        np.add.at(preemptions, g, part.preemptions)
+        np.add.at(tokens, g, part.tokens)
+        max_gap[g] = np.fmax(max_gap[g], part.max_gap)
+        admitted[g] = np.fmin(admitted[g], part.admitted)
+        counts = np.diff(part.span_ptr)
+        owners.append(np.repeat(g, counts))
+        lo.append(part.span_lo + offsets[k])
+        hi.append(part.span_hi + offsets[k])
+    span_owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
+    span_lo = np.concatenate(lo) if lo else np.zeros(0, dtype=np.int64)
+    span_hi = np.concatenate(hi) if hi else np.zeros(0, dtype=np.int64)
+    # By request, then by the time of each span's first token.
+    order = np.lexsort((iter_end[span_lo] if span_lo.size else span_lo, span_owner))
+    span_owner, span_lo, span_hi = span_owner[order], span_lo[order], span_hi[order]
+    span_ptr = np.searchsorted(span_owner, np.arange(n + 1)).astype(np.int64)
+    first = np.full(n, np.nan)
+    has = span_ptr[1:] > span_ptr[:-1]
+    first[has] = iter_end[span_lo[span_ptr[:-1][has]]]
+    rows = [
+        np.column_stack([p.telemetry, p.load, np.full(p.telemetry.shape[0], k)])
+        for k, p in enumerate(parts)
+    ]
+    width = len(TELEMETRY_COLUMNS) + len(LOAD_COLUMNS) + 1
+    table = np.concatenate(rows) if rows else np.empty((0, width))
+    table = table[np.lexsort(table.T[::-1])] if table.size else table.reshape(0, width)
+    t_cols = len(TELEMETRY_COLUMNS)
+    return SimResult(
+        outcome=outcome,
+        first=first,
+        end=end,
+        preemptions=preemptions,
+        tokens=tokens,
+        max_gap=max_gap,
+        admitted=admitted,
+        telemetry=table[:, :t_cols],
+        load=table[:, t_cols:-1],
+        iterations=sum(p.iterations for p in parts),
+        iter_end=iter_end,
+        span_ptr=span_ptr,
+        span_lo=span_lo,
+        span_hi=span_hi,
+        replica=table[:, -1].astype(np.int32),
+    )

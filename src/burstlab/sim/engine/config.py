@@ -27,5 +27,11 @@ class EngineConfig(BaseModel):
     key: Literal["input", "output", "predicted", "total"] = "input"
     #: Priority aging for srf/lrf, in key units per second waited (0: none).
     aging: float = Field(0.0, ge=0)
+    #: The most requests that may wait; an arrival beyond it is rejected (http 429).
     queue_cap: int | None = Field(None, ge=0)
     queue_timeout_s: float | None = Field(None, gt=0)
+    #: A request preempted more than this many times fails (``PREEMPTED``).
+    max_preemptions: int | None = Field(None, ge=0)
+    #: The client gives up on a request not complete this many seconds after its
+    #: arrival, wherever it is (``CLIENT_TIMEOUT``; its blocks are freed).
+    client_timeout_s: float | None = Field(None, gt=0)

@@ -18,7 +18,7 @@ import math
 from burstlab.sim.engine.fastpath import commit, tell
 from burstlab.sim.engine.kv import blocks_needed
 from burstlab.sim.engine.offline import Engine
-from burstlab.sim.engine.result import Listener
+from burstlab.sim.engine.result import Listener, SimResult
 from burstlab.sim.engine.step import step
 
 
@@ -116,6 +116,10 @@ class OnlineEngine:
         if pending is None:
             return run.kv.free
         return run.kv.free - blocks_needed(pending.decode, pending.started(now), run.kv.size)
+
+    def result(self) -> SimResult:
+        """What this engine recorded so far (request ids are its own)."""
+        return self.run.result()
 
     def state(self) -> dict[str, float]:
         """Running and waiting requests, KV blocks in use and preemptions so far."""

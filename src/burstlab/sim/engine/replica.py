@@ -23,6 +23,7 @@ from burstlab.sim.engine.kv import BlockPool
 from burstlab.sim.engine.policies import sort_key, sort_keys, waiting_queue
 from burstlab.sim.engine.request import Req
 from burstlab.sim.engine.result import (
+    LOAD_COLUMNS,
     OK,
     PENDING,
     TELEMETRY_COLUMNS,
@@ -169,15 +170,29 @@ class Replica:
     def result(self) -> SimResult:
         """What the simulation recorded, per request and per step."""
         iter_end = np.concatenate(self.iter_end) if self.iter_end else np.empty(0)
+        spans = [r.spans for r in self.reqs]
+        ptr = np.concatenate([[0], np.cumsum([len(s) for s in spans])]).astype(np.int64)
+        flat = np.array([ab for s in spans for ab in s], dtype=np.int64).reshape(-1, 2)
+        tokens = np.array([r.generated for r in self.reqs], dtype=np.int64)
+        gaps = np.full(self.n, np.nan)
+        for r in self.reqs:
+            times = np.concatenate([iter_end[a:b] for a, b in r.spans]) if r.spans else ()
+            if len(times) > 1:
+                gaps[r.rid] = float(np.diff(times).max())
+        rows = np.array(self.telemetry, dtype=np.float64).reshape(-1, len(TELEMETRY_COLUMNS))
         return SimResult(
-            outcome=self.outcome,
-            first=self.first,
-            end=self.end,
+            outcome=self.outcome[: self.n],
+            first=self.first[: self.n],
+            end=self.end[: self.n],
             preemptions=np.array([r.preemptions for r in self.reqs], dtype=np.int32),
-            spans=[r.spans for r in self.reqs],
-            iter_end=iter_end,
-            telemetry=np.array(self.telemetry, dtype=np.float64).reshape(
-                -1, len(TELEMETRY_COLUMNS)
-            ),
+            tokens=tokens,
+            max_gap=gaps,
+            admitted=np.full(self.n, np.nan),
+            telemetry=rows,
+            load=np.zeros((rows.shape[0], len(LOAD_COLUMNS))),
             iterations=self.iter_count,
+            iter_end=iter_end,
+            span_ptr=ptr,
+            span_lo=flat[:, 0].copy(),
+            span_hi=flat[:, 1].copy(),
         )
