@@ -5,7 +5,11 @@ variants that differ in one setting, compared on the same metrics.
   spec says, by default on input length);
 - ``kv``: the KV-cache size swept from a tenth of the derived block count to
   twice it (``num_blocks`` x 0.1, 0.25, 0.5, 1, 2), to see where a burst starts
-  to preempt and fail;
+  to preempt and fail. Real clients give up, so an engine whose spec configures
+  no failure limit (none of ``queue_cap``, ``queue_timeout_s``,
+  ``client_timeout_s``, ``max_preemptions`` written under ``engine``) gets
+  :data:`KV_LIMITS`; write any of them (``client_timeout_s: null`` included)
+  to choose the limits yourself;
 - ``pd``: the same number of instances (the spec's ``pd`` pools, else 4)
   colocated behind a least-outstanding router, against static prefill:decode
   ratios (1:N-1, N/2:N/2, N-1:1) and the dynamic ratio controller starting
@@ -34,6 +38,16 @@ from burstlab.sim.spec import EngineSpec
 Study = Literal["scheduling", "kv", "pd"]
 STUDIES: tuple[str, ...] = ("scheduling", "kv", "pd")
 KV_FRACTIONS = (0.1, 0.25, 0.5, 1.0, 2.0)
+#: The failure limits of the ``kv`` study when the spec sets none, in seconds: a
+#: request with no token 60 s after its arrival fails (``queue_timeout_s``: the
+#: default read timeout of an nginx proxy, ``proxy_read_timeout``, in front of a
+#: streaming server that sends no body byte before the first token), and the
+#: client gives up on any request not complete 600 s after it (``client_timeout_s``:
+#: the OpenAI Python client's default request timeout). No preemption limit: vLLM
+#: re-queues a preempted request however often; the time that costs is what the
+#: client timeout turns into failures.
+KV_LIMITS: dict[str, float] = {"queue_timeout_s": 60.0, "client_timeout_s": 600.0}
+FAILURE_FIELDS = ("queue_cap", "queue_timeout_s", "client_timeout_s", "max_preemptions")
 
 
 def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
@@ -75,10 +89,11 @@ def variants(study: str, spec: EngineSpec) -> list[tuple[str, EngineSpec]]:
         return out
     if study == "kv":
         base = spec.config().num_blocks
+        limits = {} if any(k in spec.engine for k in FAILURE_FIELDS) else KV_LIMITS
         out = []
         for f in KV_FRACTIONS:
             blocks = max(1, round(base * f))
-            engine = {**spec.engine, "num_blocks": blocks}
+            engine = {**limits, **spec.engine, "num_blocks": blocks}
             out.append((f"{blocks} blocks (x{f:g})", spec.model_copy(update={"engine": engine})))
         return out
     raise InputError(f"unknown experiment {study!r}; known: {', '.join(STUDIES)}")
