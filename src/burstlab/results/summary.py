@@ -33,7 +33,8 @@ from burstlab.results.slo import SLO
 
 #: The summary format this burstlab writes. Version 1 (burstlab 0.x before the
 #: results layer) had no ``version`` key and a ``vllm`` block; it is read and upgraded.
-SUMMARY_VERSION = 2
+#: Version 3 added ``engine.utilisation``; a version-2 summary reads as it is.
+SUMMARY_VERSION = 3
 #: Client-bound thresholds (RELIABILITY.md 2.2), seconds.
 LAG_P99_LIMIT_S = 0.010
 LAG_MAX_LIMIT_S = 0.100
@@ -110,13 +111,68 @@ class Goodput(_Model):
     requests_per_s_intended: float
 
 
+class Peak(_Model):
+    """The highest time bin of a utilisation series: its share (0-1), the bin's start
+    (seconds from the first iteration) and its replica (``None`` for one engine)."""
+
+    value: float
+    start_s: float
+    replica: int | None = None
+
+
+class ReplicaUtilisation(_Model):
+    """One replica's utilisation over the whole window (shares 0-1, as
+    :class:`UtilisationStats`)."""
+
+    replica: int
+    busy_share: float
+    mfu: float | None = None
+    mbu: float | None = None
+
+
+class UtilisationStats(_Model):
+    """How busy the simulated GPUs were, from the cost model (shares 0-1).
+
+    ``busy_share``: the share of the window a replica spent running iterations.
+    ``mfu`` (model FLOPs utilisation): the FLOPs the cost model says the iterations
+    performed, over the datasheet's peak dense FLOP/s times the window; ``mbu``
+    (memory-bandwidth utilisation): HBM bytes moved (weights and KV cache) over the
+    peak bandwidth times the window. Both are per GPU, which is also per replica:
+    its ``tp`` GPUs do equal shares in lock step. ``*_when_busy`` divide by the busy
+    time instead of the window: how well the iterations themselves use the GPU.
+    MFU and MBU are ``None`` when the cost model has no datasheet (``linear``) or
+    the engine reported no per-iteration load (``basis`` says which).
+
+    The window runs from the first iteration's start to the last one's end
+    (``window_s`` seconds); with several replicas the figures are means over
+    replicas (a replica not yet launched, or stopped, counts as idle), each
+    replica's are in ``replicas``, and a peak is the highest bin of any replica.
+    ``bin_s`` is the width of the time series' bins (``utilisation.parquet``).
+    """
+
+    basis: Literal["roofline", "busy_only"]
+    window_s: float
+    bin_s: float
+    busy_share: float
+    mfu: float | None = None
+    mbu: float | None = None
+    mfu_when_busy: float | None = None
+    mbu_when_busy: float | None = None
+    peak_busy_share: Peak
+    peak_mfu: Peak | None = None
+    peak_mbu: Peak | None = None
+    replicas: list[ReplicaUtilisation] = Field(default_factory=list)
+
+
 class EngineStats(_Model):
-    """What the simulated engine did: iterations, scheduler steps, preemptions, wall time (s)."""
+    """What the simulated engine did: iterations, scheduler steps, preemptions, wall
+    time (s), and GPU utilisation (``None`` when it ran no iteration)."""
 
     iterations: int
     steps: int
     preemptions: int
     wall_s: float
+    utilisation: UtilisationStats | None = None
 
 
 class RunSummary(_Model):

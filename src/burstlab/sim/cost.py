@@ -31,6 +31,10 @@ Two models:
 - :class:`Linear`: five non-negative coefficients, fitted by :func:`fit_linear`
   from per-iteration timings of a real engine (``burstlab calibrate``).
 
+What an iteration asks of the GPU, for utilisation (:mod:`burstlab.sim.utilisation`):
+:meth:`Roofline.work` gives its FLOPs and HBM bytes. :class:`Linear` has no
+datasheet, so it knows durations only: with it, utilisation is the busy share alone.
+
 And the KV-cache capacity an engine would get on a GPU: :func:`kv_bytes_per_token`
 and :func:`kv_blocks`. GPU and model presets live in :mod:`burstlab.sim.presets`.
 """
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -206,6 +210,21 @@ def _max(a: float, b: float) -> float:
     """``np.maximum(a, b)`` on two floats, bit for bit: ``b`` on a tie (so on
     ``0.0`` against ``-0.0`` too), and NaN when either is NaN."""
     return a if a > b or math.isnan(a) else b
+
+
+class Work(NamedTuple):
+    """What some iterations ask of one GPU: model FLOPs and HBM bytes moved.
+
+    Counts only what the roofline counts: the linear layers' and attention's
+    multiply-adds (2 FLOPs each), and reads of the weights and of the KV cache plus
+    writes of new KV entries. Activations, norms, sampling and all-reduces are not
+    counted, so an MFU or MBU from these is a lower bound of the real kernels'.
+    """
+
+    #: FLOPs one GPU performs (each of a replica's ``tp`` GPUs does the same).
+    flops: np.ndarray
+    #: Bytes one GPU moves between HBM and its cores.
+    bytes: np.ndarray
 
 
 class Roofline(BaseModel):
@@ -394,6 +413,45 @@ class Roofline(BaseModel):
         pt, pa, ds, dc, maximum = _inputs(prefill_tokens, prefill_attn, decode_seqs, decode_ctx)
         return np.asarray(self._iteration(pt, pa, ds, dc, maximum), dtype=np.float64)
 
+    def work(
+        self,
+        prefill_tokens: Any,
+        prefill_attn: Any,
+        decode_seqs: Any,
+        decode_ctx: Any,
+        iterations: Any = 1,
+    ) -> Work:
+        """FLOPs and HBM bytes of ``iterations`` iterations on **one GPU**, whose
+        four batch numbers (the module docstring's) sum to the arguments: the class
+        docstring's work terms, without efficiency factors or overheads::
+
+            flops = 2 * P * (prefill_tokens + decode_seqs) / tp
+                    + layers * 4 * (heads / tp) * head_dim * pairs
+            bytes = iterations * P * dtype_bytes / tp
+                    + kv_bytes_per_token(model, tp) * (kv_read + kv_written)
+
+        with ``pairs``, ``kv_read`` and ``kv_written`` as in the class docstring.
+        Linear in the five arguments, so a run of iterations costs what the sums of
+        its numbers cost: pass a telemetry row's sums. Dividing by the GPU's peaks
+        and a duration gives that GPU's MFU (against ``gpu.flops``) and MBU
+        (against ``gpu.mem_bw``); its ``tp`` GPUs run in lock step on equal
+        shares, so these are also the replica's. Because :meth:`iteration_s`
+        spends at least ``flops / (gpu.flops * mfu)`` and ``bytes / (gpu.mem_bw *
+        mbu)`` on them, MFU never exceeds ``max(mfu, attn_mfu)`` nor MBU ``mbu``.
+        """
+        pt, pa, ds, dc, it = _arrays(
+            prefill_tokens, prefill_attn, decode_seqs, decode_ctx, iterations
+        )
+        m, tp = self.model, self.tp
+        pairs = pa + dc + ds
+        flops = (
+            2.0 * m.matmul_params / tp * (pt + ds)
+            + (m.layers * 4.0 * (m.heads // tp) * m.head_dim) * pairs
+        )
+        kv_tokens = dc + ds + pa / Q_TILE + pt + ds
+        moved = it * (m.matmul_params * m.dtype_bytes / tp) + kv_bytes_per_token(m, tp) * kv_tokens
+        return Work(np.asarray(flops, dtype=np.float64), np.asarray(moved, dtype=np.float64))
+
     def _iteration(self, pt: Any, pa: Any, ds: Any, dc: Any, maximum: Maximum) -> Any:
         """:meth:`iteration_s` on floats or arrays, as :meth:`_attention` (seconds)."""
         s_gemm, s_weights, _, _, ar_fixed, s_ar = self._constants()
@@ -416,7 +474,9 @@ class Linear(BaseModel):
     decoding sequence, ``c_ctx`` seconds per token of decode context. The form is
     what a real engine's per-iteration timings can pin down by least squares
     (:func:`fit_linear`); coefficients are non-negative so that more work never
-    takes less time.
+    takes less time. It knows durations, not work (no datasheet): utilisation
+    under it (:mod:`burstlab.sim.utilisation`) is the busy share alone, with no
+    MFU or MBU.
     """
 
     model_config = ConfigDict(extra="forbid")
