@@ -129,6 +129,8 @@ class Run:
     summary: RunSummary
     records: pl.DataFrame | None
     telemetry: pl.DataFrame | None = None
+    #: The simulated GPUs' utilisation per replica and time bin (``utilisation.parquet``).
+    utilisation: pl.DataFrame | None = None
     autoscale: Autoscale | None = None
     target: Target | None = None
     engine: Engine | None = None
@@ -138,7 +140,8 @@ class Run:
 
 def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
     """Read a run directory; recompute the summary from the records when it is missing.
-    ``telemetry=False`` skips the engine's telemetry (only figures need it).
+    ``telemetry=False`` skips the engine's telemetry and utilisation series (only
+    figures need them).
 
     Raises :class:`~burstlab.core.errors.InputError` naming the directory when it
     is missing or holds no run (no records and no summary), or naming the file
@@ -183,6 +186,7 @@ def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
         summary=summary,
         records=records,
         telemetry=rundir.telemetry() if telemetry else None,
+        utilisation=rundir.utilisation() if telemetry else None,
         autoscale=_view(Autoscale, rundir.autoscale(), path / AUTOSCALE),
         target=_view(Target, manifest.config if manifest else None, path / MANIFEST, "config."),
         engine=_view(Engine, manifest.engine if manifest else None, path / MANIFEST, "engine."),
