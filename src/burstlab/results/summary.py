@@ -201,6 +201,10 @@ class RunSummary(_Model):
     goodput: Goodput | None = None
     burst: BurstView | None = None
     engine: EngineStats | None = None
+    #: Whether every token's time was kept, so ``itl_s`` is exact (bench: its chunks;
+    #: simulate: only with ``--token-times``). False: ``itl_s`` is empty, and TPOT and
+    #: each request's largest gap between tokens (``requests.parquet``) stand for it.
+    token_times: bool = True
 
 
 def upgrade_summary(data: dict[str, Any]) -> dict[str, Any]:
