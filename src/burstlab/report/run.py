@@ -43,4 +43,5 @@ def figures(run: Run) -> list[tuple[str, str]]:
     window = window_for(table)
     made = run_figures.figures(table, run.summary.slo, window)
     made += sim_figures.figures(run, window)
+    made += run_figures.utilisation_figures(run.utilisation)
     return [(caption, uri) for caption, png in made if (uri := drawing.data_uri(png)) is not None]

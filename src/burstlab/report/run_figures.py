@@ -310,3 +310,98 @@ def lengths_scatter(table: pl.DataFrame) -> bytes | None:
         ax.set_ylabel("achieved")
         ax.legend(loc="upper left", fontsize=8)
     return drawing.to_png(fig)
+
+
+#: Replicas drawn one line each in the utilisation figure; a larger cluster is drawn
+#: as its mean and the band between its least and most utilised replica.
+UTILISATION_LINES = 8
+#: The utilisation series: column, label, colour of a single replica's line.
+UTILISATION_SERIES = (
+    ("busy_share", "busy share", "tab:blue"),
+    ("mfu", "MFU", "tab:orange"),
+    ("mbu", "MBU", "tab:green"),
+)
+
+
+def utilisation_figures(series: pl.DataFrame | None) -> list[tuple[str, bytes | None]]:
+    """(caption, PNG) of the utilisation figure, when the run has a series
+    (``utilisation.parquet``: one row per replica and time bin)."""
+    if series is None or series.height == 0:
+        return []
+    bin_s = float(series["end_s"][0] - series["start_s"][0])
+    roofline = series["mfu"].null_count() < series.height
+    what = (
+        "busy share (time running iterations), MFU (model FLOPs over the GPU's dense "
+        "peak) and MBU (HBM bytes over its peak bandwidth), per GPU"
+        if roofline
+        else "busy share (time running iterations); MFU and MBU need a roofline cost "
+        "model (a GPU datasheet)"
+    )
+    clustered = series["replica"].n_unique() > 1
+    per = ", one line per replica, black their mean" if clustered else ""
+    return [
+        (
+            f"Simulated GPU utilisation per {bin_s:g}-s bin, from the cost model: {what}{per}",
+            utilisation_over_time(series),
+        )
+    ]
+
+
+def utilisation_over_time(series: pl.DataFrame) -> bytes | None:
+    """Busy share, MFU and MBU (%) against simulated time: one panel with a line per
+    metric for one replica; a panel per metric with a line per replica (and their
+    mean) for a cluster. ``series`` holds every replica's every bin, as
+    :meth:`~burstlab.sim.utilisation.UtilisationSeries.table` writes it, so the
+    figure draws at most replicas x bins points."""
+    if series.height == 0:
+        return None
+    present = [s for s in UTILISATION_SERIES if series[s[0]].null_count() < series.height]
+    ordered = series.sort("replica", "start_s")
+    replicas = ordered["replica"].unique(maintain_order=True).to_list()
+    starts = ordered["start_s"].to_numpy()[: ordered.height // len(replicas)]
+    bin_s = float(ordered["end_s"][0] - ordered["start_s"][0])
+    scale, unit = time_axis.time_unit(float(starts[-1] + bin_s - starts[0]))
+    x = np.append(starts, starts[-1] + bin_s) / scale
+
+    def percent(column: str) -> np.ndarray:
+        """``(bins, replicas)`` of ``column`` in percent."""
+        values = ordered[column].fill_null(0.0).to_numpy() * 100.0
+        return values.reshape(len(replicas), -1).T
+
+    if len(replicas) == 1:
+        fig, axes = drawing.grid(1, 1, height=3.2, width=10.0)
+        ax = axes[0, 0]
+        for column, label, colour in present:
+            y = percent(column)[:, 0]
+            ax.step(x, np.append(y, y[-1]), where="post", color=colour, lw=1.1, label=label)
+        _percent_axis(ax)
+        ax.set_xlabel(f"simulated time ({unit})")
+        drawing.legend_above(ax, *ax.get_legend_handles_labels())
+        return drawing.to_png(fig)
+    fig, axes = drawing.grid(len(present), 1, height=2.3, width=10.0)
+    for ax, (column, label, _) in zip(axes[:, 0], present, strict=True):
+        y = percent(column)
+        mean = y.mean(axis=1)
+        if len(replicas) <= UTILISATION_LINES:
+            for i, k in enumerate(replicas):
+                ax.step(x, np.append(y[:, i], y[-1, i]), where="post", lw=0.8, label=f"r{k}")
+        else:
+            lo, hi = y.min(axis=1), y.max(axis=1)
+            ax.fill_between(
+                x, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
+                color="tab:blue", alpha=0.25, lw=0, label=f"{len(replicas)} replicas, min-max",
+            )  # fmt: skip
+        ax.step(x, np.append(mean, mean[-1]), where="post", color="black", lw=1.4, label="mean")
+        ax.set_title(label, fontsize=9, loc="left")
+        _percent_axis(ax)
+        ax.legend(loc="upper right", fontsize=7, ncols=min(len(replicas) + 1, 9))
+    axes[-1, 0].set_xlabel(f"simulated time ({unit})")
+    return drawing.to_png(fig)
+
+
+def _percent_axis(ax: Any) -> None:
+    """A 0-100% y axis (higher should a share exceed it), with a grid."""
+    top = max([105.0] + [float(np.max(line.get_ydata())) * 1.05 for line in ax.get_lines()])
+    ax.set_ylim(0, top)
+    ax.set_ylabel("share (%)")
+    ax.grid(alpha=0.3)

@@ -1,7 +1,7 @@
 """What the run report's page shows, as display strings: status, target or engine,
 counts, throughput, the latency table, lengths, failures with example errors, the
-burst view and the autoscaling comparison (figures are :mod:`run_figures`'s and
-:mod:`sim_figures`'s).
+burst view, the autoscaling comparison and the simulated GPUs' utilisation (figures
+are :mod:`run_figures`'s and :mod:`sim_figures`'s).
 
 Every piece of text that came from the server or the workload (model names,
 error texts, URLs) is passed on as it is; the template escapes it.
@@ -28,7 +28,7 @@ from burstlab.results.bursts import BurstView
 from burstlab.results.manifest import Manifest
 from burstlab.results.metrics import BY_NAME, LATENCY, METRICS, Distribution
 from burstlab.results.slo import SLO
-from burstlab.results.summary import RunSummary
+from burstlab.results.summary import Peak, RunSummary, UtilisationStats
 
 #: Example error texts shown per failure kind.
 EXAMPLES = 3
@@ -68,6 +68,7 @@ def page(run: Run) -> dict[str, Any]:
         "failures": _failures(run.records, s),
         "bursts": _bursts(s.burst) if s.burst is not None else None,
         "autoscale": _autoscale(run),
+        "utilisation": _utilisation(s.engine.utilisation if s.engine else None),
     }
 
 
@@ -324,6 +325,40 @@ def _bursts(b: BurstView) -> dict[str, Any]:
                 fmt_num(x.recovery_s, 1) if x.recovery_s is not None else "not recovered",
             )
             for x in rec.bursts
+        ],
+    }
+
+
+def _utilisation(u: UtilisationStats | None) -> dict[str, Any] | None:
+    """The simulated GPUs' utilisation: means over the run and while busy, the peak
+    bin, and each replica's means (percent)."""
+    if u is None:
+        return None
+
+    def peak(p: Peak | None) -> str:
+        if p is None:
+            return "-"
+        where = f", replica {p.replica}" if p.replica is not None else ""
+        return f"{fmt_share(p.value)} at {fmt_num(p.start_s, 1)} s{where}"
+
+    return {
+        "roofline": u.basis == "roofline",
+        "window": fmt_duration(u.window_s),
+        "bin": fmt_num(u.bin_s, 3),
+        "rows": [
+            ("busy share", fmt_share(u.busy_share), "-", peak(u.peak_busy_share)),
+            *(
+                [
+                    ("MFU", fmt_share(u.mfu), fmt_share(u.mfu_when_busy), peak(u.peak_mfu)),
+                    ("MBU", fmt_share(u.mbu), fmt_share(u.mbu_when_busy), peak(u.peak_mbu)),
+                ]
+                if u.basis == "roofline"
+                else []
+            ),
+        ],
+        "replicas": [
+            (str(r.replica), fmt_share(r.busy_share), fmt_share(r.mfu), fmt_share(r.mbu))
+            for r in u.replicas
         ],
     }
 

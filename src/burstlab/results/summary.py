@@ -113,7 +113,8 @@ class Goodput(_Model):
 
 class Peak(_Model):
     """The highest time bin of a utilisation series: its share (0-1), the bin's start
-    (seconds from the first iteration) and its replica (``None`` for one engine)."""
+    (simulated seconds, the workload's time axis) and its replica (``None`` for one
+    engine)."""
 
     value: float
     start_s: float

@@ -24,11 +24,13 @@ utilisation is the busy share alone (``basis="busy_only"``); so is a result whos
 engine did not report the load (decode rows with no decode sequences).
 
 A telemetry row's work is spread evenly over its time (a run of decode steps
-grows its context by one token per step, so this is close). Bins start at the
-first iteration's start, are at least :data:`MIN_BIN_ITERATIONS` mean iterations
-wide (narrower bins would read as 0 or 1 by quantisation) and at most
-:data:`MAX_BINS` per replica, rounded up to 1, 2 or 5 times a power of ten
-seconds; the last bin runs past the last iteration's end, where the engine is idle.
+grows its context by one token per step, so this is close). Bins are at least
+:data:`MIN_BIN_ITERATIONS` mean iterations wide (narrower bins would read as 0 or
+1 by quantisation) and at most :data:`MAX_BINS` per replica, rounded up to 1, 2
+or 5 times a power of ten seconds, with edges at multiples of their width. The
+first and last bins reach past the first and last iterations, where the engine
+is idle; the means over the run divide by the window from the first iteration's
+start to the last one's end instead.
 """
 
 from __future__ import annotations
@@ -63,16 +65,19 @@ class UtilisationSeries:
     """Utilisation per replica per time bin, and its totals over the window.
 
     ``busy``, ``mfu`` and ``mbu`` are ``(replicas, bins)`` shares; bin ``j`` covers
-    ``[start_s + j * bin_s, start_s + (j + 1) * bin_s)`` (seconds of simulated
-    time). ``mfu``/``mbu`` are ``None`` when ``basis`` is ``"busy_only"``. Totals
-    per replica: ``busy_s`` (seconds running iterations), ``flops`` and ``bytes``
-    (one GPU's). ``cluster``: the result came from several replicas.
+    ``[bins_from_s + j * bin_s, bins_from_s + (j + 1) * bin_s)`` (seconds of
+    simulated time; ``bins_from_s`` is the multiple of ``bin_s`` at or before the
+    window's ``start_s``, so edges are round). ``mfu`` and ``mbu`` are ``None``
+    when ``basis`` is ``"busy_only"``. Totals per replica: ``busy_s`` (seconds
+    running iterations), ``flops`` and ``bytes`` (one GPU's). ``cluster``: the
+    result came from several replicas.
     """
 
     basis: Literal["roofline", "busy_only"]
     start_s: float
     end_s: float
     bin_s: float
+    bins_from_s: float
     replicas: np.ndarray
     busy: np.ndarray
     mfu: np.ndarray | None
@@ -93,7 +98,7 @@ class UtilisationSeries:
         """One row per replica and bin (:data:`UTILISATION_COLUMNS`; ``start_s`` and
         ``end_s`` in simulated seconds; ``mfu``/``mbu`` null without a datasheet)."""
         n_rep, n_bins = self.busy.shape
-        edges = self.start_s + self.bin_s * np.arange(n_bins + 1)
+        edges = self.bins_from_s + self.bin_s * np.arange(n_bins + 1)
         nulls = pl.Series(values=[None] * (n_rep * n_bins), dtype=pl.Float64)
         return pl.DataFrame(
             {
@@ -126,7 +131,7 @@ class UtilisationSeries:
             [
                 ReplicaUtilisation(
                     replica=int(r),
-                    busy_share=float(busy_share[i]),
+                    busy_share=min(float(busy_share[i]), 1.0),
                     mfu=None if mfu is None else float(mfu[i]),
                     mbu=None if mbu is None else float(mbu[i]),
                 )
@@ -139,7 +144,7 @@ class UtilisationSeries:
             basis=self.basis,
             window_s=self.window_s,
             bin_s=self.bin_s,
-            busy_share=float(busy_share.mean()),
+            busy_share=min(float(busy_share.mean()), 1.0),
             mfu=None if mfu is None else float(mfu.mean()),
             mbu=None if mbu is None else float(mbu.mean()),
             mfu_when_busy=mfu_busy,
@@ -155,7 +160,7 @@ class UtilisationSeries:
         i, j = np.unravel_index(int(np.argmax(shares)), shares.shape)
         return Peak(
             value=float(shares[i, j]),
-            start_s=float(j * self.bin_s),
+            start_s=float(self.bins_from_s + j * self.bin_s),
             replica=int(self.replicas[i]) if self.cluster else None,
         )
 
@@ -184,11 +189,12 @@ def utilisation(
     t0, t1 = float(start.min()), float(end.max())
     iterations = rows[:, _ITER]
     busy_rows = end - start
-    bin_s = _bin_width(
-        t1 - t0, float(busy_rows.sum()) / max(float(iterations.sum()), 1.0), max_bins
-    )
-    n_bins = max(1, math.ceil((t1 - t0) / bin_s))
-    edges = t0 + bin_s * np.arange(n_bins + 1)
+    mean_iteration_s = float(busy_rows.sum()) / max(float(iterations.sum()), 1.0)
+    # One bin fewer than allowed: rounding the first edge down may add one.
+    bin_s = _bin_width(t1 - t0, mean_iteration_s, max(max_bins - 1, 1))
+    first = math.floor(t0 / bin_s) * bin_s  # round edges, as the report's windows
+    n_bins = max(1, math.ceil((t1 - first) / bin_s))
+    edges = first + bin_s * np.arange(n_bins + 1)
 
     work, peaks = None, None
     if isinstance(cost, Roofline) and _has_load(rows, result.load):
@@ -216,6 +222,7 @@ def utilisation(
         start_s=t0,
         end_s=t1,
         bin_s=bin_s,
+        bins_from_s=first,
         replicas=ids,
         busy=np.clip(busy / bin_s, 0.0, 1.0),  # rounding only: rows never overlap
         mfu=mfu,
