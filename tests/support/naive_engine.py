@@ -11,17 +11,28 @@ The rules, per iteration starting at ``t``:
 1. Intake: in time order, requests arriving at or before ``t`` join the queue
    (rejected at their arrival if ``queue_cap`` requests already wait then, or if
    they could never run: ``prompt + output - 1`` KV tokens need more blocks than
-   the cache has, or, without chunked prefill, the prompt exceeds the budget), and a
-   request that is waiting at its deadline (``arrival + queue_timeout_s``) without
-   having produced a token fails at the deadline. At equal times a deadline goes
-   first. A deadline fires once: a request running at its deadline keeps going.
+   the cache has, or, without chunked prefill, the prompt exceeds the budget), and
+   deadlines at or before ``t`` expire: before each arrival at ``a`` those at or
+   before ``a`` (at equal times a deadline goes first), then those at or before
+   ``t``, in order of (time, kind, id), the queue deadline before the client's.
+   A request queued at ``a`` has a queue deadline ``a + queue_timeout_s`` and a
+   client deadline ``a + client_timeout_s`` (each when set). A queue deadline
+   fails a request waiting without having produced a token (timed out at the
+   deadline); a client deadline fails a request waiting, tokens or not (preempted
+   ones too: client timeout at the deadline). Each deadline fires once and does
+   nothing to a request not waiting then: a request running at its queue deadline
+   keeps going.
+   Then every running request whose client deadline is at or before ``t`` fails
+   (client timeout at its deadline, blocks freed, the others keep their order).
 2. Running requests, in admission order: a prefilling one takes
    ``min(remaining prefill, budget)`` tokens, a decoding one takes one token; each
    needs ``ceil(kv / block_size)`` blocks. While the blocks are not free, the most
    recently admitted running request is preempted (recompute: re-queued to
    prefill prompt plus generated tokens; swap: its KV goes to the host, costing
    ``kv * bytes_per_token / swap_bandwidth`` seconds now and again when it comes
-   back).
+   back). A victim preempted more than ``max_preemptions`` times (when set) fails
+   instead (preempted, at ``t``): not re-queued, and no swap time; it still counts
+   as a preemption (totals, and no admission this step).
 3. Admission, only if nothing was preempted: the best waiting request (FCFS:
    earliest arrival; SRF/LRF: smallest ``sign * key - aging * waited``; ties by
    arrival, then id) while fewer than ``max_num_seqs`` run and budget remains,
@@ -31,12 +42,17 @@ The rules, per iteration starting at ``t``:
 4. Nothing scheduled: the swap time passes (no iteration), or, if there was none,
    the best waiting request can never fit (without chunked prefill, recomputing
    more than the budget after a preemption) and is rejected at ``t``.
-5. The iteration lasts ``cost.iteration_s(...) + swap seconds``; at its end each
-   decoding request and each request finishing its prefill emits a token, and a
-   request with all its tokens completes and frees its blocks.
+5. The iteration lasts ``cost.iteration_s(...) + swap seconds``; at its end,
+   decoding requests first, then prefilling ones, in batch order: a request whose
+   client deadline is before the end (strictly) fails at its deadline (client
+   timeout: no token, its KV not grown, blocks freed); otherwise each decoding
+   request and each request finishing its prefill emits a token (a token exactly
+   at the client deadline is emitted), and a request with all its tokens
+   completes and frees its blocks. The telemetry row is the state after this.
 
 Outcomes are strings here (``"ok"``, ``"rejected"``, ``"timed_out"``,
-``"pending"``); the test maps them onto the engine's codes.
+``"pending"``, ``"client_timeout"``, ``"preempted"``); the test maps them onto the
+engine's codes.
 """
 
 from __future__ import annotations
@@ -60,7 +76,7 @@ class NaiveRequest:
     generated: int = 0
     swapped: int = 0  # KV tokens in host memory
     preemptions: int = 0
-    deadline: float | None = None  # pending queue deadline (fires once)
+    client_deadline: float = float("inf")  # arrival + client_timeout_s, if set
     outcome: str = "pending"
     end: float = float("nan")
     tokens: list[float] = field(default_factory=list)
@@ -128,7 +144,7 @@ class _Sim:
         self.reqs = reqs
         self.next_arrival = 0
         self.waiting: list[NaiveRequest] = []
-        self.deadlines: list[NaiveRequest] = []  # requests whose deadline has not fired
+        self.deadlines: list[tuple[float, int, int]] = []  # (time, kind, rid) yet to fire
         self.running: list[NaiveRequest] = []
         self.free = cfg.num_blocks
         self.preempted = 0
@@ -138,6 +154,7 @@ class _Sim:
         t = 0.0
         while True:
             self.intake(t)
+            self.client_timeouts(t)
             if not self.running and not self.waiting:
                 if self.next_arrival == len(self.reqs):
                     break
@@ -155,9 +172,9 @@ class _Sim:
                 r = self.reqs[self.next_arrival]
                 if r.arrival <= t:
                     arrival = r
-            due = [r for r in self.deadlines if r.deadline is not None and r.deadline <= t]
-            deadline = min(due, key=lambda r: r.deadline) if due else None
-            if deadline is not None and (arrival is None or deadline.deadline <= arrival.arrival):
+            due = [d for d in self.deadlines if d[0] <= t]
+            deadline = min(due) if due else None
+            if deadline is not None and (arrival is None or deadline[0] <= arrival.arrival):
                 self.fire_deadline(deadline)
             elif arrival is not None:
                 self.arrive(arrival)
@@ -175,18 +192,38 @@ class _Sim:
             r.outcome, r.end = "rejected", r.arrival
             return
         self.waiting.append(r)
-        if self.cfg.queue_timeout_s is not None:
-            r.deadline = r.arrival + self.cfg.queue_timeout_s
-            self.deadlines.append(r)
+        if cfg.queue_timeout_s is not None:
+            self.deadlines.append((r.arrival + cfg.queue_timeout_s, 0, r.rid))
+        if cfg.client_timeout_s is not None:
+            r.client_deadline = r.arrival + cfg.client_timeout_s
+            self.deadlines.append((r.client_deadline, 1, r.rid))
 
-    def fire_deadline(self, r: NaiveRequest) -> None:
-        assert r.deadline is not None
-        when = r.deadline
-        r.deadline = None
-        self.deadlines.remove(r)
-        if r in self.waiting and r.generated == 0:
+    def fire_deadline(self, deadline: tuple[float, int, int]) -> None:
+        self.deadlines.remove(deadline)
+        when, kind, rid = deadline
+        r = self.reqs[rid]
+        if r not in self.waiting:
+            return
+        if kind == 0 and r.generated == 0:
             self.waiting.remove(r)
             r.outcome, r.end = "timed_out", when
+        elif kind == 1:
+            self.waiting.remove(r)
+            r.outcome, r.end = "client_timeout", when
+
+    def client_timeouts(self, t: float) -> None:
+        """Running requests whose client gave up by ``t`` fail at their deadline."""
+        if self.cfg.client_timeout_s is None:
+            return
+        for r in list(self.running):
+            if r.client_deadline <= t:
+                self.give_up(r)
+
+    def give_up(self, r: NaiveRequest) -> None:
+        self.free += r.blocks
+        r.blocks = 0
+        self.running.remove(r)
+        r.outcome, r.end = "client_timeout", r.client_deadline
 
     def best_waiting(self, t: float) -> NaiveRequest | None:
         best = None
@@ -212,12 +249,16 @@ class _Sim:
             self.free -= need
             r.blocks += need
 
-    def preempt(self, r: NaiveRequest) -> float:
+    def preempt(self, r: NaiveRequest, t: float) -> float:
         cfg = self.cfg
         r.preemptions += 1
         self.preempted += 1
         self.free += r.blocks
         r.blocks = 0
+        if cfg.max_preemptions is not None and r.preemptions > cfg.max_preemptions:
+            r.kv = 0
+            r.outcome, r.end = "preempted", t
+            return 0.0
         seconds = 0.0
         if cfg.preemption == "swap":
             r.swapped = r.kv
@@ -248,7 +289,7 @@ class _Sim:
             evicted_self = False
             while not self.fits(r, r.kv + tokens):
                 victim = self.running.pop()
-                swap_s += self.preempt(victim)
+                swap_s += self.preempt(victim, t)
                 preempted = True
                 if victim is r:
                     evicted_self = True
@@ -319,9 +360,15 @@ class _Sim:
         end = t + seconds + swap_s
 
         for r in decode:
+            if r.client_deadline < end:
+                self.give_up(r)
+                continue
             r.kv += 1
             self.emit(r, end)
         for r, chunk in prefill:
+            if r.client_deadline < end:
+                self.give_up(r)
+                continue
             r.kv += chunk
             if r.kv >= r.target:
                 self.emit(r, end)

@@ -181,3 +181,326 @@ def test_random_configs_match_the_naive_reference(
     cfg: EngineConfig, seed: int, rate: float
 ) -> None:
     run_both(cfg, LINEAR, *workload(60, rate, seed, max_prompt=1200, max_output=200))
+
+
+# -- Overload, KV starvation and the failure modes of issue 15 -----------------------
+#
+# The reference's outcomes "client_timeout" and "preempted" join CODES here, so that
+# compare() above reads them as they are.
+from burstlab.sim.engine.result import CLIENT_TIMEOUT, PREEMPTED  # noqa: E402 (appended part)
+
+CODES["client_timeout"] = CLIENT_TIMEOUT
+CODES["preempted"] = PREEMPTED
+
+#: Requests per second one default replica completes on :func:`workload`'s lengths
+#: (prompts below 1200, outputs below 300), measured with every request at t = 0:
+#: 13.0 under LINEAR, 5.4 under ROOFLINE. Overloaded cases offer three times this.
+CAPACITY = {"linear": 13.0, "roofline": 5.4}
+
+#: The failure limits an engine config may set beyond the ones above.
+NEW_FIELDS = ("client_timeout_s", "max_preemptions")
+
+
+def outcomes(fast: SimResult) -> set[int]:
+    return {int(code) for code in np.unique(fast.outcome)}
+
+
+def check_expected(fast: SimResult, expect: set[str]) -> None:
+    """Assert each failure the case is meant to show does happen (and nothing pends)."""
+    seen = outcomes(fast)
+    assert PENDING not in seen
+    wanted = {
+        "reject": REJECTED,
+        "timeout": TIMED_OUT,
+        "client_timeout": CLIENT_TIMEOUT,
+        "preempted": PREEMPTED,
+    }
+    for name, code in wanted.items():
+        assert (code in seen) == (name in expect), name
+    if "preempt" in expect:
+        assert fast.preemptions.sum() > 0
+
+
+#: Three times what one replica serves, so queues grow to a third or more of the
+#: workload: (config, failures that must happen). The first three set no field the
+#: engine lacked before issue 15.
+OVERLOADED: list[tuple[EngineConfig, set[str]]] = [
+    (EngineConfig(), {"preempt"}),
+    (EngineConfig(scheduler="srf", key="input", preemption="swap", num_blocks=600), {"preempt"}),
+    (
+        EngineConfig(
+            chunked_prefill=False, max_batched_tokens=2048, queue_timeout_s=3.0, queue_cap=50
+        ),
+        {"preempt", "reject", "timeout"},
+    ),
+    (EngineConfig(client_timeout_s=8.0), {"preempt", "client_timeout"}),
+    (
+        EngineConfig(
+            scheduler="srf", key="total", aging=5.0, client_timeout_s=5.0, queue_timeout_s=2.0
+        ),
+        {"preempt", "timeout", "client_timeout"},
+    ),
+    (
+        EngineConfig(
+            chunked_prefill=False,
+            max_batched_tokens=2048,
+            preemption="swap",
+            num_blocks=400,
+            client_timeout_s=6.0,
+            queue_cap=40,
+            max_preemptions=2,
+        ),
+        {"preempt", "reject", "client_timeout", "preempted"},
+    ),
+    (
+        EngineConfig(
+            scheduler="lrf", key="output", num_blocks=500, max_preemptions=1, queue_timeout_s=4.0
+        ),
+        {"preempt", "timeout", "preempted"},
+    ),
+]
+
+
+def _ids(cases: list[tuple[EngineConfig, set[str]]]) -> list[str]:
+    return [str(c[0].model_dump(exclude_defaults=True)) for c in cases]
+
+
+@pytest.mark.parametrize("cost", [LINEAR, ROOFLINE], ids=["linear", "roofline"])
+@pytest.mark.parametrize("case", OVERLOADED, ids=_ids(OVERLOADED))
+def test_overloaded_engine_matches_the_naive_reference(
+    case: tuple[EngineConfig, set[str]], cost: Any
+) -> None:
+    cfg, expect = case
+    rate = 3 * CAPACITY[cost.kind]
+    arrivals, prompts, outputs = workload(
+        300, rate, 100 + OVERLOADED.index(case), max_prompt=1200, max_output=300
+    )
+    fast, naive = run_both(cfg, cost, arrivals, prompts, outputs)
+    check_expected(fast, expect)
+    # the queue did grow: at some point a sixth of the workload was waiting or more
+    assert max(it.waiting for it in naive.iterations) >= 50
+
+
+#: KV-starved: so few blocks, and prefill chunks so small, that a sixth or more of
+#: all iterations preempt (with swap or without chunking fewer: a swap costs time,
+#: and whole prompts are admitted less often). (config, failures that must happen,
+#: whether a sixth of the iterations preempt).
+STARVED: list[tuple[EngineConfig, set[str], bool]] = [
+    (EngineConfig(block_size=1, num_blocks=600, max_batched_tokens=64), {"preempt"}, True),
+    (
+        EngineConfig(
+            block_size=2, num_blocks=300, max_batched_tokens=32, scheduler="srf", key="total"
+        ),
+        {"preempt"},
+        True,
+    ),
+    (
+        EngineConfig(block_size=1, num_blocks=600, max_batched_tokens=64, preemption="swap"),
+        {"preempt"},
+        False,
+    ),
+    (
+        EngineConfig(block_size=1, num_blocks=600, max_batched_tokens=64, max_preemptions=3),
+        {"preempt", "preempted"},
+        True,
+    ),
+    (
+        EngineConfig(
+            block_size=1,
+            num_blocks=600,
+            max_batched_tokens=64,
+            preemption="swap",
+            max_preemptions=0,
+        ),
+        {"preempt", "preempted"},
+        False,
+    ),
+    (
+        EngineConfig(
+            block_size=2,
+            num_blocks=300,
+            max_batched_tokens=32,
+            scheduler="srf",
+            key="input",
+            aging=10.0,
+            queue_timeout_s=4.0,
+            client_timeout_s=8.0,
+            max_preemptions=2,
+            queue_cap=20,
+        ),
+        {"preempt", "timeout", "preempted"},
+        True,
+    ),
+    (
+        EngineConfig(
+            block_size=1,
+            num_blocks=600,
+            chunked_prefill=False,
+            max_batched_tokens=512,
+            preemption="swap",
+            client_timeout_s=8.0,
+            max_preemptions=0,
+        ),
+        {"preempt", "client_timeout", "preempted"},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case", STARVED, ids=[str(c[0].model_dump(exclude_defaults=True)) for c in STARVED]
+)
+def test_kv_starved_engine_matches_the_naive_reference(
+    case: tuple[EngineConfig, set[str], bool],
+) -> None:
+    cfg, expect, starved = case
+    arrivals, prompts, outputs = workload(
+        200, CAPACITY["linear"], 200 + STARVED.index(case), max_prompt=300, max_output=300
+    )
+    fast, naive = run_both(cfg, LINEAR, arrivals, prompts, outputs)
+    check_expected(fast, expect)
+    counts = np.array([0] + [it.preemptions for it in naive.iterations])
+    if starved:
+        assert np.count_nonzero(np.diff(counts)) >= len(naive.iterations) / 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        EngineConfig(scheduler="srf", key="total", aging=2.0, queue_cap=800),
+        EngineConfig(preemption="swap", num_blocks=800, client_timeout_s=120.0, max_preemptions=4),
+    ],
+    ids=["srf-cap", "swap-client-timeout-preemption-limit"],
+)
+def test_long_overload_matches_the_naive_reference(cfg: EngineConfig) -> None:
+    """3,000 requests at three times capacity: about two thousand wait at the peak."""
+    arrivals, prompts, outputs = workload(
+        3000, 3 * CAPACITY["roofline"], 300, max_prompt=1200, max_output=300
+    )
+    _, naive = run_both(cfg, ROOFLINE, arrivals, prompts, outputs)
+    assert max(it.waiting for it in naive.iterations) >= 500
+
+
+# Hand-worked cases of the new rules, every iteration 1 s long (so token times are the
+# step counts): (config, arrivals, prompts, outputs, expected per request as
+# (outcome, end, token times, preemptions)).
+ONE_SECOND = Linear(c0=1.0)
+RuleCase = tuple[
+    EngineConfig,
+    list[float],
+    list[int],
+    list[int],
+    list[tuple[str, float, list[float], int]],
+]
+RULES: dict[str, RuleCase] = {
+    # a token exactly at the client deadline is emitted; the request fails at the
+    # next step's start, at its deadline
+    "token-at-deadline": (
+        EngineConfig(client_timeout_s=3.0),
+        [0.0],
+        [10],
+        [5],
+        [("client_timeout", 3.0, [1.0, 2.0, 3.0], 0)],
+    ),
+    # a deadline inside an iteration fails the request there, without the token
+    "deadline-inside-iteration": (
+        EngineConfig(client_timeout_s=2.5),
+        [0.0],
+        [10],
+        [5],
+        [("client_timeout", 2.5, [1.0, 2.0], 0)],
+    ),
+    # SRF admits the short prompt first; the long one times out waiting (at its
+    # deadline, found at the next step's start), the short one mid-decode; the
+    # first request completes before its deadline
+    "waiting-and-running": (
+        EngineConfig(client_timeout_s=5.0, scheduler="srf", key="input", max_num_seqs=1),
+        [0.0, 0.1, 0.2],
+        [10, 500, 20],
+        [2, 5, 10],
+        [
+            ("ok", 2.0, [1.0, 2.0], 0),
+            ("client_timeout", 5.1, [], 0),
+            ("client_timeout", 5.2, [3.0, 4.0, 5.0], 0),
+        ],
+    ),
+    # as above, with a queue deadline at the same time as the client's: it goes first
+    # for the waiting request; the running one had its first token and ignores it
+    "queue-before-client": (
+        EngineConfig(
+            client_timeout_s=5.0, queue_timeout_s=5.0, scheduler="srf", key="input", max_num_seqs=1
+        ),
+        [0.0, 0.1, 0.2],
+        [10, 500, 20],
+        [2, 5, 10],
+        [
+            ("ok", 2.0, [1.0, 2.0], 0),
+            ("timed_out", 5.1, [], 0),
+            ("client_timeout", 5.2, [3.0, 4.0, 5.0], 0),
+        ],
+    ),
+    # ten one-token blocks: the second request is preempted at t = 2 and, over the
+    # limit of none, fails there
+    "preemption-limit": (
+        EngineConfig(block_size=1, num_blocks=10, max_preemptions=0),
+        [0.0, 0.0],
+        [4, 4],
+        [5, 5],
+        [("ok", 5.0, [1.0, 2.0, 3.0, 4.0, 5.0], 0), ("preempted", 2.0, [1.0, 2.0], 1)],
+    ),
+    # within the limit it is re-queued and recomputed once the first one is done
+    "preemption-within-limit": (
+        EngineConfig(block_size=1, num_blocks=10, max_preemptions=1),
+        [0.0, 0.0],
+        [4, 4],
+        [5, 5],
+        [
+            ("ok", 5.0, [1.0, 2.0, 3.0, 4.0, 5.0], 0),
+            ("ok", 8.0, [1.0, 2.0, 6.0, 7.0, 8.0], 1),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_the_reference_follows_the_failure_rules(name: str) -> None:
+    cfg, arrivals, prompts, outputs, expected = RULES[name]
+    naive = NaiveEngine(cfg, ONE_SECOND).run(
+        np.array(arrivals), np.array(prompts), np.array(outputs)
+    )
+    got = [(r.outcome, r.end, r.tokens, r.preemptions) for r in naive.requests]
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_fast_engine_follows_the_failure_rules(name: str) -> None:
+    cfg, arrivals, prompts, outputs, _ = RULES[name]
+    run_both(cfg, ONE_SECOND, np.array(arrivals), np.array(prompts), np.array(outputs))
+
+
+failure_configs = st.builds(
+    EngineConfig,
+    max_num_seqs=st.integers(1, 64),
+    max_batched_tokens=st.sampled_from([16, 64, 256, 1024, 4096]),
+    chunked_prefill=st.booleans(),
+    block_size=st.sampled_from([1, 16, 32]),
+    num_blocks=st.integers(20, 600),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    scheduler=st.sampled_from(["fcfs", "srf", "lrf"]),
+    key=st.sampled_from(["input", "output", "total"]),
+    aging=st.sampled_from([0.0, 0.0, 10.0]),
+    queue_cap=st.one_of(st.none(), st.integers(0, 40)),
+    queue_timeout_s=st.one_of(st.none(), st.floats(0.1, 10.0)),
+    client_timeout_s=st.one_of(st.none(), st.floats(0.1, 20.0), st.sampled_from([1.0, 2.0])),
+    max_preemptions=st.one_of(st.none(), st.integers(0, 4)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=failure_configs, seed=st.integers(0, 2**16), rate=st.floats(1.0, 60.0))
+def test_random_failure_configs_match_the_naive_reference(
+    cfg: EngineConfig, seed: int, rate: float
+) -> None:
+    """Up to four times LINEAR's capacity, with every failure limit in play."""
+    run_both(cfg, LINEAR, *workload(60, rate, seed, max_prompt=1200, max_output=200))
