@@ -9,6 +9,7 @@ settings, the roofline cost model, and as many KV blocks as vLLM would find at
     model: Llama-2-7B          # preset name, or a mapping of model fields
     tp: 1
     gpu_memory_utilization: 0.9
+    kv_utilization: 0.3        # optional: use 30% of the derived KV blocks
     cost:                      # optional; default: the roofline of gpu x model
       kind: roofline           # or: kind: linear, c0: ..., c_prefill: ... (from calibrate)
       mfu: 0.6
@@ -20,6 +21,9 @@ settings, the roofline cost model, and as many KV blocks as vLLM would find at
       scheduler: fcfs          # fcfs | srf | lrf
       preemption: recompute    # recompute | swap
       queue_cap: 1000
+      queue_timeout_s: 60      # failure limits, all optional (EngineConfig)
+      client_timeout_s: 600
+      max_preemptions: 3
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ class EngineSpec(BaseModel):
     model: str | ModelSpec = "Llama-2-7B"
     tp: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    #: The share of the derived KV blocks the engine may use (0 < x <= 1), the
+    #: BurstGPT demo's "KV cache utilisation": ``num_blocks`` becomes
+    #: ``floor(derived x kv_utilization)``, at least 1. ``None``: all of them.
+    #: A file gives this or ``engine.num_blocks`` (the count itself), not both.
+    kv_utilization: float | None = Field(None, gt=0, le=1)
     cost: CostSpec | None = None
     engine: dict[str, Any] = Field(default_factory=dict)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
@@ -73,31 +82,61 @@ class EngineSpec(BaseModel):
         cost.setdefault("tp", data.get("tp", fields["tp"].default))
         return {**data, "cost": cost}
 
+    @model_validator(mode="after")
+    def _one_block_count(self) -> EngineSpec:
+        if self.kv_utilization is not None and "num_blocks" in self.engine:
+            raise ValueError(
+                "kv_utilization and engine.num_blocks both size the KV cache; give one"
+            )
+        return self
+
     def hardware(self) -> tuple[GPU, ModelSpec]:
         g = presets.gpu(self.gpu) if isinstance(self.gpu, str) else self.gpu
         m = presets.model(self.model) if isinstance(self.model, str) else self.model
         return g, m
 
-    def config(self) -> EngineConfig:
-        """The scheduler settings, with the KV block count and bytes per token
-        derived from the hardware unless given."""
+    def derived_blocks(self) -> int:
+        """The KV blocks (of ``engine.block_size`` tokens) the GPU holds for the model,
+        at least 1: what vLLM finds after the weights at ``gpu_memory_utilization``
+        (:func:`~burstlab.sim.cost.kv_blocks`)."""
         g, m = self.hardware()
-        values = dict(self.engine)
-        block = int(values.get("block_size", 16))
-        values.setdefault(
-            "num_blocks",
-            max(
-                1,
-                kv_blocks(
-                    g, m, block, gpu_memory_utilization=self.gpu_memory_utilization, tp=self.tp
-                ),
-            ),
+        block = int(self.engine.get("block_size", 16))
+        return max(
+            1,
+            kv_blocks(g, m, block, gpu_memory_utilization=self.gpu_memory_utilization, tp=self.tp),
         )
+
+    def config(self) -> EngineConfig:
+        """The scheduler settings, with the KV block count (the derived blocks, times
+        ``kv_utilization`` when set) and bytes per token derived from the hardware
+        unless given. A given ``engine.num_blocks`` wins over ``kv_utilization``
+        (a spec copied with both, as a study's variants are)."""
+        _, m = self.hardware()
+        values = dict(self.engine)
+        if "num_blocks" not in values:
+            derived = self.derived_blocks()
+            share = self.kv_utilization
+            values["num_blocks"] = derived if share is None else max(1, int(derived * share))
         values.setdefault("kv_bytes_per_token", kv_bytes_per_token(m, self.tp))
         try:
             return EngineConfig(**values)
         except ValidationError as exc:
             raise invalid(exc, prefix="engine.") from None
+
+    def warnings(self) -> list[str]:
+        """What to know before trusting this spec's results, one line each (the CLI
+        prints them on stderr): an ``engine.num_blocks`` above the blocks the GPU
+        holds for the model simulates memory that is not there."""
+        out: list[str] = []
+        blocks = self.engine.get("num_blocks")
+        if isinstance(blocks, int) and blocks > (derived := self.derived_blocks()):
+            g, m = self.hardware()
+            out.append(
+                f"engine.num_blocks {blocks:,} is more than the GPU holds: {derived:,} KV "
+                f"blocks fit beside {m.name} on {g.name} x{self.tp} at gpu_memory_utilization "
+                f"{self.gpu_memory_utilization:g}; the simulation assumes memory that is not there"
+            )
+        return out
 
     def engine_only(self) -> Engine:
         """One replica of this spec (the live server runs one)."""
@@ -121,6 +160,7 @@ class EngineSpec(BaseModel):
             "gpu": g.model_dump(),
             "model": m.model_dump(),
             "tp": self.tp,
+            "kv_utilization": self.kv_utilization,
             "cost": cost.model_dump(),
             "engine": self.config().model_dump(),
             "cluster": self.cluster.model_dump(),
