@@ -72,7 +72,7 @@ class Instance:
     @property
     def outstanding(self) -> int:
         run = self.engine.run
-        return len(run.running) + run.waiting_count + (run.n - run.next_arrival)
+        return run.running_count + run.waiting_count + run.not_arrived
 
     @property
     def idle(self) -> bool:
@@ -80,8 +80,7 @@ class Instance:
 
     def last_busy(self) -> float:
         """End of its last iteration (0 when it never ran one)."""
-        telemetry = self.engine.run.telemetry
-        return float(telemetry[-1][1]) if telemetry else 0.0
+        return self.engine.run.last_busy
 
 
 class Controller(Protocol):
@@ -373,6 +372,7 @@ def merge_results(
     preemptions = np.zeros(n, dtype=np.int32)
     tokens = np.zeros(n, dtype=np.int64)
     max_gap = np.full(n, np.nan)
+    first = np.full(n, np.nan)
     admitted = np.full(n, np.nan)
     owners, lo, hi = [], [], []
     for k, part in enumerate(parts):
@@ -382,6 +382,7 @@ def merge_results(
         np.add.at(preemptions, g, part.preemptions)
         np.add.at(tokens, g, part.tokens)
         max_gap[g] = np.fmax(max_gap[g], part.max_gap)
+        first[g] = np.fmin(first[g], part.first)
         admitted[g] = np.fmin(admitted[g], part.admitted)
         counts = np.diff(part.span_ptr)
         owners.append(np.repeat(g, counts))
@@ -394,9 +395,6 @@ def merge_results(
     order = np.lexsort((iter_end[span_lo] if span_lo.size else span_lo, span_owner))
     span_owner, span_lo, span_hi = span_owner[order], span_lo[order], span_hi[order]
     span_ptr = np.searchsorted(span_owner, np.arange(n + 1)).astype(np.int64)
-    first = np.full(n, np.nan)
-    has = span_ptr[1:] > span_ptr[:-1]
-    first[has] = iter_end[span_lo[span_ptr[:-1][has]]]
     rows = [
         np.column_stack([p.telemetry, p.load, np.full(p.telemetry.shape[0], k)])
         for k, p in enumerate(parts)

@@ -1,6 +1,7 @@
-"""Live engines and fleets with closed-form decode runs give the token times of
-stepping one iteration at a time (``fast=False``), and a live engine still
-announces every token by the start of its iteration."""
+"""Live engines and fleets give the same token times whether the kernel evaluates
+the cost model itself (:class:`~burstlab.sim.cost.Linear`) or asks Python for every
+iteration (``support.sim.LinearCost``, the same formula), and a live engine
+announces every token by the start of its iteration either way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from burstlab.sim.cluster import Cluster, ClusterConfig
+from burstlab.sim.cost import Linear
 from burstlab.sim.engine import TOKEN, Engine, EngineConfig, OnlineEngine, SimResult
 from burstlab.sim.pd import PDCluster, PDConfig, RatioConfig
 from support.sim import LinearCost, workload
@@ -29,6 +31,14 @@ CONFIGS = {
 }
 
 
+LINEAR = Linear(c0=0.004, c_prefill=5e-5, c_attn=1e-9, c_decode=2e-5, c_ctx=2e-8)
+
+
+def cost(compiled: bool) -> Any:
+    """The same linear model, compiled into the kernel or called from Python."""
+    return LINEAR if compiled else LinearCost()
+
+
 def same(fast: SimResult, slow: SimResult) -> None:
     assert np.array_equal(fast.outcome, slow.outcome)
     assert np.array_equal(fast.preemptions, slow.preemptions)
@@ -43,8 +53,8 @@ def same(fast: SimResult, slow: SimResult) -> None:
 
 def both(make: Any, cfg: dict[str, Any], work: tuple[np.ndarray, ...]) -> tuple[Any, Any]:
     runs = []
-    for fast in (True, False):
-        fleet = make(Engine(EngineConfig(**cfg), LinearCost(), fast=fast))
+    for compiled in (True, False):
+        fleet = make(Engine(EngineConfig(**cfg), cost(compiled)))
         runs.append((fleet, fleet.run(*work)))
     same(runs[0][1], runs[1][1])
     return runs[0][0], runs[1][0]
@@ -65,33 +75,26 @@ def test_a_pd_cluster_gives_the_token_times_of_stepping(name: str) -> None:
     both(lambda e: PDCluster(e, PDConfig(prefill=2, decode=2)), CONFIGS[name], work)
 
 
-def test_a_dynamic_pd_cluster_moves_as_when_stepping() -> None:
+def test_a_dynamic_pd_cluster_moves_the_same_either_way() -> None:
     work = workload(1500, 25.0, seed=0)
     ratio = RatioConfig(interval_s=1.0, cooldown_s=3.0, switch_s=1.0)
     fast, slow = both(
         lambda e: PDCluster(e, PDConfig(prefill=2, decode=2, dynamic=ratio)), CONFIGS["roomy"], work
     )
-    assert fast.controller.moves  # the controller read the pools while runs were pending
+    assert fast.controller.moves  # the controller moved instances
     assert fast.controller.moves == slow.controller.moves
     assert fast.log == slow.log
 
 
-def test_closed_form_runs_take_fewer_rows_than_stepping() -> None:
-    work = workload(400, 5.0, seed=3)
-    fast, slow = both(lambda e: Cluster(e, ClusterConfig(replicas=2)), CONFIGS["roomy"], work)
-    rows = [sum(len(x.engine.run.telemetry) for x in f.instances) for f in (fast, slow)]
-    assert rows[0] < rows[1] / 2
-
-
 def live_run(
-    name: str, fast: bool, work: tuple[np.ndarray, ...], checks: np.ndarray
+    name: str, compiled: bool, work: tuple[np.ndarray, ...], checks: np.ndarray
 ) -> tuple[list[tuple[int, float, float, float]], dict[tuple[int, int], list[float]]]:
     """Feed ``work`` to a live engine, advancing it at each arrival and at each of
     ``checks`` (seconds); after every check: tokens heard, the latest, the next
     boundary and KV blocks in use; and every event heard, by request and code."""
     arrivals, prompts, outputs = work
     heard: list[tuple[int, int, float]] = []
-    engine = Engine(EngineConfig(**CONFIGS[name]), LinearCost(), fast=fast)
+    engine = Engine(EngineConfig(**CONFIGS[name]), cost(compiled))
     live = OnlineEngine(engine, lambda rid, code, when: heard.append((rid, code, when)))
     marks = []
     i = 0
@@ -114,7 +117,7 @@ def live_run(
 
 @pytest.mark.parametrize("name", ["roomy", "full queue", "swap"])
 @pytest.mark.slow
-def test_a_live_engine_announces_every_token_as_stepping_does(name: str) -> None:
+def test_a_live_engine_announces_every_token_the_same_either_way(name: str) -> None:
     """Advanced at arrivals and at random instants in between, the live engine has
     announced, after each call, exactly the tokens stepping has (those of the
     iterations starting by ``now``), returns the same next boundary and shows the

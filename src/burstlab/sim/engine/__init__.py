@@ -6,21 +6,16 @@ waiting requests time out; the running requests take their next prefill chunk
 or decode token, preempting the most recently admitted until their KV blocks
 fit; on a step that preempted nothing, waiting requests are admitted in the
 scheduling policy's order; the iteration lasts what the cost model says of its
-batch. While a decode-only batch cannot change, its iterations are advanced in
-closed form, producing exactly the token times stepping would. :class:`Engine`
+batch. The kernel steps every iteration in compiled code. :class:`Engine`
 runs a whole workload; :class:`OnlineEngine` takes requests as they arrive.
 
 Modules, each with one job:
 
 - ``config``: :class:`EngineConfig`, the replica's scheduler and memory settings.
-- ``costs``: the :class:`CostModel` interface and the per-simulation memo of its values.
-- ``request``: one request's state inside a replica.
-- ``queue``: the waiting queue (admission at arrival, queue timeouts, next in order).
-- ``policies``: the scheduling policies, one waiting queue each (FCFS, shortest/longest first).
-- ``kv``: paged KV blocks, preemption (recompute or swap) and swap-in.
-- ``step``: one scheduler step: form the batch, cost the iteration, apply it.
-- ``fastpath``: closed-form decode runs of an unchanged batch.
-- ``replica``: a replica's state through one simulation and what it records.
+- ``kernel``: the compiled scheduler (numba): every step of a replica on arrays.
+- ``costs``: the :class:`CostModel` interface and the kernel's form of a model.
+- ``policies``: the scheduling policies' sort keys.
+- ``replica``: a replica's arrays through one simulation, grown and read out.
 - ``offline``: :class:`Engine`, a replica over a whole workload.
 - ``online``: :class:`OnlineEngine`, a replica fed one request at a time.
 - ``result``: :class:`SimResult`, outcome and event codes, the telemetry columns.
@@ -33,8 +28,11 @@ from burstlab.sim.engine.costs import CostModel
 from burstlab.sim.engine.offline import Engine
 from burstlab.sim.engine.online import OnlineEngine
 from burstlab.sim.engine.result import (
+    CLIENT_TIMEOUT,
+    LOAD_COLUMNS,
     OK,
     PENDING,
+    PREEMPTED,
     REJECTED,
     TELEMETRY_COLUMNS,
     TIMED_OUT,
@@ -44,8 +42,11 @@ from burstlab.sim.engine.result import (
 )
 
 __all__ = [
+    "CLIENT_TIMEOUT",
+    "LOAD_COLUMNS",
     "OK",
     "PENDING",
+    "PREEMPTED",
     "REJECTED",
     "TELEMETRY_COLUMNS",
     "TIMED_OUT",

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from burstlab.sim.engine.config import EngineConfig
-from burstlab.sim.engine.costs import CostMemo, CostModel
-from burstlab.sim.engine.replica import Replica
+from burstlab.sim.engine.costs import CostModel
+from burstlab.sim.engine.replica import NO_EVENTS, Replica
 from burstlab.sim.engine.result import SimResult
-from burstlab.sim.engine.step import step
 
 
 class Engine:
-    """Simulates one replica over a whole workload; see :mod:`burstlab.sim.engine`."""
+    """Simulates one replica over a whole workload; see :mod:`burstlab.sim.engine`.
+
+    ``fast`` is accepted for compatibility and changes nothing: every iteration is
+    stepped by the compiled kernel, which is as fast as the closed-form runs it
+    replaced were and exact by construction.
+    """
 
     def __init__(self, config: EngineConfig, cost: CostModel, *, fast: bool = True) -> None:
         self.cfg = config
         self.cost = cost
         self.fast = fast
-        self._costs: CostMemo | None = None
-
-    def _cached_costs(self) -> CostMemo:
-        """The memoised costs of ``self.cost``, shared by the live engines made from
-        this engine (a fleet makes one engine per run); renewed if ``cost`` is
-        replaced."""
-        if self._costs is None or self._costs.model is not self.cost:
-            self._costs = CostMemo(self.cost)
-        return self._costs
 
     def replica(
         self,
@@ -36,16 +32,20 @@ class Engine:
         input_tokens: Sequence[int] | np.ndarray = (),
         output_tokens: Sequence[int] | np.ndarray = (),
         predicted_output: Sequence[int] | np.ndarray | None = None,
+        *,
+        token_times: bool = True,
+        events: int = NO_EVENTS,
     ) -> Replica:
         """A replica of this engine with these requests to arrive (none: a live one)."""
         return Replica(
             self.cfg,
-            self._cached_costs(),
-            fast=self.fast,
+            self.cost,
             arrival_s=arrival_s,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             predicted=predicted_output,
+            token_times=token_times,
+            events=events,
         )
 
     def run(
@@ -54,19 +54,22 @@ class Engine:
         input_tokens: Sequence[int] | np.ndarray,
         output_tokens: Sequence[int] | np.ndarray,
         predicted_output: Sequence[int] | np.ndarray | None = None,
+        *,
+        token_times: bool = True,
+        progress: Callable[[int], None] | None = None,
     ) -> SimResult:
         """Simulate requests arriving at ``arrival_s`` (sorted, seconds) with these
-        lengths (output lengths below 1 count as 1); returns every request's fate."""
-        self._costs = None  # a fresh memo: the cost model may have changed in place
-        rep = self.replica(arrival_s, input_tokens, output_tokens, predicted_output)
-        t = 0.0
-        reqs = rep.reqs
-        while True:
-            rep.intake(t)
-            if not rep.running and not rep.queue.count:
-                if rep.next_arrival >= rep.n:
-                    break
-                t = max(t, reqs[rep.next_arrival].arrival)
-                continue
-            t = step(rep, t)
+        lengths (output lengths below 1 count as 1); returns every request's fate.
+
+        ``token_times=False`` keeps no token times (memory then grows with the
+        requests, not their tokens). ``progress`` is called now and then with the
+        number of requests ended so far.
+        """
+        rep = self.replica(
+            arrival_s, input_tokens, output_tokens, predicted_output, token_times=token_times
+        )
+        rep.progress = progress
+        rep.advance(math.inf)
+        if progress is not None:
+            progress(rep.n)
         return rep.result()

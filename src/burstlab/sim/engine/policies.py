@@ -1,77 +1,22 @@
-"""Scheduling policies: the order in which waiting requests are admitted.
+"""Scheduling policies' sort keys: the order in which waiting requests are admitted.
 
-One waiting queue per ``EngineConfig.scheduler`` (as vLLM and Vidur keep one
-scheduler each): first come first served (:class:`Fcfs`), and shortest- or
-longest-request-first (:class:`ShortestFirst`, :class:`LongestFirst`) by a
-length key (``EngineConfig.key``) with optional aging. Each gives a request's
-priority in the queue's heap (smallest first) and, where the heap's order is
-not the answer, picks the next request itself.
+First come, first served (``fcfs``) orders by arrival; shortest- and
+longest-request-first (``srf``, ``lrf``) by a length key (``EngineConfig.key``),
+smallest first, negated for longest-first, with optional aging (key units per
+second waited). The kernel (:mod:`~burstlab.sim.engine.kernel`) keeps the queue;
+this module gives each request its key.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from burstlab.sim.engine.config import EngineConfig
-from burstlab.sim.engine.queue import WaitingQueue
-from burstlab.sim.engine.request import Req
 
-
-class Fcfs(WaitingQueue):
-    """First come, first served: by arrival time."""
-
-    def priority(self, r: Req) -> float:
-        return r.arrival
-
-
-class ShortestFirst(WaitingQueue):
-    """Smallest length key first. With ``aging`` (key units per second waited), a
-    request's key falls the longer it waits, so priorities change with time and the
-    best is found by a scan instead of the heap."""
-
-    def priority(self, r: Req) -> float:
-        return r.key
-
-    def peek(self, now: float) -> Req | None:
-        if self.aging > 0 and self.heap:
-            return self._aged_best(now)
-        return WaitingQueue.peek(self, now)
-
-    def _aged_best(self, now: float) -> Req | None:
-        best: Req | None = None
-        best_key = math.inf
-        in_queue = self.in_queue
-        live = [e for e in self.heap if in_queue[e[2]]]
-        self.heap = live
-        heapq.heapify(live)
-        reqs = self.reqs
-        for _, arrival, rid in live:
-            r = reqs[rid]
-            k = r.key - self.aging * (now - arrival)
-            if k < best_key or (k == best_key and best is not None and arrival < best.arrival):
-                best, best_key = r, k
-        return best
-
-
-class LongestFirst(ShortestFirst):
-    """Largest length key first: its requests' keys are negated (:func:`sort_keys`)."""
-
-
-#: The waiting queue of each ``EngineConfig.scheduler``.
-POLICIES: dict[str, type[WaitingQueue]] = {
-    "fcfs": Fcfs,
-    "srf": ShortestFirst,
-    "lrf": LongestFirst,
-}
-
-
-def waiting_queue(cfg: EngineConfig, reqs: list[Req]) -> WaitingQueue:
-    """The empty waiting queue of ``cfg.scheduler`` over ``reqs`` (see :class:`WaitingQueue`)."""
-    return POLICIES[cfg.scheduler](cfg, reqs)
+#: The kernel's code of each ``EngineConfig.scheduler``.
+POLICY_CODES = {"fcfs": 0, "srf": 1, "lrf": 2}
 
 
 def _sign(cfg: EngineConfig) -> float:

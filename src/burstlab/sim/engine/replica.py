@@ -1,35 +1,51 @@
-"""Replica: one replica's state through a simulation and what it records.
+"""Replica: one replica's state through a simulation, in the arrays the kernel steps.
 
-Its parts: the arrivals not yet taken in, the waiting queue
-(:mod:`~burstlab.sim.engine.queue`), the running batch, the KV blocks
-(:mod:`~burstlab.sim.engine.kv`), the memoised costs, and the records a
-:class:`~burstlab.sim.engine.result.SimResult` is made of (outcomes, token-time
-spans, iteration ends, telemetry). :mod:`~burstlab.sim.engine.step` and
-:mod:`~burstlab.sim.engine.fastpath` advance it; :class:`Engine
+It owns the numpy arrays of :mod:`~burstlab.sim.engine.kernel` (per-request
+columns, the three heaps, the running batch, and the buffers of token spans,
+iteration ends, telemetry rows and listener events), grows them when the kernel
+asks, calls a Python cost model when the kernel waits for one, tells the listener
+of what happened, and turns the arrays into a
+:class:`~burstlab.sim.engine.result.SimResult`. :class:`Engine
 <burstlab.sim.engine.offline.Engine>` and :class:`OnlineEngine
 <burstlab.sim.engine.online.OnlineEngine>` drive it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from burstlab.sim.engine import kernel as k
 from burstlab.sim.engine.config import EngineConfig
-from burstlab.sim.engine.costs import CostMemo
-from burstlab.sim.engine.fastpath import Pending
-from burstlab.sim.engine.kv import BlockPool
-from burstlab.sim.engine.policies import sort_key, sort_keys, waiting_queue
-from burstlab.sim.engine.request import Req
-from burstlab.sim.engine.result import (
-    LOAD_COLUMNS,
-    OK,
-    PENDING,
-    TELEMETRY_COLUMNS,
-    Listener,
-    SimResult,
-)
+from burstlab.sim.engine.costs import CostModel, compile_cost
+from burstlab.sim.engine.policies import POLICY_CODES, sort_key, sort_keys
+from burstlab.sim.engine.result import LOAD_COLUMNS, TELEMETRY_COLUMNS, Listener, SimResult
+
+#: Listener events: none, request ends only, ends and every token.
+NO_EVENTS, END_EVENTS, TOKEN_EVENTS = 0, 1, 2
+
+
+def _config(cfg: EngineConfig) -> tuple[np.ndarray, np.ndarray]:
+    ci = np.zeros(k.CI_SLOTS, dtype=np.int64)
+    ci[k.MAX_SEQS] = cfg.max_num_seqs
+    ci[k.BUDGET] = cfg.max_batched_tokens
+    ci[k.CHUNKED] = int(cfg.chunked_prefill)
+    ci[k.BLOCK] = cfg.block_size
+    ci[k.NUM_BLOCKS] = cfg.num_blocks
+    ci[k.RECOMPUTE] = int(cfg.preemption == "recompute")
+    ci[k.POLICY] = POLICY_CODES[cfg.scheduler]
+    ci[k.CAP] = -1 if cfg.queue_cap is None else cfg.queue_cap
+    ci[k.MAX_PROMPT] = -1 if cfg.chunked_prefill else cfg.max_batched_tokens
+    ci[k.MAX_PREEMPT] = -1 if cfg.max_preemptions is None else cfg.max_preemptions
+    cf = np.zeros(k.CF_SLOTS, dtype=np.float64)
+    cf[k.BYTES_PER_TOKEN] = cfg.kv_bytes_per_token
+    cf[k.BANDWIDTH] = cfg.swap_bandwidth
+    cf[k.AGING] = cfg.aging
+    cf[k.QUEUE_TIMEOUT] = math.inf if cfg.queue_timeout_s is None else cfg.queue_timeout_s
+    cf[k.CLIENT_TIMEOUT] = math.inf if cfg.client_timeout_s is None else cfg.client_timeout_s
+    return ci, cf
 
 
 class Replica:
@@ -38,54 +54,99 @@ class Replica:
     def __init__(
         self,
         cfg: EngineConfig,
-        costs: CostMemo,
+        cost: CostModel,
         *,
-        fast: bool,
         arrival_s: Sequence[float] | np.ndarray,
         input_tokens: Sequence[int] | np.ndarray,
         output_tokens: Sequence[int] | np.ndarray,
         predicted: Sequence[int] | np.ndarray | None,
+        token_times: bool = True,
+        events: int = NO_EVENTS,
     ) -> None:
         self.cfg = cfg
-        self.costs = costs
-        self.fast = fast
+        self.cost = cost
         arrivals = np.asarray(arrival_s, dtype=np.float64)
         prompts = np.maximum(np.asarray(input_tokens, dtype=np.int64), 1)
         outputs = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
         if arrivals.size and np.any(np.diff(arrivals) < 0):
             raise ValueError("arrival_s must be sorted")
         n = arrivals.size
-        self.n = n
-        keys = sort_keys(cfg, prompts, outputs, predicted)
-        self.reqs = [
-            Req(i, float(arrivals[i]), int(prompts[i]), int(outputs[i]), float(keys[i]))
-            for i in range(n)
-        ]
-        for r in self.reqs:
-            r.target = r.prompt
-        self.next_arrival = 0
-        self.queue = waiting_queue(cfg, self.reqs)
-        self.running: list[Req] = []
-        self.kv = BlockPool(cfg)
-        self.outcome = np.full(n, PENDING, dtype=np.int8)
-        self.first = np.full(n, np.nan)
-        self.end = np.full(n, np.nan)
-        self.iter_end: list[np.ndarray] = []
-        self.iter_count = 0
-        self.telemetry: list[tuple[float, ...]] = []
+        cap = max(n, 64)
+        self.ci, self.cf = _config(cfg)
+        self.ck, self.cp = compile_cost(cost)
+        self.ri = np.zeros((cap, k.RI_COLUMNS), dtype=np.int64)
+        self.rf = np.full((cap, k.RF_COLUMNS), np.nan)
+        self.ri[:, k.LASTSPAN] = -1
+        self.ri[:, k.OUTCOME] = k.PENDING
+        self.ri[:n, k.PROMPT] = prompts
+        self.ri[:n, k.TARGET] = prompts
+        self.ri[:n, k.OUTPUT] = outputs
+        self.rf[:n, k.ARRIVAL] = arrivals
+        self.rf[:n, k.KEY] = sort_keys(cfg, prompts, outputs, predicted)
+        self.rf[:n, k.DEADLINE] = arrivals + self.cf[k.CLIENT_TIMEOUT]
+        self.s = np.zeros(k.S_SLOTS, dtype=np.int64)
+        self.s[k.N] = n
+        self.s[k.FREE] = cfg.num_blocks
+        self.s[k.TOKENS] = int(token_times)
+        self.s[k.EVENTS] = events
+        self.sf = np.zeros(k.SF_SLOTS, dtype=np.float64)
+        seqs = cfg.max_num_seqs
+        self.hq = np.zeros((cap + seqs + 16, 3))
+        self.hd0 = np.zeros((cap if cfg.queue_timeout_s is not None else 1, 3))
+        self.hd1 = np.zeros((cap if cfg.client_timeout_s is not None else 1, 3))
+        self.rb = np.zeros((4, seqs + 1), dtype=np.int64)
+        self.sp = np.zeros((2 * n + 4 * seqs + 64 if token_times else 1, 3), dtype=np.int64)
+        self.iend = np.zeros(8 * n + 1024 if token_times else 1)
+        self.tele = np.zeros((2 * n + 1024, k.TELE_COLUMNS))
+        self.ev = np.zeros((cap + 4 * seqs + 16 if events else 1, 3))
         self.listener: Listener | None = None
-        #: Whether the listener hears of every token (a fleet reads them from the
-        #: spans afterwards instead).
-        self.tell = True
-        #: A live run (:class:`~burstlab.sim.engine.online.OnlineEngine`): closed-form
-        #: runs wait in ``pending`` and end at every known arrival and deadline.
-        self.live = False
-        self.pending: Pending | None = None
+        #: Called with the number of requests ended so far, now and then.
+        self.progress: Callable[[int], None] | None = None
+
+    # --- what fleets, PD pools and live servers read -------------------------------
+
+    @property
+    def n(self) -> int:
+        """Requests entered so far."""
+        return int(self.s[k.N])
+
+    @property
+    def running_count(self) -> int:
+        return int(self.s[k.NRUN])
 
     @property
     def waiting_count(self) -> int:
-        """Requests in the waiting queue (read by fleets and PD pools)."""
-        return self.queue.count
+        """Requests in the waiting queue."""
+        return int(self.s[k.QCOUNT])
+
+    @property
+    def not_arrived(self) -> int:
+        """Requests entered whose arrival the engine has not taken in yet."""
+        return int(self.s[k.N] - self.s[k.NEXT])
+
+    @property
+    def free_blocks(self) -> int:
+        return int(self.s[k.FREE])
+
+    @property
+    def preemptions(self) -> int:
+        return int(self.s[k.PREEMPTIONS])
+
+    @property
+    def last_busy(self) -> float:
+        """End of its last iteration (0 when it never ran one; seconds)."""
+        return float(self.sf[k.LAST_END])
+
+    @property
+    def now(self) -> float:
+        """When its next step starts, or where it stopped (seconds)."""
+        return float(self.sf[k.T])
+
+    @now.setter
+    def now(self, t: float) -> None:
+        self.sf[k.T] = t
+
+    # --- entering requests and running ----------------------------------------------
 
     def enter(
         self,
@@ -95,104 +156,148 @@ class Replica:
         key: float | None,
         *,
         kv_ready: bool,
-    ) -> Req:
-        """A request arriving at ``now`` (a live replica's; see
-        :meth:`~burstlab.sim.engine.online.OnlineEngine.add`), to be taken in."""
+    ) -> int:
+        """A request arriving at ``now`` (seconds; a live replica's), to be taken in;
+        its id. ``kv_ready``: its prompt's KV and first token come from elsewhere."""
         rid = self.n
-        if rid == self.outcome.size:
-            grow = max(64, 2 * rid)
-            self.outcome = np.concatenate([self.outcome, np.full(grow, PENDING, dtype=np.int8)])
-            self.first = np.concatenate([self.first, np.full(grow, np.nan)])
-            self.end = np.concatenate([self.end, np.full(grow, np.nan)])
-            queue = self.queue
-            queue.in_queue = np.concatenate([queue.in_queue, np.zeros(grow, dtype=bool)])
+        if rid == self.ri.shape[0]:
+            self._grow_requests(2 * rid)
         prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
-        arrival = max(now, self.reqs[-1].arrival if self.reqs else now)
-        r = Req(rid, arrival, prompt, output, sort_key(self.cfg, prompt, output, key))
-        r.target = prompt
+        arrival = max(now, float(self.rf[rid - 1, k.ARRIVAL])) if rid else now
+        row = self.ri[rid]
+        row[k.PROMPT] = row[k.TARGET] = prompt
+        row[k.OUTPUT] = output
+        self.rf[rid, k.ARRIVAL] = arrival
+        self.rf[rid, k.KEY] = sort_key(self.cfg, prompt, output, key)
+        self.rf[rid, k.DEADLINE] = arrival + self.cf[k.CLIENT_TIMEOUT]
         if kv_ready:
-            r.swapped, r.transferred, r.generated = prompt, True, 1
-        self.reqs.append(r)
-        self.n += 1
-        return r
+            row[k.SWAPPED], row[k.TRANSFERRED], row[k.GEN] = prompt, 1, 1
+        self.s[k.N] = rid + 1
+        return rid
 
-    def settle(self, rid: int, code: int, when: float) -> None:
-        """Request ``rid`` ended with outcome ``code`` at ``when`` (seconds)."""
-        self.outcome[rid] = code
-        self.end[rid] = when
-        if self.listener is not None:
-            self.listener(rid, code, when)
+    def _grow_requests(self, cap: int) -> None:
+        old = self.ri.shape[0]
+        ri = np.zeros((cap, k.RI_COLUMNS), dtype=np.int64)
+        ri[:, k.LASTSPAN] = -1
+        ri[:, k.OUTCOME] = k.PENDING
+        ri[:old] = self.ri
+        rf = np.full((cap, k.RF_COLUMNS), np.nan)
+        rf[:old] = self.rf
+        self.ri, self.rf = ri, rf
+        self.hq = _grown(self.hq, cap + self.cfg.max_num_seqs + 16)
+        if self.cfg.queue_timeout_s is not None:
+            self.hd0 = _grown(self.hd0, cap)
+        if self.cfg.client_timeout_s is not None:
+            self.hd1 = _grown(self.hd1, cap)
 
-    def intake(self, t: float) -> None:
-        """Arrivals up to ``t`` (seconds) join the queue or are rejected; waiting
-        requests whose deadline is at or before ``t`` time out."""
-        reqs = self.reqs
-        queue = self.queue
-        while self.next_arrival < self.n and reqs[self.next_arrival].arrival <= t:
-            r = reqs[self.next_arrival]
-            self.next_arrival += 1
-            queue.arrive(r, self.settle)
-        if queue.deadlines and queue.deadlines[0][0] <= t:
-            queue.expire(t, self.settle)
-
-    def emit(self, r: Req, a: int, b: int, first: float, end: float) -> None:
-        """``r`` emitted tokens in iterations ``a..b-1``, the first at ``first`` and
-        the last at ``end`` (seconds); the listener has already heard of them."""
-        if r.spans and r.spans[-1][1] == a:
-            r.spans[-1] = (r.spans[-1][0], b)
-        else:
-            r.spans.append((a, b))
-        if r.generated == 0:
-            self.first[r.rid] = first
-        r.generated += b - a
-        if r.generated >= r.output:
-            self.kv.release(r)
-            self.running.remove(r)
-            self.settle(r.rid, OK, end)
-
-    def record(self, start: float, end: float, iterations: int, batch: int, prefill: int) -> None:
-        """A telemetry row for a step or a run (see :class:`SimResult`)."""
-        kv = self.kv
-        self.telemetry.append(
-            (
-                start,
-                end,
-                iterations,
-                batch,
-                prefill,
-                len(self.running),
-                self.queue.count,
-                kv.total - kv.free,
-                kv.preemptions,
+    def advance(self, until: float) -> int:
+        """Run every step starting at or before ``until`` (seconds): IDLE or BOUNDARY."""
+        progress = self.progress is not None
+        while True:
+            status = k.advance(
+                self.ri,
+                self.rf,
+                self.s,
+                self.sf,
+                self.ci,
+                self.cf,
+                self.ck,
+                self.cp,
+                self.hq,
+                self.hd0,
+                self.hd1,
+                self.rb,
+                self.sp,
+                self.iend,
+                self.tele,
+                self.ev,
+                until,
+                progress,
             )
-        )
+            if self.s[k.NEV]:
+                self._tell()
+            if status == k.NEED_COST:
+                sf = self.sf
+                seconds = self.cost.iteration_s(
+                    float(sf[k.PT]), float(sf[k.PA]), float(sf[k.DS]), float(sf[k.DC])
+                )
+                sf[k.COST] = float(seconds)
+            elif status == k.GROW:
+                self._grow_buffers()
+            elif status == k.PROGRESS:
+                if self.progress is not None:
+                    self.progress(int(self.s[k.ENDED]))
+            else:
+                return int(status)
+
+    def _tell(self) -> None:
+        """The listener hears of the events the kernel buffered, in order."""
+        count = int(self.s[k.NEV])
+        self.s[k.NEV] = 0
+        listener = self.listener
+        if listener is None:
+            return
+        for rid, code, when in self.ev[:count].tolist():
+            listener(int(rid), int(code), when)
+
+    def _grow_buffers(self) -> None:
+        s, seqs = self.s, self.cfg.max_num_seqs
+        if s[k.TOKENS]:
+            if s[k.NSPAN] + seqs + 1 > self.sp.shape[0]:
+                self.sp = _grown(self.sp, 2 * self.sp.shape[0] + seqs)
+            if s[k.ITER] + 1 > self.iend.shape[0]:
+                self.iend = _grown(self.iend, 2 * self.iend.shape[0])
+        if s[k.NTELE] + 1 > self.tele.shape[0]:
+            self.tele = _grown(self.tele, 2 * self.tele.shape[0])
+        if s[k.EVENTS]:
+            need = int(s[k.NEV] + (s[k.N] - s[k.ENDED]) + 2 * seqs + 2)
+            if need > self.ev.shape[0]:
+                self.ev = _grown(self.ev, max(need, 2 * self.ev.shape[0]))
+
+    def arrivals(self) -> np.ndarray:
+        """Every entered request's arrival time (seconds), by id."""
+        return self.rf[: self.n, k.ARRIVAL].copy()
+
+    # --- what it recorded ----------------------------------------------------------
+
+    def telemetry(self) -> np.ndarray:
+        """The telemetry rows so far (a view; see :data:`TELEMETRY_COLUMNS`)."""
+        return self.tele[: self.s[k.NTELE], : len(TELEMETRY_COLUMNS)]
 
     def result(self) -> SimResult:
         """What the simulation recorded, per request and per step."""
-        iter_end = np.concatenate(self.iter_end) if self.iter_end else np.empty(0)
-        spans = [r.spans for r in self.reqs]
-        ptr = np.concatenate([[0], np.cumsum([len(s) for s in spans])]).astype(np.int64)
-        flat = np.array([ab for s in spans for ab in s], dtype=np.int64).reshape(-1, 2)
-        tokens = np.array([r.generated for r in self.reqs], dtype=np.int64)
-        gaps = np.full(self.n, np.nan)
-        for r in self.reqs:
-            times = np.concatenate([iter_end[a:b] for a, b in r.spans]) if r.spans else ()
-            if len(times) > 1:
-                gaps[r.rid] = float(np.diff(times).max())
-        rows = np.array(self.telemetry, dtype=np.float64).reshape(-1, len(TELEMETRY_COLUMNS))
-        return SimResult(
-            outcome=self.outcome[: self.n],
-            first=self.first[: self.n],
-            end=self.end[: self.n],
-            preemptions=np.array([r.preemptions for r in self.reqs], dtype=np.int32),
-            tokens=tokens,
-            max_gap=gaps,
-            admitted=np.full(self.n, np.nan),
-            telemetry=rows,
-            load=np.zeros((rows.shape[0], len(LOAD_COLUMNS))),
-            iterations=self.iter_count,
-            iter_end=iter_end,
-            span_ptr=ptr,
-            span_lo=flat[:, 0].copy(),
-            span_hi=flat[:, 1].copy(),
+        n = self.n
+        ri, rf = self.ri[:n], self.rf[:n]
+        tele = self.tele[: self.s[k.NTELE]]
+        tokens = bool(self.s[k.TOKENS])
+        t_cols = len(TELEMETRY_COLUMNS)
+        result = SimResult(
+            outcome=ri[:, k.OUTCOME].astype(np.int8),
+            first=rf[:, k.FIRST].copy(),
+            end=rf[:, k.END].copy(),
+            preemptions=ri[:, k.PREEMPT].astype(np.int32),
+            tokens=ri[:, k.GEN].copy(),
+            max_gap=rf[:, k.MAXGAP].copy(),
+            admitted=rf[:, k.ADMITTED].copy(),
+            telemetry=tele[:, :t_cols].copy(),
+            load=tele[:, t_cols : t_cols + len(LOAD_COLUMNS)].copy(),
+            iterations=int(self.s[k.ITER]),
+            has_token_times=tokens,
         )
+        if tokens:
+            spans = self.sp[: self.s[k.NSPAN]]
+            # Spans were made in time order: a stable sort by request keeps it.
+            order = np.argsort(spans[:, 0], kind="stable")
+            spans = spans[order]
+            result.span_ptr = np.searchsorted(spans[:, 0], np.arange(n + 1)).astype(np.int64)
+            result.span_lo = spans[:, 1].copy()
+            result.span_hi = spans[:, 2].copy()
+            result.iter_end = self.iend[: self.s[k.ITER]].copy()
+        return result
+
+
+def _grown(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a`` with ``rows`` rows, its rows kept (zeros after them)."""
+    out = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
