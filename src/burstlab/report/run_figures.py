@@ -374,11 +374,11 @@ def utilisation_over_time(series: pl.DataFrame) -> bytes | None:
         for column, label, colour in present:
             y = percent(column)[:, 0]
             ax.step(x, np.append(y, y[-1]), where="post", color=colour, lw=1.1, label=label)
-        _percent_axis(ax)
+        _percent_axis(ax, "share (%)")
         ax.set_xlabel(f"simulated time ({unit})")
         drawing.legend_above(ax, *ax.get_legend_handles_labels())
         return drawing.to_png(fig)
-    fig, axes = drawing.grid(len(present), 1, height=2.3, width=10.0)
+    fig, axes = drawing.grid(len(present), 1, height=2.2, width=10.0)
     for ax, (column, label, _) in zip(axes[:, 0], present, strict=True):
         y = percent(column)
         mean = y.mean(axis=1)
@@ -392,16 +392,15 @@ def utilisation_over_time(series: pl.DataFrame) -> bytes | None:
                 color="tab:blue", alpha=0.25, lw=0, label=f"{len(replicas)} replicas, min-max",
             )  # fmt: skip
         ax.step(x, np.append(mean, mean[-1]), where="post", color="black", lw=1.4, label="mean")
-        ax.set_title(label, fontsize=9, loc="left")
-        _percent_axis(ax)
-        ax.legend(loc="upper right", fontsize=7, ncols=min(len(replicas) + 1, 9))
+        _percent_axis(ax, f"{label} (%)")
+    drawing.legend_above(axes[0, 0], *axes[0, 0].get_legend_handles_labels())
     axes[-1, 0].set_xlabel(f"simulated time ({unit})")
     return drawing.to_png(fig)
 
 
-def _percent_axis(ax: Any) -> None:
+def _percent_axis(ax: Any, label: str) -> None:
     """A 0-100% y axis (higher should a share exceed it), with a grid."""
     top = max([105.0] + [float(np.max(line.get_ydata())) * 1.05 for line in ax.get_lines()])
     ax.set_ylim(0, top)
-    ax.set_ylabel("share (%)")
+    ax.set_ylabel(label)
     ax.grid(alpha=0.3)

@@ -344,7 +344,7 @@ def _utilisation(u: UtilisationStats | None) -> dict[str, Any] | None:
     return {
         "roofline": u.basis == "roofline",
         "window": fmt_duration(u.window_s),
-        "bin": fmt_num(u.bin_s, 3),
+        "bin": f"{u.bin_s:g}",
         "rows": [
             ("busy share", fmt_share(u.busy_share), "-", peak(u.peak_busy_share)),
             *(

@@ -190,10 +190,13 @@ def utilisation(
     iterations = rows[:, _ITER]
     busy_rows = end - start
     mean_iteration_s = float(busy_rows.sum()) / max(float(iterations.sum()), 1.0)
-    # One bin fewer than allowed: rounding the first edge down may add one.
-    bin_s = _bin_width(t1 - t0, mean_iteration_s, max(max_bins - 1, 1))
-    first = math.floor(t0 / bin_s) * bin_s  # round edges, as the report's windows
-    n_bins = max(1, math.ceil((t1 - first) / bin_s))
+    bin_s = _bin_width(max(t1 - t0, 1e-9) / max_bins, mean_iteration_s)
+    while True:  # round edges, as the report's windows; the first may add a bin
+        first = math.floor(t0 / bin_s) * bin_s
+        n_bins = max(1, math.ceil((t1 - first) / bin_s))
+        if n_bins <= max_bins:
+            break
+        bin_s = _bin_width(bin_s * 1.01, 0.0)
     edges = first + bin_s * np.arange(n_bins + 1)
 
     work, peaks = None, None
@@ -205,7 +208,10 @@ def utilisation(
         peaks = (float(cost.gpu.flops), float(cost.gpu.mem_bw))
 
     ids = np.unique(replica)
-    order = np.lexsort((start, replica))
+    if bool((start[1:] >= start[:-1]).all()):  # rows come in time order: no sort by time
+        order = np.argsort(replica, kind="stable")
+    else:
+        order = np.lexsort((start, replica))
     bounds = np.searchsorted(replica[order], np.append(ids, ids[-1] + 1))
     parts = [order[bounds[i] : bounds[i + 1]] for i in range(ids.size)]
     busy = np.stack([_spread(start[p], end[p], busy_rows[p], edges) for p in parts])
@@ -245,10 +251,10 @@ def _has_load(rows: np.ndarray, load: np.ndarray) -> bool:
     return not bool((decode_only & (load[:, _DS] <= 0)).any())
 
 
-def _bin_width(span: float, iteration_s: float, max_bins: int) -> float:
-    """Seconds per bin: at least ``span / max_bins`` and :data:`MIN_BIN_ITERATIONS`
-    mean iterations, rounded up to 1, 2 or 5 times a power of ten."""
-    want = max(span / max_bins, MIN_BIN_ITERATIONS * iteration_s, 1e-9)
+def _bin_width(least_s: float, iteration_s: float) -> float:
+    """Seconds per bin: at least ``least_s`` and :data:`MIN_BIN_ITERATIONS` mean
+    iterations, rounded up to 1, 2 or 5 times a power of ten."""
+    want = max(least_s, MIN_BIN_ITERATIONS * iteration_s, 1e-9)
     power = 10.0 ** math.floor(math.log10(want))
     for step in (1.0, 2.0, 5.0, 10.0):
         if step * power >= want * (1 - 1e-12):

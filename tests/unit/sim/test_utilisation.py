@@ -150,7 +150,7 @@ def test_a_row_spanning_bins_is_spread_evenly() -> None:
     r = result([(0.0, 10.0, 100, 8, 0), (15.0, 16.0, 1, 8, 0)])
     u = utilisation(r, Linear(c0=0.1), max_bins=3)
     assert u is not None
-    assert u.bin_s == 10.0  # 16 s / 2 bins (one kept for rounding), rounded up to 1-2-5
+    assert u.bin_s == 10.0  # 16 s / 3 bins, rounded up to 1-2-5
     assert u.busy.tolist() == [[1.0, 0.1]]
     u = utilisation(r, Linear(c0=0.1), max_bins=5)
     assert u is not None
