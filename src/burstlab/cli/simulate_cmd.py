@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burstlab.cli.engine_options import KvUtilization, warn, with_overrides
 from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def simulate(
     num_blocks: Annotated[
         int | None, typer.Option("--num-blocks", help="KV blocks (overrides the derived count).")
     ] = None,
+    kv_utilization: KvUtilization = None,
     slo: Annotated[
         str | None,
         typer.Option("--slo", help="Goodput SLOs in seconds: ttft=0.5,tpot=0.05,e2e=10."),
@@ -62,27 +64,19 @@ def simulate(
     from rich.console import Console
 
     from burstlab.cli.bench_cmd import print_summary
-    from burstlab.core.errors import InputError
     from burstlab.results.rundir import RunDir
     from burstlab.results.slo import parse_slo
     from burstlab.sim.simulate import simulate as run_simulation
     from burstlab.sim.spec import load_spec
 
     console = Console(stderr=True)
-    spec = load_spec(engine)
-    overrides = {
-        k: v for k, v in (("scheduler", scheduler), ("num_blocks", num_blocks)) if v is not None
-    }
-    if overrides:
-        spec = spec.model_copy(update={"engine": {**spec.engine, **overrides}})
-        try:
-            spec.config()
-        except InputError as exc:  # engine.num_blocks: ... is the option's fault
-            for key in overrides:
-                if exc.reason.startswith(f"engine.{key}: "):
-                    reason = exc.reason.removeprefix(f"engine.{key}: ")
-                    raise InputError(reason, field="--" + key.replace("_", "-")) from None
-            raise
+    spec = with_overrides(
+        load_spec(engine),
+        scheduler=scheduler,
+        num_blocks=num_blocks,
+        kv_utilization=kv_utilization,
+    )
+    warn(spec)
     with console.status(f"reading {workload}"):
         table, _ = reading.load(workload)
     objectives = parse_slo(slo) if slo else None
