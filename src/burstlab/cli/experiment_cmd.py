@@ -98,6 +98,7 @@ def experiment(
     from rich.console import Console
     from rich.table import Table
 
+    from burstlab.cli.engine_options import warn
     from burstlab.cli.steps import StepBar
     from burstlab.core.errors import InputError
     from burstlab.core.files import atomic_write, refuse_overwrite, write_json
@@ -115,6 +116,7 @@ def experiment(
 
     console = Console(stderr=True)
     spec = load_spec(engine)
+    warn(spec)
     axes = parse_grid(grid or [])
     if len(set(workloads)) < len(workloads):
         raise InputError("a workload is given twice; give each once")
