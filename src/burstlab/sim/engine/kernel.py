@@ -211,7 +211,7 @@ def _compact(h: np.ndarray, size: int, ri: np.ndarray) -> int:
 # --- the waiting queue ----------------------------------------------------------
 
 
-@compiled()
+@compiled(inline="always")
 def _settle(
     ri: np.ndarray, rf: np.ndarray, s: np.ndarray, ev: np.ndarray, rid: int, code: int, when: float
 ) -> None:
@@ -238,13 +238,13 @@ def _push(
     s[QCOUNT] += 1
 
 
-@compiled()
+@compiled(inline="always")
 def _take(ri: np.ndarray, s: np.ndarray, rid: int) -> None:
     ri[rid, INQ] = 0
     s[QCOUNT] -= 1
 
 
-@compiled()
+@compiled(inline="always")
 def _peek(
     ri: np.ndarray,
     rf: np.ndarray,
@@ -281,7 +281,7 @@ def _peek(
     return -1
 
 
-@compiled()
+@compiled(inline="always")
 def _expire(
     ri: np.ndarray,
     rf: np.ndarray,
@@ -321,7 +321,7 @@ def _never_fits(ri: np.ndarray, ci: np.ndarray, rid: int) -> bool:
     return ci[MAX_PROMPT] >= 0 and ri[rid, TRANSFERRED] == 0 and ri[rid, PROMPT] > ci[MAX_PROMPT]
 
 
-@compiled()
+@compiled(inline="always")
 def _intake(
     ri: np.ndarray,
     rf: np.ndarray,
@@ -368,13 +368,13 @@ def _grow(ri: np.ndarray, s: np.ndarray, ci: np.ndarray, rid: int, tokens: int) 
     return True
 
 
-@compiled()
+@compiled(inline="always")
 def _release(ri: np.ndarray, s: np.ndarray, rid: int) -> None:
     s[FREE] += ri[rid, BLOCKS]
     ri[rid, BLOCKS] = 0
 
 
-@compiled()
+@compiled(inline="always")
 def _unrun(s: np.ndarray, rb: np.ndarray, rid: int) -> None:
     """Take ``rid`` off the running list, the others keeping their order."""
     n = s[NRUN]
@@ -448,7 +448,7 @@ def _swap_in(ri: np.ndarray, s: np.ndarray, ci: np.ndarray, cf: np.ndarray, rid:
 # --- one step ---------------------------------------------------------------------
 
 
-@compiled()
+@compiled(inline="always")
 def _form(
     ri: np.ndarray,
     rf: np.ndarray,
@@ -558,7 +558,7 @@ def _form(
     return True
 
 
-@compiled()
+@compiled(inline="always")
 def _emit(
     ri: np.ndarray,
     rf: np.ndarray,
@@ -598,7 +598,7 @@ def _emit(
         _settle(ri, rf, s, ev, rid, OK, end)
 
 
-@compiled()
+@compiled(inline="always")
 def _apply(
     ri: np.ndarray,
     rf: np.ndarray,
