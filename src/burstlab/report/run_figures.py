@@ -315,6 +315,9 @@ def lengths_scatter(table: pl.DataFrame) -> bytes | None:
 #: Replicas drawn one line each in the utilisation figure; a larger cluster is drawn
 #: as its mean and the band between its least and most utilised replica.
 UTILISATION_LINES = 8
+#: At most this many time bins per line of the utilisation figure: a longer series is
+#: drawn in groups of adjacent bins (their mean, exact: bins are equally wide).
+FIGURE_BINS = 250
 #: The utilisation series: column, label, colour of a single replica's line.
 UTILISATION_SERIES = (
     ("busy_share", "busy share", "tab:blue"),
@@ -328,7 +331,8 @@ def utilisation_figures(series: pl.DataFrame | None) -> list[tuple[str, bytes | 
     (``utilisation.parquet``: one row per replica and time bin)."""
     if series is None or series.height == 0:
         return []
-    bin_s = float(series["end_s"][0] - series["start_s"][0])
+    bins = series.height // series["replica"].n_unique()
+    bin_s = float(series["end_s"][0] - series["start_s"][0]) * _group(bins)
     roofline = series["mfu"].null_count() < series.height
     what = (
         "busy share (time running iterations), MFU (model FLOPs over the GPU's dense "
@@ -351,22 +355,28 @@ def utilisation_over_time(series: pl.DataFrame) -> bytes | None:
     """Busy share, MFU and MBU (%) against simulated time: one panel with a line per
     metric for one replica; a panel per metric with a line per replica (and their
     mean) for a cluster. ``series`` holds every replica's every bin, as
-    :meth:`~burstlab.sim.utilisation.UtilisationSeries.table` writes it, so the
-    figure draws at most replicas x bins points."""
+    :meth:`~burstlab.sim.utilisation.UtilisationSeries.table` writes it; a line
+    has at most :data:`FIGURE_BINS` steps, whatever the run's length."""
     if series.height == 0:
         return None
     present = [s for s in UTILISATION_SERIES if series[s[0]].null_count() < series.height]
     ordered = series.sort("replica", "start_s")
     replicas = ordered["replica"].unique(maintain_order=True).to_list()
-    starts = ordered["start_s"].to_numpy()[: ordered.height // len(replicas)]
-    bin_s = float(ordered["end_s"][0] - ordered["start_s"][0])
-    scale, unit = time_axis.time_unit(float(starts[-1] + bin_s - starts[0]))
-    x = np.append(starts, starts[-1] + bin_s) / scale
+    bins = ordered.height // len(replicas)
+    starts = ordered["start_s"].to_numpy()[:bins]
+    end = float(starts[-1] + ordered["end_s"][0] - ordered["start_s"][0])
+    scale, unit = time_axis.time_unit(end - float(starts[0]))
+    k = _group(bins)
+    x = np.append(starts[::k], end) / scale
 
     def percent(column: str) -> np.ndarray:
-        """``(bins, replicas)`` of ``column`` in percent."""
-        values = ordered[column].fill_null(0.0).to_numpy() * 100.0
-        return values.reshape(len(replicas), -1).T
+        """``(groups, replicas)`` of ``column`` in percent, each group of ``k`` bins
+        their mean (the last group may be shorter)."""
+        values = ordered[column].fill_null(0.0).to_numpy().reshape(len(replicas), bins)
+        padded = np.full((len(replicas), -(-bins // k) * k), np.nan)
+        padded[:, :bins] = values
+        means = np.nanmean(padded.reshape(len(replicas), -1, k), axis=2)
+        return np.asarray(means.T * 100.0, dtype=np.float64)
 
     if len(replicas) == 1:
         fig, axes = drawing.grid(1, 1, height=3.2, width=10.0)
@@ -383,8 +393,8 @@ def utilisation_over_time(series: pl.DataFrame) -> bytes | None:
         y = percent(column)
         mean = y.mean(axis=1)
         if len(replicas) <= UTILISATION_LINES:
-            for i, k in enumerate(replicas):
-                ax.step(x, np.append(y[:, i], y[-1, i]), where="post", lw=0.8, label=f"r{k}")
+            for i, rid in enumerate(replicas):
+                ax.step(x, np.append(y[:, i], y[-1, i]), where="post", lw=0.8, label=f"r{rid}")
         else:
             lo, hi = y.min(axis=1), y.max(axis=1)
             ax.fill_between(
@@ -396,6 +406,11 @@ def utilisation_over_time(series: pl.DataFrame) -> bytes | None:
     drawing.legend_above(axes[0, 0], *axes[0, 0].get_legend_handles_labels())
     axes[-1, 0].set_xlabel(f"simulated time ({unit})")
     return drawing.to_png(fig)
+
+
+def _group(bins: int) -> int:
+    """Adjacent bins the utilisation figure draws as one, for at most :data:`FIGURE_BINS`."""
+    return max(1, -(-bins // FIGURE_BINS))
 
 
 def _percent_axis(ax: Any, label: str) -> None:

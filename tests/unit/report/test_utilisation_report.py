@@ -119,7 +119,7 @@ def series(replicas: int, bins: int, roofline: bool = True) -> pl.DataFrame:
     ("replicas", "roofline"), [(1, True), (1, False), (3, True), (3, False), (16, True)]
 )
 def test_the_figure_draws_every_shape(replicas: int, roofline: bool) -> None:
-    made = run_figures.utilisation_figures(series(replicas, 300, roofline))
+    made = run_figures.utilisation_figures(series(replicas, 200, roofline))
     assert len(made) == 1
     caption, png = made[0]
     assert png is not None
@@ -127,6 +127,13 @@ def test_the_figure_draws_every_shape(replicas: int, roofline: bool) -> None:
     assert "per 2-s bin" in caption
     assert ("MFU (model FLOPs" in caption) is roofline
     assert ("one line per replica" in caption) is (replicas > 1)
+
+
+def test_a_long_series_is_drawn_in_groups_of_bins() -> None:
+    """2,000 bins of 2 s: the figure's lines average groups of 8 (at most 250 steps)."""
+    caption, png = run_figures.utilisation_figures(series(2, 2000))[0]
+    assert png is not None
+    assert "per 16-s bin" in caption
 
 
 def test_no_series_is_no_figure() -> None:
