@@ -4,6 +4,7 @@ in process on a small workload."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,38 @@ def test_bad_kv_utilization_is_one_clean_error(
     result = invoke(capsys, "simulate", work, "-o", tmp_path / "run", *args)
     assert result.is_clean_error("--kv-utilization"), result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_experiment_kv_fails_more_as_the_cache_shrinks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The issue's check: on the sample's busiest ten minutes (bursty, and more than one
+    replica serves) the share of failed requests rises as the KV cache shrinks."""
+    work = tmp_path / "w.parquet"
+    assert invoke(capsys, "generate", "sample", "--busiest", "10m", "-o", work).code == 0
+    out = tmp_path / "exp"
+    result = invoke(capsys, "experiment", "kv", work, "-o", out, "--no-runs")
+    assert result.code == 0, result.stderr
+    rows = json.loads((out / "experiment.json").read_text())["rows"]
+    failed = [row["failure_rate"] for row in rows]
+    assert [row["variant"].split(" (")[1] for row in rows] == [
+        "x0.1)",
+        "x0.25)",
+        "x0.5)",
+        "x1)",
+        "x2)",
+    ]
+    assert all(a > b for a, b in pairwise(failed)), failed
+    assert failed[0] > 0.3
+    assert "failed %" in result.stdout
+
+
+def test_experiment_warns_of_too_many_blocks(
+    capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "engine.yaml"
+    spec.write_text("engine:\n  num_blocks: 20000\n")
+    args = ("experiment", "scheduling", work, "--engine", spec, "-o", tmp_path / "exp")
+    result = invoke(capsys, *args, "--no-runs")
+    assert result.code == 0, result.stderr
+    assert sum(line.startswith("warning:") for line in result.stderr.splitlines()) == 1
