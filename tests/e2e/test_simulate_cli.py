@@ -25,12 +25,36 @@ def test_simulate_sample_with_the_default_engine(tmp_path: Path) -> None:
     out = run("simulate", str(work), "-o", str(tmp_path / "run"), "--slo", "ttft=2,e2e=60")
     assert out.returncode == 0, out.stderr
     assert "simulated" in out.stdout
+    assert "token times: not kept" in out.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["counts"]["ok"] == summary["counts"]["scheduled"]
     assert "goodput" in summary
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["engine"]["engine"]["num_blocks"] == 7449
     assert (tmp_path / "run" / "report.html").exists()
+
+
+def test_token_times_then_report_and_analyze_read_the_run(tmp_path: Path) -> None:
+    work = tmp_path / "w.parquet"
+    assert run("generate", "sample", "--busiest", "1m", "-o", str(work)).returncode == 0
+    out = run("simulate", str(work), "-o", str(tmp_path / "run"), "--token-times", "--no-report")
+    assert out.returncode == 0, out.stderr
+    assert "token times: kept" in out.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["token_times"] is True
+    assert summary["metrics"]["itl_s"]["count"] > 0
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+    assert (tmp_path / "run" / "requests.parquet").exists()
+    done = run("report", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert "burstlab simulate report" in (tmp_path / "run" / "report.html").read_text()
+    done = run("analyze", str(tmp_path / "run"), "-o", str(tmp_path / "a"), "--no-plots")
+    assert done.returncode == 0, done.stderr
+    analysed = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert analysed["rows"] == summary["counts"]["scheduled"]
+    done = run("analyze", str(tmp_path), "-o", str(tmp_path / "b"), "--no-plots")
+    assert done.returncode == 2
+    assert "without a run's results" in done.stderr
 
 
 def test_engine_file_and_errors(tmp_path: Path) -> None:

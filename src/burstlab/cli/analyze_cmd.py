@@ -15,7 +15,10 @@ from burstlab.cli.reading import TraceOptions, trace_options
 def analyze(
     traces: Annotated[
         list[str],
-        typer.Argument(help="One trace, or two to compare (files or 'sample')."),
+        typer.Argument(
+            help="One trace, or two to compare (files, 'sample', or run directories: "
+            "their requests.parquet or records.jsonl)."
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Directory for summary.json and report.html.")
@@ -79,7 +82,7 @@ def analyze(
     parts = []
     for trace in traces:
         with console.status(f"reading {trace}"):
-            table, report = reading.load(trace)
+            table, report = reading.load(_results_of_run(trace))
         with console.status(f"analysing {trace}"):
             summary = analyze(
                 table, report, filters=filters, window_s=window_s, seed=seed, origin=when
@@ -125,3 +128,22 @@ def analyze(
             f"{comparison.ks_input_tokens:.3f}, response {comparison.ks_output_tokens:.3f}"
         )
     typer.echo(f"wrote {summary_path} and {html}")
+
+
+def _results_of_run(trace: str) -> str:
+    """A run directory stands for its per-request results (a simulation's
+    ``requests.parquet``, a benchmark's ``records.jsonl``); anything else is itself."""
+    from burstlab.core.errors import InputError
+    from burstlab.results.rundir import RunDir
+
+    path = Path(trace)
+    if not path.is_dir():
+        return trace
+    found = RunDir(path).results_file()
+    if found is None:
+        raise InputError(
+            "is a directory without a run's results (requests.parquet or records.jsonl)",
+            path=trace,
+            hint="pass a trace file or a run directory written by simulate or bench",
+        )
+    return str(found)

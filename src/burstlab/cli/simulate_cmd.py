@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,10 +55,19 @@ def simulate(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Also write report.html.")
     ] = True,
+    token_times: Annotated[
+        bool,
+        typer.Option(
+            "--token-times",
+            help="Keep every token's time in requests.parquet (exact ITL; memory and disk "
+            "grow with the tokens). Without it, each request keeps TPOT and its largest gap.",
+        ),
+    ] = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
-    """Run a workload through a simulated serving engine (no GPU) and write the same
-    run directory as 'bench': records.jsonl, summary.json, run.json, telemetry.parquet.
+    """Run a workload through a simulated serving engine (no GPU) and write a run
+    directory 'report' and 'analyze' read: requests.parquet (one row per request),
+    summary.json, run.json, telemetry.parquet.
 
     Examples: burstlab simulate w.parquet -o runs/sim;
     burstlab simulate trace.parquet --autoscale plan.json --slo ttft=2,e2e=60 -o runs/scaled
@@ -66,6 +77,7 @@ def simulate(
     from burstlab.cli.bench_cmd import print_summary
     from burstlab.results.rundir import RunDir
     from burstlab.results.slo import parse_slo
+    from burstlab.sim.engine import Engine
     from burstlab.sim.simulate import simulate as run_simulation
     from burstlab.sim.spec import load_spec
 
@@ -84,9 +96,16 @@ def simulate(
         _autoscale(table, spec, autoscale, out, objectives, console)
         summary = RunDir(out).summary()
     else:
-        with console.status(f"simulating {table.height:,} requests"):
+        built = spec.build()
+        with _progress(console, table.height, counted=isinstance(built, Engine)) as tick:
             summary = run_simulation(
-                table, spec.build(), out, description=spec.describe(), slo=objectives
+                table,
+                built,
+                out,
+                description=spec.describe(),
+                slo=objectives,
+                token_times=token_times,
+                progress=tick,
             ).summary
     assert summary is not None
     assert summary.engine is not None
@@ -96,11 +115,56 @@ def simulate(
         f"simulated {summary.counts.scheduled:,} requests in {e.wall_s:.2f} s "
         f"({e.iterations:,} iterations in {e.steps:,} steps, {e.preemptions} preemptions)"
     )
+    if autoscale is None:
+        kept = "kept" if summary.token_times else "not kept (--token-times keeps them)"
+        typer.echo(f"token times: {kept}")
     if report:
         from burstlab.report.run import render_run
 
         html = render_run(out)
         typer.echo(f"wrote the run to {out} and its report to {html}")
+
+
+@contextmanager
+def _progress(
+    console: Console, total: int, *, counted: bool
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar of requests ended out of ``total`` while the engine runs, then
+    a spinner while the results are written; a spinner alone when the engine does not
+    count (a cluster). Yields the engine's progress callback (None for a spinner)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if not counted:
+        with console.status(f"simulating {total:,} requests (a cluster: no count)"):
+            yield None
+        return
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("requests ended"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("simulating", total=total)
+
+    def tick(ended: int) -> None:
+        done = ended >= total
+        bar.update(task, completed=ended, description="writing results" if done else None)
+
+    with bar:
+        yield tick
 
 
 def _autoscale(

@@ -1,5 +1,6 @@
-"""A run directory read for its report: the typed manifest and summary, the records,
-the engine's telemetry and the autoscaling comparison, whichever the run left.
+"""A run directory read for its report: the typed manifest and summary, the per-request
+results (a benchmark's ``records.jsonl`` or a simulation's ``requests.parquet``), the
+engine's telemetry and the autoscaling comparison, whichever the run left.
 
 Everything is read through :class:`~burstlab.results.rundir.RunDir`. A run killed
 before it wrote ``summary.json`` still has a summary here, recomputed from its
@@ -152,6 +153,8 @@ def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
         raise InputError("no such run directory", path=str(path))
     rundir = RunDir(path)
     manifest = rundir.manifest()
+    results = rundir.results_file()
+    source = results.name if results is not None else "records.jsonl"
     records = rundir.records()
     saved = rundir.summary()
     notes: list[str] = []
@@ -165,18 +168,24 @@ def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
         status = "incomplete" if ended == "running" else ended
         notes.append(
             "summary.json is missing (the run was killed before it ended?): the summary "
-            "was recomputed from records.jsonl, without the client's health samples"
+            f"was recomputed from {source}, without the client's health samples"
         )
     else:
         raise InputError(
-            "holds no bench run (no records and no summary.json)",
+            "holds no run (no records, no requests.parquet and no summary.json)",
             path=str(path),
-            hint="pass the directory given to burstlab bench -o",
+            hint="pass the directory given to burstlab bench -o or simulate -o",
         )
     if records is None:
-        notes.append("records.jsonl is missing: no figures and no example errors")
+        notes.append(f"{source} is missing: no figures and no example errors")
     elif records.height == 0:
-        notes.append("records.jsonl holds no records")
+        notes.append(f"{source} holds no records")
+    if not summary.token_times:
+        notes.append(
+            "token times were not kept (simulate --token-times keeps them): the ITL row is "
+            "empty; TPOT and each request's largest gap between tokens (max_gap_s in "
+            "requests.parquet) stand for it"
+        )
     kind: Kind = manifest.kind if manifest is not None else "bench"
     return Run(
         path=path,

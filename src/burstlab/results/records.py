@@ -29,6 +29,7 @@ import polars as pl
 
 from burstlab.core.errors import InputError
 from burstlab.results.metrics import derive
+from burstlab.results.requests import REQUESTS_FILE, read_requests
 from burstlab.trace.schema import conform
 
 Outcome = Literal["ok", "failed", "cancelled", "not_sent"]
@@ -229,8 +230,13 @@ def records_table(data: bytes | list[dict[str, object]], path: str | None = None
 
 
 def load_records(path: str | Path) -> pl.DataFrame:
-    """Read a records file (or a run directory's) as a result table."""
+    """Read a records file (or a run directory's) as a result table; a simulation's
+    ``requests.parquet`` (or a directory holding one) reads as the same table."""
     p = Path(path)
+    if p.is_dir() and (p / REQUESTS_FILE).is_file():
+        p = p / REQUESTS_FILE
+    if p.suffix == ".parquet" and p.is_file():
+        return read_requests(p)
     if p.is_dir():
         p = p / RECORDS_FILE
     if not p.exists():

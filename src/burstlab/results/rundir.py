@@ -4,9 +4,14 @@ Layout (version 2), in the order files are written:
 
 - ``run.json``: the :class:`~burstlab.results.manifest.Manifest`, before the first send
   and again when the run ends;
-- ``schedule.parquet``: the workload as scheduled (row ``i`` is request ``i``);
-- ``records.jsonl``: one line per request as it ends (:mod:`burstlab.results.records`);
+- ``schedule.parquet``: the workload as scheduled (row ``i`` is request ``i``; benchmarks);
+- ``records.jsonl``: one line per request as it ends (:mod:`burstlab.results.records`;
+  benchmarks);
+- ``requests.parquet``: one row per request, the schedule and every result column
+  (:mod:`burstlab.results.requests`; simulations, in place of the two above);
 - ``telemetry.parquet``: the simulated engine's steps (simulations only);
+- ``utilisation.parquet``: the simulated GPUs' busy share, MFU and MBU per replica
+  per time bin (:mod:`burstlab.sim.utilisation`; simulations only);
 - ``summary.json``: the :class:`~burstlab.results.summary.RunSummary` once the run is over;
 - ``vllm.json`` and ``metrics.csv``: the headline figures for other tools
   (:mod:`burstlab.results.export`);
@@ -39,6 +44,7 @@ from burstlab.core.files import atomic_file, atomic_write, read_json_object, wri
 from burstlab.results.export import metrics_csv, vllm_result
 from burstlab.results.manifest import MANIFEST_VERSION, Manifest, upgrade_manifest
 from burstlab.results.records import RECORDS_FILE, RecordWriter, load_records
+from burstlab.results.requests import REQUESTS_FILE, read_requests
 from burstlab.results.summary import SUMMARY_VERSION, RunSummary, upgrade_summary
 from burstlab.trace.io import read_table, write_table
 
@@ -51,7 +57,9 @@ MANIFEST = "run.json"
 SUMMARY = "summary.json"
 SCHEDULE = "schedule.parquet"
 RECORDS = RECORDS_FILE
+REQUESTS = REQUESTS_FILE
 TELEMETRY = "telemetry.parquet"
+UTILISATION = "utilisation.parquet"
 AUTOSCALE = "autoscale.json"
 VLLM = "vllm.json"
 METRICS_CSV = "metrics.csv"
@@ -73,17 +81,18 @@ class RunDir:
     # -- writing ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path) -> RunDir:
-        """A new run in ``path``: the folder is created and locked. A folder that
-        already holds a run's records, or that another run is writing, is refused,
+    def create(cls, path: str | Path, *, records: bool = True) -> RunDir:
+        """A new run in ``path``: the folder is created and locked, and (``records``,
+        a benchmark's) the records file created empty. A folder that already holds a
+        run's records or requests table, or that another run is writing, is refused,
         so no measurement is overwritten."""
         run = cls(path)
-        records = run.records_path
+        existing = run.records_path
         if run.path.exists() and not run.path.is_dir():
             raise InputError(
                 "is a file, not a run directory", path=str(run.path), hint="pass a new directory"
             )
-        if records.exists() and records.stat().st_size > 0:
+        if (existing.exists() and existing.stat().st_size > 0) or run.has(REQUESTS):
             raise InputError(
                 "already holds a run's records; refusing to overwrite them",
                 path=str(run.path),
@@ -96,7 +105,8 @@ class RunDir:
                 f"cannot create the run directory: {exc.strerror}", path=str(path)
             ) from None
         run._acquire()
-        records.touch()
+        if records:
+            existing.touch()
         run._reserve()
         return run
 
@@ -168,6 +178,12 @@ class RunDir:
         """All records at once, atomically (a simulation writes them when it ends)."""
         atomic_write(self.records_path, lines)
 
+    def write_requests(self, table: pl.DataFrame) -> None:
+        """A simulation's stored requests table (see :mod:`burstlab.results.requests`),
+        atomically, as Parquet."""
+        with atomic_file(self.path / REQUESTS) as fh:
+            table.write_parquet(fh, compression="lz4", statistics=False)
+
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write(self.path / MANIFEST, manifest.model_dump_json(indent=2).encode())
 
@@ -178,6 +194,12 @@ class RunDir:
     def write_telemetry(self, telemetry: pl.DataFrame) -> None:
         with atomic_file(self.path / TELEMETRY) as fh:
             telemetry.write_parquet(fh)
+
+    def write_utilisation(self, table: pl.DataFrame) -> None:
+        """The utilisation time series, one row per replica and time bin
+        (:meth:`burstlab.sim.utilisation.UtilisationSeries.table`)."""
+        with atomic_file(self.path / UTILISATION) as fh:
+            table.write_parquet(fh)
 
     def write_summary(self, summary: RunSummary, manifest: Manifest, table: pl.DataFrame) -> None:
         """``summary.json``, then ``vllm.json`` and ``metrics.csv`` derived from it."""
@@ -210,16 +232,41 @@ class RunDir:
             return None
         return self._validate(RunSummary, upgrade_summary(data), SUMMARY, SUMMARY_VERSION)
 
-    def records(self) -> pl.DataFrame | None:
-        """The records as a result table with every metric; None when there is no file."""
-        return load_records(self.records_path) if self.records_path.is_file() else None
+    def results_file(self) -> Path | None:
+        """The file holding one result per request: ``requests.parquet`` (a
+        simulation), else ``records.jsonl`` (a benchmark); None when there is neither."""
+        for name in (REQUESTS, RECORDS):
+            if self.has(name):
+                return self.path / name
+        return None
+
+    def records(self, *, token_times: bool = True) -> pl.DataFrame | None:
+        """The per-request results as a result table with every metric (from
+        :meth:`results_file`); None when there is no such file. ``token_times=False``
+        leaves a simulation's token-time lists out."""
+        path = self.results_file()
+        if path is None:
+            return None
+        if path.name == REQUESTS:
+            return read_requests(path, token_times=token_times)
+        return load_records(path)
 
     def schedule(self) -> pl.DataFrame | None:
+        """The workload as scheduled: ``schedule.parquet``, or a simulation's
+        canonical columns of ``requests.parquet``; None when there is neither."""
         path = self.path / SCHEDULE
-        return read_table(path)[0] if path.is_file() else None
+        if path.is_file():
+            return read_table(path)[0]
+        if self.has(REQUESTS):
+            return read_table(self.path / REQUESTS)[0]
+        return None
 
     def telemetry(self) -> pl.DataFrame | None:
         path = self.path / TELEMETRY
+        return pl.read_parquet(path) if path.is_file() else None
+
+    def utilisation(self) -> pl.DataFrame | None:
+        path = self.path / UTILISATION
         return pl.read_parquet(path) if path.is_file() else None
 
     def autoscale(self) -> dict[str, Any] | None:

@@ -285,7 +285,7 @@ def run_autoscale(
     fleets = {p: build_policy(p, engine, plan, start, router) for p in POLICIES}
     if plan.capacity_rps is None:
         del fleets["reactive"]
-    with RunDir.create(run_dir) as out:
+    with RunDir.create(run_dir, records=False) as out:
         results = {}
         for name, fleet in fleets.items():
             if name == "plan":

@@ -270,7 +270,7 @@ def test_missing_or_empty_run_dir_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=re.escape(str(empty))):
         render_run(empty)
     (empty / "records.jsonl").touch()  # bench touched it, then died before any request ended
-    with pytest.raises(InputError, match="no bench run"):
+    with pytest.raises(InputError, match="holds no run"):
         render_run(empty)
 
 
