@@ -71,8 +71,7 @@ class Instance:
 
     @property
     def outstanding(self) -> int:
-        run = self.engine.run
-        return run.running_count + run.waiting_count + run.not_arrived
+        return self.engine.run.outstanding
 
     @property
     def idle(self) -> bool:

@@ -90,8 +90,9 @@ COST_PYTHON, COST_LINEAR, COST_ROOFLINE = 0, 1, 2
 # Telemetry row (``tele``): the 9 telemetry columns then the 3 load columns.
 TELE_COLUMNS = 12
 
-# Why :func:`advance` returned.
+# Why :func:`advance` returned; plus HEARD when listener events wait in ``ev``.
 IDLE, BOUNDARY, NEED_COST, GROW, PROGRESS = 0, 1, 2, 3, 4
+HEARD = 8
 #: Steps between PROGRESS returns when progress is asked for.
 PROGRESS_STEPS = 1 << 18
 
@@ -693,7 +694,35 @@ def advance(
     progress: bool,
 ) -> int:
     """Run every step starting at or before ``until`` (seconds); why it stopped
-    (IDLE, BOUNDARY, NEED_COST, GROW or PROGRESS; see the module docstring)."""
+    (IDLE, BOUNDARY, NEED_COST, GROW or PROGRESS, plus HEARD when events wait)."""
+    status = _run(
+        ri, rf, s, sf, ci, cf, ck, cp, hq, hd0, hd1, rb, sp, iend, tele, ev, until, progress
+    )
+    return status + HEARD if s[NEV] > 0 else status
+
+
+@compiled(inline="always")
+def _run(
+    ri: np.ndarray,
+    rf: np.ndarray,
+    s: np.ndarray,
+    sf: np.ndarray,
+    ci: np.ndarray,
+    cf: np.ndarray,
+    ck: int,
+    cp: np.ndarray,
+    hq: np.ndarray,
+    hd0: np.ndarray,
+    hd1: np.ndarray,
+    rb: np.ndarray,
+    sp: np.ndarray,
+    iend: np.ndarray,
+    tele: np.ndarray,
+    ev: np.ndarray,
+    until: float,
+    progress: bool,
+) -> int:
+    """:func:`advance` without the HEARD flag."""
     max_seqs = ci[MAX_SEQS]
     while True:
         if s[PHASE] == 1:  # a Python cost model gave this step's seconds

@@ -62,11 +62,11 @@ class OnlineEngine:
         run = self.run
         self.now = max(self.now, now)
         if run.advance(now) == k.IDLE:
-            run.now = max(run.now, now)
+            run.sf[k.T] = max(run.sf[k.T], now)
             self.due = math.inf
             return None
-        self.due = run.now
-        return run.now
+        due = self.due = float(run.sf[k.T])
+        return due
 
     def free_blocks(self, now: float) -> int:  # noqa: ARG002 (stepped up to the last call)
         """Free KV blocks after every iteration started so far."""

@@ -102,6 +102,7 @@ class Replica:
         self.listener: Listener | None = None
         #: Called with the number of requests ended so far, now and then.
         self.progress: Callable[[int], None] | None = None
+        self._pack()
 
     # --- what fleets, PD pools and live servers read -------------------------------
 
@@ -109,6 +110,12 @@ class Replica:
     def n(self) -> int:
         """Requests entered so far."""
         return int(self.s[k.N])
+
+    @property
+    def outstanding(self) -> int:
+        """Requests entered and not ended: running, waiting or not taken in yet."""
+        s = self.s
+        return int(s[k.N] - s[k.NEXT] + s[k.NRUN] + s[k.QCOUNT])
 
     @property
     def running_count(self) -> int:
@@ -189,33 +196,37 @@ class Replica:
             self.hd0 = _grown(self.hd0, cap)
         if self.cfg.client_timeout_s is not None:
             self.hd1 = _grown(self.hd1, cap)
+        self._pack()
+
+    def _pack(self) -> None:
+        """The kernel's arguments, kept together (rebuilt when an array is replaced)."""
+        self._state = (
+            self.ri,
+            self.rf,
+            self.s,
+            self.sf,
+            self.ci,
+            self.cf,
+            self.ck,
+            self.cp,
+            self.hq,
+            self.hd0,
+            self.hd1,
+            self.rb,
+            self.sp,
+            self.iend,
+            self.tele,
+            self.ev,
+        )
 
     def advance(self, until: float) -> int:
         """Run every step starting at or before ``until`` (seconds): IDLE or BOUNDARY."""
         progress = self.progress is not None
         while True:
-            status = k.advance(
-                self.ri,
-                self.rf,
-                self.s,
-                self.sf,
-                self.ci,
-                self.cf,
-                self.ck,
-                self.cp,
-                self.hq,
-                self.hd0,
-                self.hd1,
-                self.rb,
-                self.sp,
-                self.iend,
-                self.tele,
-                self.ev,
-                until,
-                progress,
-            )
-            if self.s[k.NEV]:
+            status = k.advance(*self._state, until, progress)
+            if status >= k.HEARD:
                 self._tell()
+                status -= k.HEARD
             if status == k.NEED_COST:
                 sf = self.sf
                 seconds = self.cost.iteration_s(
@@ -228,7 +239,7 @@ class Replica:
                 if self.progress is not None:
                     self.progress(int(self.s[k.ENDED]))
             else:
-                return int(status)
+                return status
 
     def _tell(self) -> None:
         """The listener hears of the events the kernel buffered, in order."""
@@ -253,6 +264,7 @@ class Replica:
             need = int(s[k.NEV] + (s[k.N] - s[k.ENDED]) + 2 * seqs + 2)
             if need > self.ev.shape[0]:
                 self.ev = _grown(self.ev, max(need, 2 * self.ev.shape[0]))
+        self._pack()
 
     def arrivals(self) -> np.ndarray:
         """Every entered request's arrival time (seconds), by id."""
