@@ -172,8 +172,9 @@ def utilisation(
     used; MFU and MBU need a :class:`~burstlab.sim.cost.Roofline`), in at most
     ``max_bins`` bins per replica; ``None`` when the result has no iteration.
 
-    Linear in the number of telemetry rows (a sort and one interpolation per
-    replica), so it costs little beside the simulation.
+    Linear in the number of telemetry rows (a cumulative sum per series and
+    replica, and a binary search per bin edge), so it costs little beside the
+    simulation: about 0.2 s for 2.7 million rows.
     """
     if max_bins < 1:
         raise ValueError(f"max_bins must be at least 1, got {max_bins}")
@@ -268,14 +269,19 @@ def _spread(
     """``amount`` of each interval ``[start, end)`` (sorted, not overlapping) spread
     evenly over it, summed per bin between consecutive ``edges``.
 
-    The cumulative amount is piecewise linear with knots at every start and end;
-    its values at the edges, differenced, are the bins' sums (exact, vectorised).
+    The cumulative amount is piecewise linear in time; its value at an edge is the
+    sum over the rows before the one the edge falls in, plus that row's share up to
+    the edge. Differenced, these are the bins' sums: exact, one pass over the rows
+    (a cumulative sum) and a binary search per edge.
     """
-    cum = np.cumsum(amount)
-    before = cum - amount
-    # Rows of one replica never overlap; the running maximum only guards the
-    # interpolation's need for non-decreasing knots.
-    x = np.maximum.accumulate(np.column_stack([start, end]).ravel())
-    y = np.column_stack([before, cum]).ravel()
-    at = np.interp(edges, x, y, left=0.0, right=float(cum[-1]))
-    return np.diff(at)
+    if start.size == 0:
+        return np.zeros(edges.size - 1)
+    before = np.concatenate([[0.0], np.cumsum(amount)])
+    row = np.searchsorted(start, edges, side="right") - 1  # last row begun by the edge
+    at = np.maximum(row, 0)
+    length = end[at] - start[at]
+    with np.errstate(over="ignore"):  # a subnormal length: the share clips to 1
+        done = np.clip((edges - start[at]) / np.where(length > 0, length, 1.0), 0.0, 1.0)
+    done[length <= 0] = 1.0  # an instant row is all done once begun
+    cum = np.where(row >= 0, before[at] + amount[at] * done, 0.0)
+    return np.diff(cum)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from burstlab.sim import presets
 from burstlab.sim.cost import Q_TILE, Linear, Roofline, kv_bytes_per_token
 from burstlab.sim.engine.result import LOAD_COLUMNS, TELEMETRY_COLUMNS, SimResult
-from burstlab.sim.utilisation import MAX_BINS, UTILISATION_COLUMNS, utilisation
+from burstlab.sim.utilisation import MAX_BINS, UTILISATION_COLUMNS, _spread, utilisation
 
 P_7B = 6_738_415_616 - 32000 * 4096  # Llama-2-7B matmul parameters
 KV_7B = 524_288  # KV bytes per token, tp=1
@@ -255,6 +255,35 @@ def test_bins_conserve_busy_time_and_stay_bounded(
     total = sum(e - s for s, e, *_ in rows)
     assert u.busy.sum() * u.bin_s == pytest.approx(total, rel=1e-9)
     assert u.stats().busy_share == pytest.approx(total / (rows[-1][1] - rows[0][0]), rel=1e-9)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.floats(0, 5), st.floats(0, 5), st.floats(0, 100)), max_size=30),
+    edges=st.lists(st.floats(-5, 200), min_size=2, max_size=12, unique=True),
+)
+def test_spread_is_the_overlap_of_every_row_with_every_bin(
+    rows: list[tuple[float, float, float]], edges: list[float]
+) -> None:
+    """Against a loop over rows and bins: each row's amount times the share of its
+    span inside the bin (an instant row counts where it begins)."""
+    start, end, amount, t = [], [], [], 0.0
+    for idle, busy, x in rows:
+        start.append(t + idle)
+        end.append(t + idle + busy)
+        amount.append(x)
+        t += idle + busy
+    cuts = np.sort(np.array(edges))
+    got = _spread(np.array(start), np.array(end), np.array(amount), cuts)
+    want = np.zeros(cuts.size - 1)
+    for s, e, x in zip(start, end, amount, strict=True):
+        for j in range(cuts.size - 1):
+            lo, hi = cuts[j], cuts[j + 1]
+            if e > s:
+                want[j] += x * max(0.0, min(e, hi) - max(s, lo)) / (e - s)
+            elif lo < s <= hi:
+                want[j] += x
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
 
 
 def test_a_long_run_gets_at_most_max_bins() -> None:
