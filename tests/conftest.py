@@ -13,7 +13,7 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 #: The module that tells each optional extra is installed (``pyproject.toml``'s extras).
-EXTRAS = {"forecast": "xgboost", "tokenizers": "tokenizers"}
+EXTRAS = {"forecast": "xgboost", "tokenizers": "tokenizers", "ray": "ray"}
 
 
 @cache

@@ -82,6 +82,7 @@ WORKS: dict[tuple[str, str], set[str]] = {
             ("serve", "--time-scale"), ("serve", "--max-body"), ("serve", "--max-connections"),
             ("serve", "--header-timeout"),
             ("simulate", "--num-blocks"),
+            ("experiment", "--jobs"),
         ]
     },
 }  # fmt: skip
@@ -150,6 +151,7 @@ BASE: dict[str, Base] = {
     "forecast": lambda f, out: [*FORECAST, f.trace, "-o", out],
     "plan": lambda f, out: ["plan", "--forecast", f.forecast, "--capacity", "1", "-o", out / "p"],
     "serve": lambda f, out: ["serve", *FIXED, "--port", "0"],
+    "experiment": lambda f, out: ["experiment", "scheduling", f.trace, "-o", out, "--no-runs"],
 }
 
 
