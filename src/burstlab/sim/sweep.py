@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -113,7 +114,7 @@ def apply_settings(spec: EngineSpec, settings: Sequence[tuple[str, str]]) -> Eng
     ``engine.yaml`` is (an unknown or bad field is an :class:`InputError` naming it)."""
     if not settings:
         return spec
-    data = spec.model_dump(exclude_unset=True)
+    data = spec.model_dump()
     for field, text in settings:
         *parents, leaf = field.split(".")
         node = data
@@ -395,11 +396,28 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> None:
     if address is None:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
         return
+    _check_reachable(address)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(
             f"cannot connect to the Ray cluster at {address!r}: {exc}",
+            field="--address",
+            hint="start one with 'ray start --head', or leave --address out for a local Ray",
+        ) from None
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once, not after Ray's minutes of retries, when nothing listens at a
+    ``HOST:PORT`` (or ``ray://HOST:PORT``) address; ``auto`` is Ray's to resolve."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(
+            f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}",
             field="--address",
             hint="start one with 'ray start --head', or leave --address out for a local Ray",
         ) from None
