@@ -181,11 +181,6 @@ def utilisation(
     rows = result.telemetry
     if rows.shape[0] == 0:
         return None
-    replica = (
-        np.zeros(rows.shape[0], dtype=np.int64)
-        if result.replica is None
-        else np.asarray(result.replica, dtype=np.int64)
-    )
     start, end = rows[:, _START], rows[:, _END]
     t0, t1 = float(start.min()), float(end.max())
     iterations = rows[:, _ITER]
@@ -208,13 +203,20 @@ def utilisation(
         )
         peaks = (float(cost.gpu.flops), float(cost.gpu.mem_bw))
 
-    ids = np.unique(replica)
-    if bool((start[1:] >= start[:-1]).all()):  # rows come in time order: no sort by time
-        order = np.argsort(replica, kind="stable")
+    in_order = bool((start[1:] >= start[:-1]).all())
+    parts: list[slice] | list[np.ndarray]
+    if result.replica is None and in_order:  # one engine's rows, in time order: views
+        ids, parts = np.zeros(1, dtype=np.int64), [slice(None)]
     else:
-        order = np.lexsort((start, replica))
-    bounds = np.searchsorted(replica[order], np.append(ids, ids[-1] + 1))
-    parts = [order[bounds[i] : bounds[i + 1]] for i in range(ids.size)]
+        replica = (
+            np.zeros(rows.shape[0], dtype=np.int64)
+            if result.replica is None
+            else np.asarray(result.replica, dtype=np.int64)
+        )
+        ids = np.unique(replica)
+        order = np.argsort(replica, kind="stable") if in_order else np.lexsort((start, replica))
+        bounds = np.searchsorted(replica[order], np.append(ids, ids[-1] + 1))
+        parts = [order[bounds[i] : bounds[i + 1]] for i in range(ids.size)]
     busy = np.stack([_spread(start[p], end[p], busy_rows[p], edges) for p in parts])
     busy_s = np.array([busy_rows[p].sum() for p in parts])
     mfu = mbu = flops = moved = None
