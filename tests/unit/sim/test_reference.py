@@ -277,8 +277,9 @@ def test_overloaded_engine_matches_the_naive_reference(
     )
     fast, naive = run_both(cfg, cost, arrivals, prompts, outputs)
     check_expected(fast, expect)
-    # the queue did grow: at some point a sixth of the workload was waiting or more
-    assert max(it.waiting for it in naive.iterations) >= 50
+    if cfg.queue_cap is None and cfg.queue_timeout_s is None:
+        # nothing sheds the load early: at some point a sixth of the workload waits
+        assert max(it.waiting for it in naive.iterations) >= 50
 
 
 #: KV-starved: so few blocks, and prefill chunks so small, that a sixth or more of
