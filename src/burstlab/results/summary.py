@@ -33,7 +33,8 @@ from burstlab.results.slo import SLO
 
 #: The summary format this burstlab writes. Version 1 (burstlab 0.x before the
 #: results layer) had no ``version`` key and a ``vllm`` block; it is read and upgraded.
-#: Version 3 added ``engine.utilisation``; a version-2 summary reads as it is.
+#: Version 3 added ``engine.utilisation`` and ``token_times``; a version-2 summary
+#: reads as it is (no utilisation; token times were always kept then).
 SUMMARY_VERSION = 3
 #: Client-bound thresholds (RELIABILITY.md 2.2), seconds.
 LAG_P99_LIMIT_S = 0.010
