@@ -413,6 +413,7 @@ def merge_results(
         telemetry=table[:, :t_cols],
         load=table[:, t_cols:-1],
         iterations=sum(p.iterations for p in parts),
+        steps=sum(p.steps for p in parts),
         iter_end=iter_end,
         span_ptr=span_ptr,
         span_lo=span_lo,

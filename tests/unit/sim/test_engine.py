@@ -124,3 +124,24 @@ def test_online_engine_matches_the_offline_run() -> None:
     for rid in range(arrivals.size):
         assert ends[rid][0] == offline.outcome[rid]
         assert np.allclose(tokens.get(rid, []), offline.token_times(rid), atol=1e-9)
+
+
+def test_a_telemetry_sink_gets_exactly_the_rows_a_run_keeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks of a few rows (the last row of each stays behind to be extended)."""
+    from burstlab.sim.engine import replica
+
+    monkeypatch.setattr(replica, "SINK_ROWS", 7)
+    arrivals, prompts, outputs = workload(300, 8.0, seed=2)
+    engine = Engine(EngineConfig(num_blocks=500), LinearCost())
+    kept = engine.run(arrivals, prompts, outputs)
+    chunks: list[np.ndarray] = []
+    streamed = engine.run(arrivals, prompts, outputs, telemetry_sink=chunks.append)
+    assert len(chunks) > 10
+    assert streamed.telemetry.shape[0] == 0
+    assert streamed.steps == kept.steps == kept.telemetry.shape[0]
+    rows = np.concatenate(chunks)
+    assert np.array_equal(rows[:, :9], kept.telemetry)
+    assert np.array_equal(rows[:, 9:], kept.load)
+    assert np.array_equal(streamed.end, kept.end, equal_nan=True)

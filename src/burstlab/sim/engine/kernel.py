@@ -42,8 +42,8 @@ PROMPT, OUTPUT, TARGET, KV, BLOCKS, GEN, SWAPPED, TRANSFERRED, PREEMPT, LASTSPAN
 )
 RI_COLUMNS = 12
 # Per-request float columns (``rf``).
-ARRIVAL, KEY, FIRST, END, LAST, MAXGAP, ADMITTED, DEADLINE = range(8)
-RF_COLUMNS = 8
+ARRIVAL, KEY, FIRST, END, LAST, MAXGAP, ADMITTED = range(7)
+RF_COLUMNS = 7
 
 # Integer state (``s``).
 (
@@ -349,8 +349,8 @@ def _intake(
         _push(ri, rf, s, ci, hq, rid)
         if cf[QUEUE_TIMEOUT] < math.inf:
             s[QDSIZE] = heap_push(hd0, s[QDSIZE], arrival + cf[QUEUE_TIMEOUT], 0.0, rid)
-        if rf[rid, DEADLINE] < math.inf:
-            s[CDSIZE] = heap_push(hd1, s[CDSIZE], rf[rid, DEADLINE], 0.0, rid)
+        if cf[CLIENT_TIMEOUT] < math.inf:
+            s[CDSIZE] = heap_push(hd1, s[CDSIZE], arrival + cf[CLIENT_TIMEOUT], 0.0, rid)
     _expire(ri, rf, s, ev, hd0, hd1, t)
 
 
@@ -389,12 +389,18 @@ def _unrun(s: np.ndarray, rb: np.ndarray, rid: int) -> None:
 
 @compiled()
 def _abort(
-    ri: np.ndarray, rf: np.ndarray, s: np.ndarray, ev: np.ndarray, rb: np.ndarray, rid: int
+    ri: np.ndarray,
+    rf: np.ndarray,
+    s: np.ndarray,
+    cf: np.ndarray,
+    ev: np.ndarray,
+    rb: np.ndarray,
+    rid: int,
 ) -> None:
     """The client gave up on running ``rid`` at its deadline."""
     _release(ri, s, rid)
     _unrun(s, rb, rid)
-    _settle(ri, rf, s, ev, rid, CLIENT_TIMEOUT, rf[rid, DEADLINE])
+    _settle(ri, rf, s, ev, rid, CLIENT_TIMEOUT, rf[rid, ARRIVAL] + cf[CLIENT_TIMEOUT])
 
 
 @compiled()
@@ -606,6 +612,7 @@ def _apply(
     s: np.ndarray,
     sf: np.ndarray,
     ci: np.ndarray,
+    cf: np.ndarray,
     ev: np.ndarray,
     rb: np.ndarray,
     sp: np.ndarray,
@@ -624,15 +631,15 @@ def _apply(
     nd, npre = s[NDEC], s[NPRE]
     for j in range(nd):
         rid = rb[1, j]
-        if rf[rid, DEADLINE] < end:
-            _abort(ri, rf, s, ev, rb, rid)
+        if rf[rid, ARRIVAL] + cf[CLIENT_TIMEOUT] < end:
+            _abort(ri, rf, s, cf, ev, rb, rid)
             continue
         ri[rid, KV] += 1
         _emit(ri, rf, s, ev, rb, sp, rid, idx, end)
     for j in range(npre):
         rid = rb[2, j]
-        if rf[rid, DEADLINE] < end:
-            _abort(ri, rf, s, ev, rb, rid)
+        if rf[rid, ARRIVAL] + cf[CLIENT_TIMEOUT] < end:
+            _abort(ri, rf, s, cf, ev, rb, rid)
             continue
         ri[rid, KV] += rb[3, j]
         if ri[rid, KV] >= ri[rid, TARGET]:
@@ -727,7 +734,7 @@ def _run(
     while True:
         if s[PHASE] == 1:  # a Python cost model gave this step's seconds
             s[PHASE] = 0
-            _apply(ri, rf, s, sf, ci, ev, rb, sp, iend, tele, sf[T], sf[COST])
+            _apply(ri, rf, s, sf, ci, cf, ev, rb, sp, iend, tele, sf[T], sf[COST])
         if (
             (s[TOKENS] == 1 and s[NSPAN] + max_seqs + 1 > sp.shape[0])
             or (s[TOKENS] == 1 and s[ITER] + 1 > iend.shape[0])
@@ -746,8 +753,8 @@ def _run(
             j = 0
             while j < s[NRUN]:
                 rid = rb[0, j]
-                if rf[rid, DEADLINE] <= t:
-                    _abort(ri, rf, s, ev, rb, rid)
+                if rf[rid, ARRIVAL] + cf[CLIENT_TIMEOUT] <= t:
+                    _abort(ri, rf, s, cf, ev, rb, rid)
                 else:
                     j += 1
         if s[NRUN] == 0 and s[QCOUNT] == 0:
@@ -763,4 +770,4 @@ def _run(
             s[PHASE] = 1
             return NEED_COST
         seconds = iteration_cost(ck, cp, sf[PT], sf[PA], sf[DS], sf[DC])
-        _apply(ri, rf, s, sf, ci, ev, rb, sp, iend, tele, t, seconds)
+        _apply(ri, rf, s, sf, ci, cf, ev, rb, sp, iend, tele, t, seconds)

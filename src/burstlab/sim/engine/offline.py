@@ -9,7 +9,7 @@ import numpy as np
 
 from burstlab.sim.engine.config import EngineConfig
 from burstlab.sim.engine.costs import CostModel
-from burstlab.sim.engine.replica import NO_EVENTS, Replica
+from burstlab.sim.engine.replica import NO_EVENTS, Replica, TelemetrySink
 from burstlab.sim.engine.result import SimResult
 
 
@@ -35,6 +35,7 @@ class Engine:
         *,
         token_times: bool = True,
         events: int = NO_EVENTS,
+        telemetry_sink: TelemetrySink | None = None,
     ) -> Replica:
         """A replica of this engine with these requests to arrive (none: a live one)."""
         return Replica(
@@ -46,6 +47,7 @@ class Engine:
             predicted=predicted_output,
             token_times=token_times,
             events=events,
+            telemetry_sink=telemetry_sink,
         )
 
     def run(
@@ -57,16 +59,24 @@ class Engine:
         *,
         token_times: bool = True,
         progress: Callable[[int], None] | None = None,
+        telemetry_sink: TelemetrySink | None = None,
     ) -> SimResult:
         """Simulate requests arriving at ``arrival_s`` (sorted, seconds) with these
         lengths (output lengths below 1 count as 1); returns every request's fate.
 
         ``token_times=False`` keeps no token times (memory then grows with the
         requests, not their tokens). ``progress`` is called now and then with the
-        number of requests ended so far.
+        number of requests ended so far. ``telemetry_sink`` is given the telemetry
+        rows in chunks as they are made, and the result keeps none (``steps`` counts
+        them): memory then no longer grows with the steps.
         """
         rep = self.replica(
-            arrival_s, input_tokens, output_tokens, predicted_output, token_times=token_times
+            arrival_s,
+            input_tokens,
+            output_tokens,
+            predicted_output,
+            token_times=token_times,
+            telemetry_sink=telemetry_sink,
         )
         rep.progress = progress
         rep.advance(math.inf)

@@ -26,6 +26,14 @@ from burstlab.sim.engine.result import LOAD_COLUMNS, TELEMETRY_COLUMNS, Listener
 #: Listener events: none, request ends only, ends and every token.
 NO_EVENTS, END_EVENTS, TOKEN_EVENTS = 0, 1, 2
 
+#: ``sink(rows)``: takes a chunk of telemetry rows (the telemetry then the load
+#: columns, :data:`~burstlab.sim.engine.result.TELEMETRY_COLUMNS` and
+#: :data:`~burstlab.sim.engine.result.LOAD_COLUMNS`), in time order, so that a long
+#: simulation need not hold them all.
+TelemetrySink = Callable[[np.ndarray], None]
+#: Rows per chunk given to a telemetry sink (12 float64 columns: 24 MiB).
+SINK_ROWS = 1 << 18
+
 
 def _config(cfg: EngineConfig) -> tuple[np.ndarray, np.ndarray]:
     ci = np.zeros(k.CI_SLOTS, dtype=np.int64)
@@ -62,6 +70,7 @@ class Replica:
         predicted: Sequence[int] | np.ndarray | None,
         token_times: bool = True,
         events: int = NO_EVENTS,
+        telemetry_sink: TelemetrySink | None = None,
     ) -> None:
         self.cfg = cfg
         self.cost = cost
@@ -74,7 +83,7 @@ class Replica:
         cap = max(n, 64)
         self.ci, self.cf = _config(cfg)
         self.ck, self.cp = compile_cost(cost)
-        self.ri = np.zeros((cap, k.RI_COLUMNS), dtype=np.int64)
+        self.ri = np.zeros((cap, k.RI_COLUMNS), dtype=np.int32)
         self.rf = np.full((cap, k.RF_COLUMNS), np.nan)
         self.ri[:, k.LASTSPAN] = -1
         self.ri[:, k.OUTCOME] = k.PENDING
@@ -83,7 +92,6 @@ class Replica:
         self.ri[:n, k.OUTPUT] = outputs
         self.rf[:n, k.ARRIVAL] = arrivals
         self.rf[:n, k.KEY] = sort_keys(cfg, prompts, outputs, predicted)
-        self.rf[:n, k.DEADLINE] = arrivals + self.cf[k.CLIENT_TIMEOUT]
         self.s = np.zeros(k.S_SLOTS, dtype=np.int64)
         self.s[k.N] = n
         self.s[k.FREE] = cfg.num_blocks
@@ -97,7 +105,11 @@ class Replica:
         self.rb = np.zeros((4, seqs + 1), dtype=np.int64)
         self.sp = np.zeros((2 * n + 4 * seqs + 64 if token_times else 1, 3), dtype=np.int64)
         self.iend = np.zeros(8 * n + 1024 if token_times else 1)
-        self.tele = np.zeros((2 * n + 1024, k.TELE_COLUMNS))
+        rows = min(2 * n + 1024, SINK_ROWS) if telemetry_sink is not None else 2 * n + 1024
+        self.tele = np.zeros((rows, k.TELE_COLUMNS))
+        #: Given full chunks of telemetry rows instead of keeping them all.
+        self.telemetry_sink = telemetry_sink
+        self.steps = 0  # telemetry rows given to the sink
         self.ev = np.zeros((cap + 4 * seqs + 16 if events else 1, 3))
         self.listener: Listener | None = None
         #: Called with the number of requests ended so far, now and then.
@@ -176,7 +188,6 @@ class Replica:
         row[k.OUTPUT] = output
         self.rf[rid, k.ARRIVAL] = arrival
         self.rf[rid, k.KEY] = sort_key(self.cfg, prompt, output, key)
-        self.rf[rid, k.DEADLINE] = arrival + self.cf[k.CLIENT_TIMEOUT]
         if kv_ready:
             row[k.SWAPPED], row[k.TRANSFERRED], row[k.GEN] = prompt, 1, 1
         self.s[k.N] = rid + 1
@@ -184,7 +195,7 @@ class Replica:
 
     def _grow_requests(self, cap: int) -> None:
         old = self.ri.shape[0]
-        ri = np.zeros((cap, k.RI_COLUMNS), dtype=np.int64)
+        ri = np.zeros((cap, k.RI_COLUMNS), dtype=np.int32)
         ri[:, k.LASTSPAN] = -1
         ri[:, k.OUTCOME] = k.PENDING
         ri[:old] = self.ri
@@ -259,7 +270,10 @@ class Replica:
             if s[k.ITER] + 1 > self.iend.shape[0]:
                 self.iend = _grown(self.iend, 2 * self.iend.shape[0])
         if s[k.NTELE] + 1 > self.tele.shape[0]:
-            self.tele = _grown(self.tele, 2 * self.tele.shape[0])
+            if self.telemetry_sink is not None:
+                self._flush(final=False)
+            else:
+                self.tele = _grown(self.tele, 2 * self.tele.shape[0])
         if s[k.EVENTS]:
             need = int(s[k.NEV] + (s[k.N] - s[k.ENDED]) + 2 * seqs + 2)
             if need > self.ev.shape[0]:
@@ -272,12 +286,27 @@ class Replica:
 
     # --- what it recorded ----------------------------------------------------------
 
+    def _flush(self, *, final: bool) -> None:
+        """Give the sink the telemetry rows so far, all (``final``) or all but the last,
+        which stays so that the next iterations can still extend it: the rows the sink
+        gets are exactly those a run without one keeps."""
+        assert self.telemetry_sink is not None
+        count = int(self.s[k.NTELE])
+        upto = count if final else count - 1
+        if upto > 0:
+            self.telemetry_sink(self.tele[:upto].copy())
+            self.steps += upto
+        self.tele[: count - upto] = self.tele[upto:count]
+        self.s[k.NTELE] = count - upto
+
     def telemetry(self) -> np.ndarray:
         """The telemetry rows so far (a view; see :data:`TELEMETRY_COLUMNS`)."""
         return self.tele[: self.s[k.NTELE], : len(TELEMETRY_COLUMNS)]
 
     def result(self) -> SimResult:
         """What the simulation recorded, per request and per step."""
+        if self.telemetry_sink is not None:
+            self._flush(final=True)
         n = self.n
         ri, rf = self.ri[:n], self.rf[:n]
         tele = self.tele[: self.s[k.NTELE]]
@@ -294,6 +323,7 @@ class Replica:
             telemetry=tele[:, :t_cols].copy(),
             load=tele[:, t_cols : t_cols + len(LOAD_COLUMNS)].copy(),
             iterations=int(self.s[k.ITER]),
+            steps=self.steps + tele.shape[0],
             has_token_times=tokens,
         )
         if tokens:

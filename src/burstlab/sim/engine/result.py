@@ -63,6 +63,9 @@ class SimResult:
     #: One row per step or run of identical decode steps: see :data:`TELEMETRY_COLUMNS`.
     telemetry: np.ndarray
     iterations: int
+    #: Telemetry rows the simulation made (``telemetry`` is empty when they went to a
+    #: sink instead; see :meth:`Engine.run <burstlab.sim.engine.offline.Engine.run>`).
+    steps: int = 0
     #: Per telemetry row, :data:`LOAD_COLUMNS`.
     load: np.ndarray = field(default_factory=lambda: np.zeros((0, len(LOAD_COLUMNS))))
     has_token_times: bool = True
