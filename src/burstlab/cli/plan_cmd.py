@@ -72,13 +72,14 @@ def plan(
     from rich.console import Console
 
     from burstlab.cli.reading import TraceOptions
+    from burstlab.cli.steps import StepBar
     from burstlab.core.errors import InputError
     from burstlab.core.files import refuse_overwrite, write_json
     from burstlab.core.units import parse_duration
     from burstlab.forecast import load_predictions
     from burstlab.forecast.plan import make_plan
     from burstlab.results.slo import parse_slo
-    from burstlab.sim.autoscale import capacity_rps
+    from burstlab.sim.autoscale import CAPACITY_TRIALS, capacity_rps
     from burstlab.sim.spec import load_spec
 
     console = Console(stderr=True)
@@ -106,13 +107,15 @@ def plan(
         assert objectives is not None
         source = workload or _trace_of(forecast)
         table, _ = TraceOptions().load(source)
-        with console.status(f"finding one instance's capacity under the SLO ({source})"):
+        with StepBar("finding one instance's capacity", "simulations", console) as bar:
+            bar.start(CAPACITY_TRIALS)
             capacity = capacity_rps(
                 load_spec(engine).engine_only(),
                 table["input_tokens"].to_numpy(),
                 table["output_tokens"].to_numpy(),
                 objectives,
                 attainment=attainment,
+                progress=bar,
             )
         console.print(
             f"one instance serves {capacity:.3g} requests/s with {attainment:.0%} of "

@@ -21,6 +21,7 @@ and instance-hours (launch to stop, booting and draining included).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -313,6 +314,10 @@ def run_autoscale(
     return comparison
 
 
+#: Simulations in a capacity search: the lowest rate, then 14 bisection steps.
+CAPACITY_TRIALS = 15
+
+
 def capacity_rps(
     engine: Engine,
     input_tokens: np.ndarray,
@@ -322,6 +327,7 @@ def capacity_rps(
     attainment: float = 0.99,
     requests: int = 2000,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> float:
     """Requests per second one instance serves with ``attainment`` of requests within
     ``slo``, found by simulation.
@@ -330,7 +336,8 @@ def capacity_rps(
     (seeded) from the given ones, through ``engine``; a bisection on the rate (in
     log space, 14 steps from 0.001 to 10,000 req/s) finds the highest that holds.
     Poisson arrivals make this a steady-state capacity: bursts inside an interval
-    are what the plan's headroom is for.
+    are what the plan's headroom is for. ``progress(trials done, trials in all)``
+    is called after each of the :data:`CAPACITY_TRIALS` simulations.
     """
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(input_tokens), requests)
@@ -338,9 +345,15 @@ def capacity_rps(
     outputs = np.asarray(output_tokens)[pick]
     gaps = rng.exponential(1.0, requests)
 
+    done = 0
+
     def holds(rate: float) -> bool:
+        nonlocal done
         arrival = np.cumsum(gaps / rate)
         result = engine.run(arrival, inputs, outputs)
+        done += 1
+        if progress is not None:
+            progress(done, CAPACITY_TRIALS)
         return slo_attainment(result, arrival, outputs, slo) >= attainment
 
     lo, hi = 1e-3, 1e4
@@ -350,7 +363,7 @@ def capacity_rps(
             "at 0.001 requests/s: loosen the SLO or pick a faster engine",
             field="--slo",
         )
-    for _ in range(14):
+    for _ in range(CAPACITY_TRIALS - 1):
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if holds(mid) else (lo, mid)
     return lo
