@@ -680,6 +680,34 @@ def _apply(
 
 
 @compiled()
+def enter(
+    ri: np.ndarray,
+    rf: np.ndarray,
+    s: np.ndarray,
+    now: float,
+    prompt: int,
+    output: int,
+    key: float,
+    kv_ready: bool,
+) -> None:
+    """A live replica's next request arrives at ``now`` (not before the previous one;
+    the caller made room): its prompt's KV and first token come from elsewhere when
+    ``kv_ready``."""
+    rid = s[N]
+    arrival = max(now, rf[rid - 1, ARRIVAL]) if rid > 0 else now
+    ri[rid, PROMPT] = prompt
+    ri[rid, TARGET] = prompt
+    ri[rid, OUTPUT] = output
+    rf[rid, ARRIVAL] = arrival
+    rf[rid, KEY] = key
+    if kv_ready:
+        ri[rid, SWAPPED] = prompt
+        ri[rid, TRANSFERRED] = 1
+        ri[rid, GEN] = 1
+    s[N] = rid + 1
+
+
+@compiled()
 def advance(
     ri: np.ndarray,
     rf: np.ndarray,

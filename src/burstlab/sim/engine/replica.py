@@ -182,15 +182,16 @@ class Replica:
         if rid == self.ri.shape[0]:
             self._grow_requests(2 * rid)
         prompt, output = max(int(input_tokens), 1), max(int(output_tokens), 1)
-        arrival = max(now, float(self.rf[rid - 1, k.ARRIVAL])) if rid else now
-        row = self.ri[rid]
-        row[k.PROMPT] = row[k.TARGET] = prompt
-        row[k.OUTPUT] = output
-        self.rf[rid, k.ARRIVAL] = arrival
-        self.rf[rid, k.KEY] = sort_key(self.cfg, prompt, output, key)
-        if kv_ready:
-            row[k.SWAPPED], row[k.TRANSFERRED], row[k.GEN] = prompt, 1, 1
-        self.s[k.N] = rid + 1
+        k.enter(
+            self.ri,
+            self.rf,
+            self.s,
+            now,
+            prompt,
+            output,
+            sort_key(self.cfg, prompt, output, key),
+            kv_ready,
+        )
         return rid
 
     def _grow_requests(self, cap: int) -> None:
