@@ -16,7 +16,7 @@ from pathlib import Path
 
 from burstlab.report import drawing, run_figures, sim_figures
 from burstlab.report.page import write_page
-from burstlab.report.run_loader import Run, load_run
+from burstlab.report.run_loader import Run, figure_sample, load_run
 from burstlab.report.run_page import page
 from burstlab.report.time_axis import window_for
 from burstlab.results.rundir import REPORT
@@ -41,7 +41,7 @@ def figures(run: Run) -> list[tuple[str, str]]:
     if table is None or table.height == 0:
         return []
     window = window_for(table)
-    made = run_figures.figures(table, run.summary.slo, window)
+    made = run_figures.figures(table, run.summary.slo, window, figure_sample(table))
     made += sim_figures.figures(run, window)
     made += run_figures.utilisation_figures(run.utilisation)
     return [(caption, uri) for caption, png in made if (uri := drawing.data_uri(png)) is not None]

@@ -38,19 +38,29 @@ KIND_COLOURS = {
 }
 
 
-def figures(table: pl.DataFrame, slo: SLO | None, window: float) -> list[tuple[str, bytes | None]]:
+def figures(
+    table: pl.DataFrame, slo: SLO | None, window: float, sample: pl.DataFrame | None = None
+) -> list[tuple[str, bytes | None]]:
     """(caption, PNG or None) of every figure of a run's records, ``window`` seconds
-    wide where a figure counts per window."""
+    wide where a figure counts per window. ``sample`` (some of ``table``'s rows, for a
+    large run) is what the per-request figures draw; counts per window use them all."""
+    shown = table if sample is None else sample
+    drawn = (
+        ""
+        if sample is None
+        else f" (drawn from {sample.height:,} of the {table.height:,} requests, evenly "
+        "spread in intended time)"
+    )
     return [
         (
             "TTFT and E2E (from sent) of each ok request against its intended send time; "
-            f"lines are the p50 and p99 per {window:g}-s window, orange the offered rate",
-            latency_over_time(table, window),
+            f"lines are the p50 and p99 per {window:g}-s window, orange the offered rate" + drawn,
+            latency_over_time(table, window, shown),
         ),
         (
             "Latency distributions of ok requests: solid blue from sent, dashed purple "
-            "from intended (what the user saw); dotted red lines are the SLOs",
-            latency_cdfs(table, slo),
+            "from intended (what the user saw); dotted red lines are the SLOs" + drawn,
+            latency_cdfs(shown, slo),
         ),
         (
             f"Requests that did not succeed, per {window:g}-s window, by kind; "
@@ -59,27 +69,31 @@ def figures(table: pl.DataFrame, slo: SLO | None, window: float) -> list[tuple[s
         ),
         (
             f"Schedule lag (dispatched minus intended send time); a p99 above "
-            f"{LAG_P99_LIMIT_S * 1e3:g} ms means the client, not the server, set the pace",
-            lag_histogram(table),
+            f"{LAG_P99_LIMIT_S * 1e3:g} ms means the client, not the server, set the pace" + drawn,
+            lag_histogram(shown),
         ),
         (
             "Requested against achieved lengths of ok requests: points below the line "
-            "stopped early (EOS not ignored, or a max-tokens cap)",
-            lengths_scatter(table),
+            "stopped early (EOS not ignored, or a max-tokens cap)" + drawn,
+            lengths_scatter(shown),
         ),
     ]
 
 
-def latency_over_time(table: pl.DataFrame, window: float) -> bytes | None:
+def latency_over_time(
+    table: pl.DataFrame, window: float, sample: pl.DataFrame | None = None
+) -> bytes | None:
     """TTFT and E2E of each ok request (ms) against intended time, with per-window
-    p50/p99 and the offered request rate on a second axis; ``None`` with no ok request."""
-    if not (table["outcome"] == "ok").any():
+    p50/p99 and the offered request rate on a second axis; ``None`` with no ok request.
+    Points and percentiles come from ``sample`` when given, the rate from ``table``."""
+    shown = table if sample is None else sample
+    if not (shown["outcome"] == "ok").any():
         return None
     span = time_axis.span(table)
     scale, unit = time_axis.time_unit(span + window)
     starts, offered = time_axis.offered(table, window)
     edges, rates = time_axis.steps(starts / scale, offered / window, window / scale)
-    ok = table.filter(pl.col("outcome") == "ok")
+    ok = shown.filter(pl.col("outcome") == "ok")
     fig, axes = drawing.grid(2, 1, height=3.1)
     for ax, column in ((axes[0, 0], "ttft_s"), (axes[1, 0], "e2e_s")):
         name = BY_NAME[column].label
@@ -175,7 +189,7 @@ def _ms(series: pl.Series) -> np.ndarray:
 def failures_over_time(table: pl.DataFrame, window: float) -> bytes | None:
     """Stacked bars of failed (by kind), cancelled and not-sent requests per window,
     with every scheduled request per window on a second axis."""
-    bad = table.filter(pl.col("outcome") != "ok")
+    bad = table.select("arrival_s", "outcome", "error_kind").filter(pl.col("outcome") != "ok")
     if bad.height == 0:
         return None
     kind = (

@@ -12,6 +12,7 @@ shows, so a run written by an older or newer burstlab still reads.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,13 @@ from burstlab.core.errors import InputError, invalid
 from burstlab.results.manifest import Kind, Manifest
 from burstlab.results.rundir import AUTOSCALE, MANIFEST, RunDir
 from burstlab.results.summary import RunSummary, summarize
+
+#: The most requests a run's per-request figures draw (points, distributions, per-window
+#: percentiles): a larger run is drawn from every k-th request by intended time, so its
+#: figures take the same time whatever its size. Counts per window use every request.
+FIGURE_REQUESTS = 50_000
+#: The most telemetry rows (engine steps) read for the telemetry figure.
+TELEMETRY_ROWS = 200_000
 
 #: A setting the report only displays: whatever scalar the run wrote.
 Setting = str | int | float | bool | None
@@ -180,6 +188,17 @@ def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
         notes.append(f"{source} is missing: no figures and no example errors")
     elif records.height == 0:
         notes.append(f"{source} holds no records")
+    steps = rundir.telemetry_rows() if telemetry else 0
+    if steps > TELEMETRY_ROWS:
+        notes.append(
+            f"the engine's telemetry has {steps:,} steps: its figure draws every "
+            f"{math.ceil(steps / TELEMETRY_ROWS):,}th"
+        )
+    if records is not None and records.height > FIGURE_REQUESTS:
+        notes.append(
+            f"the per-request figures draw {FIGURE_REQUESTS:,}-odd of the {records.height:,} "
+            "requests, evenly spread in intended time; every table and count uses them all"
+        )
     if not summary.token_times:
         notes.append(
             "token times were not kept (simulate --token-times keeps them): the ITL row is "
@@ -194,7 +213,7 @@ def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
         manifest=manifest,
         summary=summary,
         records=records,
-        telemetry=rundir.telemetry() if telemetry else None,
+        telemetry=rundir.telemetry(max_rows=TELEMETRY_ROWS) if telemetry else None,
         utilisation=rundir.utilisation() if telemetry else None,
         autoscale=_view(Autoscale, rundir.autoscale(), path / AUTOSCALE),
         target=_view(Target, manifest.config if manifest else None, path / MANIFEST, "config."),
@@ -202,6 +221,14 @@ def load_run(run_dir: str | Path, *, telemetry: bool = True) -> Run:
         notes=notes,
         recomputed=saved is None,
     )
+
+
+def figure_sample(table: pl.DataFrame) -> pl.DataFrame | None:
+    """Every k-th row of a result table (sorted by intended time) so that at most
+    :data:`FIGURE_REQUESTS` are drawn; None when the table is small enough as it is."""
+    if table.height <= FIGURE_REQUESTS:
+        return None
+    return table.gather_every(math.ceil(table.height / FIGURE_REQUESTS))
 
 
 def _view(model: type[V], data: dict[str, Any] | None, path: Path, prefix: str = "") -> V | None:

@@ -27,14 +27,25 @@ def window_for(table: pl.DataFrame) -> float:
 
 def span(table: pl.DataFrame) -> float:
     """Seconds from the axis origin to the last intended send time."""
-    arrivals = finite(table["arrival_s"])
-    return float(arrivals.max() - origin(arrivals)) if arrivals.size else 0.0
+    bounds = _bounds(table["arrival_s"])
+    return bounds[1] - _origin(*bounds) if bounds is not None else 0.0
+
+
+def _bounds(series: pl.Series) -> tuple[float, float] | None:
+    """The first and last finite value of ``series`` (no copy of it), or None."""
+    kept = pl.col(series.name).cast(pl.Float64)
+    kept = kept.filter(kept.is_finite())
+    first, last = series.to_frame().select(kept.min(), kept.max().alias("last")).row(0)
+    return None if first is None else (float(first), float(last))
 
 
 def origin(arrivals: np.ndarray) -> float:
     """Where time axes start (s): 0, unless the run starts later than it lasts (a part
     of a long trace, as an autoscaled run is), then its first arrival."""
-    first, last = float(arrivals.min()), float(arrivals.max())
+    return _origin(float(arrivals.min()), float(arrivals.max()))
+
+
+def _origin(first: float, last: float) -> float:
     return min(first, 0.0) if first <= last - first else first
 
 

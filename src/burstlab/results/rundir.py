@@ -30,6 +30,7 @@ manifest can still say what happened. It is gone when the writer closes.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,9 +262,25 @@ class RunDir:
             return read_table(self.path / REQUESTS)[0]
         return None
 
-    def telemetry(self) -> pl.DataFrame | None:
+    def telemetry(self, *, max_rows: int | None = None) -> pl.DataFrame | None:
+        """The engine's telemetry; None when there is none. With ``max_rows``, a long
+        one is read as every k-th row (streamed, so memory stays bounded by the rows
+        kept): what a figure needs of millions of steps."""
         path = self.path / TELEMETRY
-        return pl.read_parquet(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        if max_rows is None:
+            return pl.read_parquet(path)
+        rows = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+        every = max(1, math.ceil(rows / max(max_rows, 1)))
+        if every == 1:
+            return pl.read_parquet(path)
+        return pl.scan_parquet(path).gather_every(every).collect(engine="streaming")
+
+    def telemetry_rows(self) -> int:
+        """Rows of the engine's telemetry (0 when there is none), from the file's metadata."""
+        path = self.path / TELEMETRY
+        return int(pl.scan_parquet(path).select(pl.len()).collect().item()) if path.is_file() else 0
 
     def utilisation(self) -> pl.DataFrame | None:
         path = self.path / UTILISATION
