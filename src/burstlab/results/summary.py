@@ -143,12 +143,13 @@ class UtilisationStats(_Model):
     its ``tp`` GPUs do equal shares in lock step. ``*_when_busy`` divide by the busy
     time instead of the window: how well the iterations themselves use the GPU.
     MFU and MBU are ``None`` when the cost model has no datasheet (``linear``) or
-    the engine reported no per-iteration load (``basis`` says which).
+    the engine reported no per-iteration load: ``basis`` is then ``busy_only``.
 
     The window runs from the first iteration's start to the last one's end
     (``window_s`` seconds); with several replicas the figures are means over
-    replicas (a replica not yet launched, or stopped, counts as idle), each
-    replica's are in ``replicas``, and a peak is the highest bin of any replica.
+    the replicas that ran an iteration (one not yet launched, or stopped, counts as
+    idle then), each one's are in ``replicas``, and a peak is the highest bin of
+    any replica.
     ``bin_s`` is the width of the time series' bins (``utilisation.parquet``).
     """
 
