@@ -48,6 +48,10 @@ from burstlab.sim.engine import (
 from burstlab.sim.engine.result import LOAD_COLUMNS, TELEMETRY_COLUMNS
 
 SERVE, PREFILL, DECODE = 0, 1, 2
+
+#: Active instances taking arrivals, active decode instances, whether any is booting
+#: or draining, and every instance not stopped with its role (index order).
+Roster = tuple[list[int], list[int], bool, list[tuple[OnlineEngine, int]]]
 ROLE_NAMES = ("serve", "prefill", "decode")
 STARTING, ACTIVE, DRAINING, STOPPED = 0, 1, 2, 3
 STATE_NAMES = ("starting", "active", "draining", "stopped")
@@ -135,7 +139,7 @@ class Fleet:
         self.log: list[tuple[float, int, int, int]] = []
         #: Active instances taking arrivals and active decode instances, and whether
         #: any instance is booting or draining; None after any change (:meth:`_note`).
-        self._roster: tuple[list[int], list[int], bool] | None = None
+        self._roster: Roster | None = None
         self.horizon_s = 0.0
 
     # -- what controllers use ---------------------------------------------------
@@ -267,9 +271,8 @@ class Fleet:
 
     def _advance(self, t: float, *roles: int) -> None:
         """Bring the live instances of ``roles`` up to ``t`` (seconds)."""
-        for x in self.instances:
-            engine = x.engine
-            if engine.due <= t and x.role in roles and x.state != STOPPED:
+        for engine, role in self._rosters()[3]:
+            if engine.due <= t and role in roles:
                 engine.advance(t)
 
     def _settle(self, t: float) -> None:
@@ -297,7 +300,7 @@ class Fleet:
         self.log.append((t, k, x.role, x.state))
         self._roster = None
 
-    def _rosters(self) -> tuple[list[int], list[int], bool]:
+    def _rosters(self) -> Roster:
         """``_roster``, rebuilt if an instance changed role or state since."""
         if self._roster is None:
             xs = self.instances
@@ -305,6 +308,7 @@ class Fleet:
                 [k for k, x in enumerate(xs) if x.state == ACTIVE and x.role != DECODE],
                 [k for k, x in enumerate(xs) if x.state == ACTIVE and x.role == DECODE],
                 any(x.state in (STARTING, DRAINING) for x in xs),
+                [(x.engine, x.role) for x in xs if x.state != STOPPED],
             )
         return self._roster
 

@@ -62,10 +62,10 @@ class OnlineEngine:
         run = self.run
         self.now = max(self.now, now)
         if run.advance(now) == k.IDLE:
-            run.sf[k.T] = max(run.sf[k.T], now)
+            run.sf[k.T] = max(run.sfv[k.T], now)
             self.due = math.inf
             return None
-        due = self.due = float(run.sf[k.T])
+        due = self.due = run.sfv[k.T]
         return due
 
     def free_blocks(self, now: float) -> int:  # noqa: ARG002 (stepped up to the last call)

@@ -23,6 +23,8 @@ from burstlab.sim.engine.costs import CostModel, compile_cost
 from burstlab.sim.engine.policies import POLICY_CODES, sort_key, sort_keys
 from burstlab.sim.engine.result import LOAD_COLUMNS, TELEMETRY_COLUMNS, Listener, SimResult
 
+_advance = k.advance
+
 #: Listener events: none, request ends only, ends and every token.
 NO_EVENTS, END_EVENTS, TOKEN_EVENTS = 0, 1, 2
 
@@ -97,7 +99,11 @@ class Replica:
         self.s[k.FREE] = cfg.num_blocks
         self.s[k.TOKENS] = int(token_times)
         self.s[k.EVENTS] = events
+        # Python-int views of the state: a fleet reads a few numbers per event, and a
+        # memoryview reads them several times faster than numpy scalars.
+        self.sv = self.s.data
         self.sf = np.zeros(k.SF_SLOTS, dtype=np.float64)
+        self.sfv = self.sf.data
         seqs = cfg.max_num_seqs
         self.hq = np.zeros((cap + seqs + 16, 3))
         self.hd0 = np.zeros((cap if cfg.queue_timeout_s is not None else 1, 3))
@@ -126,17 +132,17 @@ class Replica:
     @property
     def outstanding(self) -> int:
         """Requests entered and not ended: running, waiting or not taken in yet."""
-        s = self.s
+        s = self.sv
         return int(s[k.N] - s[k.NEXT] + s[k.NRUN] + s[k.QCOUNT])
 
     @property
     def running_count(self) -> int:
-        return int(self.s[k.NRUN])
+        return int(self.sv[k.NRUN])
 
     @property
     def waiting_count(self) -> int:
         """Requests in the waiting queue."""
-        return int(self.s[k.QCOUNT])
+        return int(self.sv[k.QCOUNT])
 
     @property
     def not_arrived(self) -> int:
@@ -145,21 +151,21 @@ class Replica:
 
     @property
     def free_blocks(self) -> int:
-        return int(self.s[k.FREE])
+        return int(self.sv[k.FREE])
 
     @property
     def preemptions(self) -> int:
-        return int(self.s[k.PREEMPTIONS])
+        return int(self.sv[k.PREEMPTIONS])
 
     @property
     def last_busy(self) -> float:
         """End of its last iteration (0 when it never ran one; seconds)."""
-        return float(self.sf[k.LAST_END])
+        return float(self.sfv[k.LAST_END])
 
     @property
     def now(self) -> float:
         """When its next step starts, or where it stopped (seconds)."""
-        return float(self.sf[k.T])
+        return float(self.sfv[k.T])
 
     @now.setter
     def now(self, t: float) -> None:
@@ -233,12 +239,12 @@ class Replica:
 
     def advance(self, until: float) -> int:
         """Run every step starting at or before ``until`` (seconds): IDLE or BOUNDARY."""
-        progress = self.progress is not None
-        while True:
-            status = k.advance(*self._state, until, progress)
-            if status >= k.HEARD:
-                self._tell()
-                status -= k.HEARD
+        status = _advance(*self._state, until, self.progress is not None)
+        if status >= k.HEARD:
+            self._tell()
+            status -= k.HEARD
+        # Anything but IDLE and BOUNDARY asks for Python's help, then the kernel goes on.
+        while status > k.BOUNDARY:
             if status == k.NEED_COST:
                 sf = self.sf
                 seconds = self.cost.iteration_s(
@@ -247,11 +253,13 @@ class Replica:
                 sf[k.COST] = float(seconds)
             elif status == k.GROW:
                 self._grow_buffers()
-            elif status == k.PROGRESS:
-                if self.progress is not None:
-                    self.progress(int(self.s[k.ENDED]))
-            else:
-                return status
+            elif self.progress is not None:  # PROGRESS
+                self.progress(int(self.s[k.ENDED]))
+            status = _advance(*self._state, until, self.progress is not None)
+            if status >= k.HEARD:
+                self._tell()
+                status -= k.HEARD
+        return status
 
     def _tell(self) -> None:
         """The listener hears of the events the kernel buffered, in order."""
