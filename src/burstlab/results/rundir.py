@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,7 @@ from burstlab.results.manifest import MANIFEST_VERSION, Manifest, upgrade_manife
 from burstlab.results.records import RECORDS_FILE, RecordWriter, load_records
 from burstlab.results.requests import REQUESTS_FILE, read_requests
 from burstlab.results.summary import SUMMARY_VERSION, RunSummary, upgrade_summary
+from burstlab.results.telemetry import TelemetryWriter
 from burstlab.trace.io import read_table, write_table
 
 try:
@@ -191,6 +193,13 @@ class RunDir:
     def write_schedule(self, table: pl.DataFrame) -> None:
         """The workload as scheduled, validated as a canonical request table."""
         write_table(table, self.path / SCHEDULE)
+
+    def telemetry_writer(
+        self, columns: Sequence[str], integers: frozenset[str] = frozenset()
+    ) -> TelemetryWriter:
+        """A sink for the engine's telemetry in chunks (columns ``columns``, the
+        ``integers`` ones stored as int32); its ``close`` writes the telemetry file."""
+        return TelemetryWriter(self.path / TELEMETRY, columns, integers)
 
     def write_telemetry(self, telemetry: pl.DataFrame) -> None:
         with atomic_file(self.path / TELEMETRY) as fh:

@@ -24,6 +24,7 @@ from burstlab.results.requests import Fate, requests_table, result_table, summar
 from burstlab.results.rundir import RunDir, RunResult
 from burstlab.results.slo import SLO
 from burstlab.results.summary import EngineStats, summarize
+from burstlab.results.telemetry import telemetry_table
 from burstlab.sim.engine import TELEMETRY_COLUMNS, Engine, SimResult
 from burstlab.sim.engine.result import (
     CLIENT_TIMEOUT,
@@ -35,7 +36,7 @@ from burstlab.sim.engine.result import (
     TIMED_OUT,
 )
 from burstlab.sim.fleet import Fleet
-from burstlab.sim.utilisation import utilisation
+from burstlab.sim.utilisation import streamed_utilisation, utilisation
 
 #: How each outcome code of the engine reads in a run's results, as a client of a real
 #: server would have seen it. A request preempted too often is aborted by the server:
@@ -70,6 +71,11 @@ FATES: dict[int, Fate] = {
 #: The columns :func:`burst_view` reads: it filters its table twice, and copying every
 #: column of millions of requests would cost more than the view itself.
 BURST_COLUMNS = ("arrival_s", "outcome", "ttft_s", "e2e_s")
+
+#: The telemetry columns that count (stored as int32; times and work sums as float64).
+TELEMETRY_COUNTS = frozenset(
+    {"iterations", "batch", "prefill_tokens", "running", "waiting", "kv_blocks", "preemptions"}
+)
 
 #: ``progress(requests ended so far)``, called now and then while the engine runs.
 Progress = Callable[[int], None]
@@ -128,8 +134,29 @@ def simulate_into(
     )
     out.write_manifest(manifest)
     started = time.perf_counter()
-    result = run_engine(engine, table, token_times=token_times, progress=progress)
+    single = engine if isinstance(engine, Engine) else None
+    sink = (
+        out.telemetry_writer((*TELEMETRY_COLUMNS, *LOAD_COLUMNS), TELEMETRY_COUNTS)
+        if single is not None
+        else None
+    )
+    try:
+        result = run_engine(
+            engine, table, token_times=token_times, progress=progress, telemetry_sink=sink
+        )
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
     seconds = time.perf_counter() - started
+    if sink is not None and single is not None:  # one engine streamed its telemetry
+        used = streamed_utilisation(pl.scan_parquet(sink.close()), single.cost)
+    else:
+        out.write_telemetry(telemetry_frame(result))
+        fleet = engine.engine if isinstance(engine, Fleet) else engine
+        used = utilisation(result, fleet.cost)
+    if used is not None:
+        out.write_utilisation(used.table())
     stored = requests_table(
         table,
         FATES,
@@ -143,10 +170,6 @@ def simulate_into(
         token_lists=result.token_lists() if token_times and result.has_token_times else None,
     )
     out.write_requests(stored)
-    out.write_telemetry(telemetry_frame(result))
-    used = utilisation(result, (engine if isinstance(engine, Engine) else engine.engine).cost)
-    if used is not None:
-        out.write_utilisation(used.table())
     records = summary_view(result_table(stored))
     del stored
     span = float(table["arrival_s"].max() or 0.0)  # type: ignore[arg-type]
@@ -156,7 +179,7 @@ def simulate_into(
         burst=burst_view(records.select(BURST_COLUMNS), max(1.0, span / 30)),
         engine=EngineStats(
             iterations=result.iterations,
-            steps=int(result.telemetry.shape[0]),
+            steps=result.steps or int(result.telemetry.shape[0]),
             preemptions=int(result.preemptions.sum()),
             wall_s=seconds,
             utilisation=used.stats() if used is not None else None,
@@ -176,25 +199,33 @@ def run_engine(
     *,
     token_times: bool = False,
     progress: Progress | None = None,
+    telemetry_sink: Callable[[np.ndarray], None] | None = None,
 ) -> SimResult:
     """Run ``table`` (sorted by arrival) through ``engine``. A single replica keeps token
-    times only if asked and reports progress; a cluster keeps them always and runs
+    times only if asked, reports progress and hands its telemetry to ``telemetry_sink``
+    in chunks (keeping none) when given one; a cluster keeps both always and runs
     without progress."""
     arrival = table["arrival_s"].to_numpy()
     inputs = table["input_tokens"].to_numpy()
     outputs = table["output_tokens"].to_numpy()
     if isinstance(engine, Engine):
-        return engine.run(arrival, inputs, outputs, token_times=token_times, progress=progress)
+        return engine.run(
+            arrival,
+            inputs,
+            outputs,
+            token_times=token_times,
+            progress=progress,
+            telemetry_sink=telemetry_sink,
+        )
     return engine.run(arrival, inputs, outputs)
 
 
 def telemetry_frame(result: SimResult) -> pl.DataFrame:
     """The engine's telemetry as a table: :data:`TELEMETRY_COLUMNS`, the work of each
     row (:data:`LOAD_COLUMNS`) when the engine recorded it, and the replica of each
-    row for a cluster."""
+    row for a cluster (counts as int32, as :class:`TelemetryWriter` stores them)."""
     t = result.telemetry
-    columns = {name: t[:, k] for k, name in enumerate(TELEMETRY_COLUMNS)} if t.size else {}
-    frame = pl.DataFrame(columns, schema=dict.fromkeys(TELEMETRY_COLUMNS, pl.Float64))
+    frame = telemetry_table(t, TELEMETRY_COLUMNS, TELEMETRY_COUNTS)
     load = result.load
     if load.ndim == 2 and load.shape == (t.shape[0], len(LOAD_COLUMNS)) and t.shape[0]:
         frame = frame.with_columns(

@@ -186,14 +186,7 @@ def utilisation(
     iterations = rows[:, _ITER]
     busy_rows = end - start
     mean_iteration_s = float(busy_rows.sum()) / max(float(iterations.sum()), 1.0)
-    bin_s = _bin_width(max(t1 - t0, 1e-9) / max_bins, mean_iteration_s)
-    while True:  # round edges, as the report's windows; the first may add a bin
-        first = math.floor(t0 / bin_s) * bin_s
-        n_bins = max(1, math.ceil((t1 - first) / bin_s))
-        if n_bins <= max_bins:
-            break
-        bin_s = _bin_width(bin_s * 1.01, 0.0)
-    edges = first + bin_s * np.arange(n_bins + 1)
+    bin_s, first, edges = _edges(t0, t1, mean_iteration_s, max_bins)
 
     work, peaks = None, None
     if isinstance(cost, Roofline) and _has_load(rows, result.load):
@@ -242,6 +235,102 @@ def utilisation(
         peak_flops=None if peaks is None else peaks[0],
         peak_bw=None if peaks is None else peaks[1],
         cluster=result.replica is not None,
+    )
+
+
+def _edges(
+    t0: float, t1: float, mean_iteration_s: float, max_bins: int
+) -> tuple[float, float, np.ndarray]:
+    """Bin width, first edge and every edge of the bins over ``[t0, t1]``: round
+    edges, as the report's windows, at most ``max_bins`` (the first may add a bin)."""
+    bin_s = _bin_width(max(t1 - t0, 1e-9) / max_bins, mean_iteration_s)
+    while True:
+        first = math.floor(t0 / bin_s) * bin_s
+        n_bins = max(1, math.ceil((t1 - first) / bin_s))
+        if n_bins <= max_bins:
+            break
+        bin_s = _bin_width(bin_s * 1.01, 0.0)
+    return bin_s, first, first + bin_s * np.arange(n_bins + 1)
+
+
+def streamed_utilisation(
+    telemetry: pl.LazyFrame,
+    cost: CostModel,
+    *,
+    max_bins: int = MAX_BINS,
+    chunk_rows: int = 1 << 20,
+) -> UtilisationSeries | None:
+    """:func:`utilisation` of one engine's telemetry read from a table (the columns
+    :data:`TELEMETRY_COLUMNS` and :data:`LOAD_COLUMNS`, rows in time order, as
+    ``telemetry.parquet`` holds them), ``chunk_rows`` rows at a time, so memory stays
+    bounded by a chunk however long the run: one pass for the window and the mean
+    iteration, one to spread each chunk's rows over the bins (spreading is additive
+    over rows). The same figures as :func:`utilisation` of the rows in memory, up to
+    the order of floating-point sums."""
+    if max_bins < 1:
+        raise ValueError(f"max_bins must be at least 1, got {max_bins}")
+    start, end, iters, prefill = (
+        pl.col(c) for c in ("start_s", "end_s", "iterations", "prefill_tokens")
+    )
+    totals = (
+        telemetry.select(
+            pl.len().alias("rows"),
+            start.min().alias("t0"),
+            end.max().alias("t1"),
+            (end - start).sum().alias("busy"),
+            iters.cast(pl.Float64).sum().alias("iterations"),
+            ((prefill == 0) & (pl.col("decode_seqs") <= 0)).any().alias("unloaded"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    if not totals["rows"]:
+        return None
+    t0, t1 = float(totals["t0"]), float(totals["t1"])
+    mean_iteration_s = float(totals["busy"]) / max(float(totals["iterations"]), 1.0)
+    bin_s, first, edges = _edges(t0, t1, mean_iteration_s, max_bins)
+    roofline = isinstance(cost, Roofline) and not totals["unloaded"]
+    sums = np.zeros((3, edges.size - 1))
+    busy_s = flops = moved = 0.0
+    columns = [*TELEMETRY_COLUMNS, *LOAD_COLUMNS]
+    for offset in range(0, int(totals["rows"]), chunk_rows):
+        part = telemetry.select(columns).slice(offset, chunk_rows).collect()
+        a, b = part["start_s"].to_numpy(), part["end_s"].to_numpy()
+        busy_rows = b - a
+        sums[0] += _spread(a, b, busy_rows, edges)
+        busy_s += float(busy_rows.sum())
+        if roofline and isinstance(cost, Roofline):
+            n = part["iterations"].to_numpy().astype(np.float64)
+            work = cost.work(
+                part["prefill_tokens"].to_numpy() * n,
+                part["prefill_attn"].to_numpy(),
+                part["decode_seqs"].to_numpy(),
+                part["decode_ctx"].to_numpy(),
+                n,
+            )
+            sums[1] += _spread(a, b, work.flops, edges)
+            sums[2] += _spread(a, b, work.bytes, edges)
+            flops += float(np.sum(work.flops))
+            moved += float(np.sum(work.bytes))
+    peaks = None
+    if roofline and isinstance(cost, Roofline):
+        peaks = (float(cost.gpu.flops), float(cost.gpu.mem_bw))
+    return UtilisationSeries(
+        basis="busy_only" if peaks is None else "roofline",
+        start_s=t0,
+        end_s=t1,
+        bin_s=bin_s,
+        bins_from_s=first,
+        replicas=np.zeros(1, dtype=np.int64),
+        busy=np.clip(sums[:1] / bin_s, 0.0, 1.0),
+        mfu=None if peaks is None else sums[1:2] / (peaks[0] * bin_s),
+        mbu=None if peaks is None else sums[2:3] / (peaks[1] * bin_s),
+        busy_s=np.array([busy_s]),
+        flops=None if peaks is None else np.array([flops]),
+        bytes=None if peaks is None else np.array([moved]),
+        peak_flops=None if peaks is None else peaks[0],
+        peak_bw=None if peaks is None else peaks[1],
+        cluster=False,
     )
 
 
