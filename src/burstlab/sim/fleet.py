@@ -225,12 +225,17 @@ class Fleet:
             self._advance(t, PREFILL)
             if self.handoffs and self.handoffs[0][0] < t:
                 continue  # a prefill instance just handed over something earlier
-            self._advance(t, SERVE, DECODE)
-            self._settle(t)
+            # An instance is brought up to ``t`` when something reads or changes it:
+            # all of them at a tick or while one boots or drains; otherwise the pool
+            # the event goes to. (Stepping is the same whenever it is called.)
+            if tick <= t or self._rosters()[2]:
+                self._advance(t, SERVE, DECODE)
+                self._settle(t)
             if tick <= t:
                 assert self.controller is not None
                 tick = max(self.controller.tick(t, self), math.nextafter(t, math.inf))
             elif self.handoffs and self.handoffs[0][0] <= t_arrival:
+                self._advance(t, DECODE)
                 at, g = heapq.heappop(self.handoffs)
                 decoders = self._rosters()[1]
                 if not decoders:
@@ -238,6 +243,7 @@ class Fleet:
                 k = min(decoders, key=lambda k: self.instances[k].outstanding)
                 self._assign(k, g, at, kv_ready=True)
             else:
+                self._advance(t, SERVE)
                 self._assign(self._choose(self._takers(i), t), i, t)
                 i += 1
         self._advance(math.inf, PREFILL, SERVE, DECODE)
