@@ -139,7 +139,7 @@ def _burstiness(table: pl.DataFrame) -> float | None:
 
 def _peak_tokens_per_s(table: pl.DataFrame) -> float | None:
     """The most output tokens received in one whole second of the run, as vLLM counts them."""
-    ok = table.filter(pl.col("outcome") == "ok")
+    ok = table.select("outcome", "chunk_s", "chunk_tokens").filter(pl.col("outcome") == "ok")
     chunks = ok.select(
         pl.col("chunk_s").explode().alias("t"), pl.col("chunk_tokens").explode().alias("n")
     ).drop_nulls()
@@ -151,7 +151,7 @@ def _peak_tokens_per_s(table: pl.DataFrame) -> float | None:
 
 def _peak_concurrency(table: pl.DataFrame) -> int | None:
     """The most requests in flight (sent and not ended) at once."""
-    spans = table.filter(pl.col("sent_s").is_not_null() & pl.col("end_s").is_not_null())
+    spans = table.select("sent_s", "end_s").drop_nulls()
     if spans.height == 0:
         return None
     times = np.concatenate([spans["sent_s"].to_numpy(), spans["end_s"].to_numpy()])

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-#: Rows collected before a part file is written (a part of this many rows is a few MB).
-PART_ROWS = 1 << 20
+#: Rows collected before a part file is written (about 25 MB of rows in memory).
+PART_ROWS = 1 << 18
 
 
 def telemetry_table(
