@@ -41,7 +41,9 @@ def figures(run: Run) -> list[tuple[str, str]]:
     if table is None or table.height == 0:
         return []
     window = window_for(table)
-    made = run_figures.figures(table, run.summary.slo, window, figure_sample(table))
+    made = run_figures.figures(
+        table, run.summary.slo, window, figure_sample(table), client=run.kind != "simulate"
+    )
     made += sim_figures.figures(run, window)
     made += run_figures.utilisation_figures(run.utilisation)
     return [(caption, uri) for caption, png in made if (uri := drawing.data_uri(png)) is not None]

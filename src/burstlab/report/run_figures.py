@@ -39,11 +39,18 @@ KIND_COLOURS = {
 
 
 def figures(
-    table: pl.DataFrame, slo: SLO | None, window: float, sample: pl.DataFrame | None = None
+    table: pl.DataFrame,
+    slo: SLO | None,
+    window: float,
+    sample: pl.DataFrame | None = None,
+    *,
+    client: bool = True,
 ) -> list[tuple[str, bytes | None]]:
     """(caption, PNG or None) of every figure of a run's records, ``window`` seconds
     wide where a figure counts per window. ``sample`` (some of ``table``'s rows, for a
-    large run) is what the per-request figures draw; counts per window use them all."""
+    large run) is what the per-request figures draw; counts per window use them all.
+    ``client=False`` leaves out the client's figures (schedule lag, requested against
+    achieved lengths): a simulation's client is perfect, so they would say nothing."""
     shown = table if sample is None else sample
     drawn = (
         ""
@@ -51,7 +58,7 @@ def figures(
         else f" (drawn from {sample.height:,} of the {table.height:,} requests, evenly "
         "spread in intended time)"
     )
-    return [
+    made = [
         (
             "TTFT and E2E (from sent) of each ok request against its intended send time; "
             f"lines are the p50 and p99 per {window:g}-s window, orange the offered rate" + drawn,
@@ -67,6 +74,11 @@ def figures(
             "grey: every scheduled request",
             failures_over_time(table, window),
         ),
+    ]
+    if not client:
+        return made
+    return [
+        *made,
         (
             f"Schedule lag (dispatched minus intended send time); a p99 above "
             f"{LAG_P99_LIMIT_S * 1e3:g} ms means the client, not the server, set the pace" + drawn,

@@ -185,7 +185,7 @@ class RunDir:
         """A simulation's stored requests table (see :mod:`burstlab.results.requests`),
         atomically, as Parquet."""
         with atomic_file(self.path / REQUESTS) as fh:
-            table.write_parquet(fh, compression="lz4", statistics=False)
+            table.write_parquet(fh, compression="zstd", statistics=False)
 
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write(self.path / MANIFEST, manifest.model_dump_json(indent=2).encode())

@@ -81,7 +81,7 @@ class TelemetryWriter:
         self._parts_dir.mkdir(parents=True, exist_ok=True)
         part = self._parts_dir / f"part-{len(self._parts):06d}.parquet"
         frame = telemetry_table(np.concatenate(self._pending), self.columns, self.integers)
-        frame.write_parquet(part, compression="lz4", statistics=False)
+        frame.write_parquet(part, compression="zstd", statistics=False)
         self._parts.append(part)
         self._pending, self._pending_rows = [], 0
 
@@ -96,7 +96,7 @@ class TelemetryWriter:
         elif len(self._parts) == 1:
             self._parts[0].replace(tmp)
         else:
-            pl.scan_parquet(self._parts).sink_parquet(tmp, compression="lz4", statistics=False)
+            pl.scan_parquet(self._parts).sink_parquet(tmp, compression="zstd", statistics=False)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         tmp.replace(self.path)
