@@ -158,17 +158,13 @@ def _seconds(name: str, values: np.ndarray) -> pl.Series:
 
 
 def token_column(offsets: np.ndarray, times: np.ndarray, n: int) -> pl.Series:
-    """Token times as a list column: row ``i`` holds ``times[offsets[i]:offsets[i+1]]``."""
-    lengths = np.diff(np.asarray(offsets, dtype=np.int64)).astype(np.int64)
-    rows = pl.Series("row", np.repeat(np.arange(n, dtype=np.int64), lengths)).set_sorted()
-    lists = (
-        pl.DataFrame([rows, pl.Series(TIMES_COLUMN, np.asarray(times, dtype=np.float64))])
-        .group_by("row", maintain_order=True)
-        .agg(TIMES_COLUMN)
-    )
-    every = pl.DataFrame(pl.Series("row", np.arange(n, dtype=np.int64)))
-    joined = every.join(lists, on="row", how="left", maintain_order="left")
-    return joined[TIMES_COLUMN].fill_null(pl.lit([], dtype=pl.List(pl.Float64)))
+    """Token times as a list column: row ``i`` holds ``times[offsets[i]:offsets[i+1]]``.
+    One slice per row of the whole array (no Python object per request or token)."""
+    offsets = np.asarray(offsets, dtype=np.int64)[: n + 1]
+    flat = pl.Series(TIMES_COLUMN, np.asarray(times, dtype=np.float64)).implode()
+    bounds = pl.DataFrame({"lo": offsets[:-1], "len": np.diff(offsets)})
+    sliced = bounds.select(pl.lit(flat).list.slice(pl.col("lo"), pl.col("len")).alias(TIMES_COLUMN))
+    return sliced.to_series()
 
 
 def _perfect_client(frame: pl.DataFrame) -> pl.DataFrame:
