@@ -265,7 +265,9 @@ def _failures(table: pl.DataFrame | None, s: RunSummary) -> list[dict[str, Any]]
             }
             for key, count in sorted(s.failures_by_subkind.items(), key=lambda kv: -kv[1])
         ]
-    failed = table.filter(pl.col("outcome") == "failed")
+    failed = table.select(
+        "outcome", "error_kind", "error_subkind", "http_status", "error_text"
+    ).filter(pl.col("outcome") == "failed")
     if failed.height == 0:
         return []
     keyed = failed.with_columns(
