@@ -50,6 +50,7 @@ from pydantic import ValidationError
 
 from burstlab.core.errors import BurstlabError, InputError, invalid
 from burstlab.results.rundir import MANIFEST, RunDir
+from burstlab.sim.engine import Engine
 from burstlab.sim.experiment import STUDIES, metrics, variants
 from burstlab.sim.simulate import simulate_into
 from burstlab.sim.spec import EngineSpec
@@ -238,9 +239,12 @@ def run_task(task: Task, workload: pl.DataFrame) -> dict[str, float]:
     table = workload.sort("arrival_s", maintain_order=True)
     arrival = table["arrival_s"].to_numpy()
     outputs = table["output_tokens"].to_numpy()
+    inputs = table["input_tokens"].to_numpy()
     engine = task.spec.build()
-    if task.run_dir is None:
-        result = engine.run(arrival, table["input_tokens"].to_numpy(), outputs)
+    if task.run_dir is None and isinstance(engine, Engine):  # the metrics need no token times
+        result = engine.run(arrival, inputs, outputs, token_times=False)
+    elif task.run_dir is None:
+        result = engine.run(arrival, inputs, outputs)
     else:
         with RunDir.create(task.run_dir) as out:
             _, result = simulate_into(out, table, engine, description=task.spec.describe())
