@@ -49,7 +49,7 @@ def experiment(
         str | None,
         typer.Option(
             "--executor",
-            help="serial, process (a local process pool) or ray (burstlab[ray]); "
+            help="serial, process (a local process pool) or ray (Ray tasks; the 'ray' extra); "
             "default: process with --jobs > 1, ray with --address, else serial.",
             show_default=False,
         ),
