@@ -115,6 +115,12 @@ def simulate(
         f"simulated {summary.counts.scheduled:,} requests in {e.wall_s:.2f} s "
         f"({e.iterations:,} iterations in {e.steps:,} steps, {e.preemptions} preemptions)"
     )
+    used = e.utilisation
+    if used is not None:
+        shares = [f"busy {used.busy_share:.0%}"]
+        if used.mfu is not None and used.mbu is not None:
+            shares += [f"MFU {used.mfu:.1%}", f"MBU {used.mbu:.1%}"]
+        typer.echo(f"GPU utilisation (means over {used.window_s:,.0f} s): {', '.join(shares)}")
     if autoscale is None:
         kept = "kept" if summary.token_times else "not kept (--token-times keeps them)"
         typer.echo(f"token times: {kept}")
