@@ -140,10 +140,10 @@ def test_other_files_in_the_directory_are_fine(
 def test_simulate_refuses_a_run_directory(
     capsys: pytest.CaptureFixture[str], inputs: Inputs
 ) -> None:
-    before = (inputs.run / "records.jsonl").read_bytes()
+    before = (inputs.run / "requests.parquet").read_bytes()
     result = invoke(capsys, "simulate", inputs.trace, "-o", inputs.run, "--no-report")
     assert result.is_clean_error(), result.stderr
-    assert (inputs.run / "records.jsonl").read_bytes() == before
+    assert (inputs.run / "requests.parquet").read_bytes() == before
 
 
 #: Commands that write a run directory: their RunDir refuses one that holds a run.

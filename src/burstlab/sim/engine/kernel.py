@@ -707,6 +707,12 @@ def enter(
     s[N] = rid + 1
 
 
+@compiled(inline="always")
+def _told(s: np.ndarray, status: int) -> int:
+    """``status``, plus HEARD when listener events wait in ``ev``."""
+    return status + HEARD if s[NEV] > 0 else status
+
+
 @compiled()
 def advance(
     ri: np.ndarray,
@@ -730,34 +736,6 @@ def advance(
 ) -> int:
     """Run every step starting at or before ``until`` (seconds); why it stopped
     (IDLE, BOUNDARY, NEED_COST, GROW or PROGRESS, plus HEARD when events wait)."""
-    status = _run(
-        ri, rf, s, sf, ci, cf, ck, cp, hq, hd0, hd1, rb, sp, iend, tele, ev, until, progress
-    )
-    return status + HEARD if s[NEV] > 0 else status
-
-
-@compiled(inline="always")
-def _run(
-    ri: np.ndarray,
-    rf: np.ndarray,
-    s: np.ndarray,
-    sf: np.ndarray,
-    ci: np.ndarray,
-    cf: np.ndarray,
-    ck: int,
-    cp: np.ndarray,
-    hq: np.ndarray,
-    hd0: np.ndarray,
-    hd1: np.ndarray,
-    rb: np.ndarray,
-    sp: np.ndarray,
-    iend: np.ndarray,
-    tele: np.ndarray,
-    ev: np.ndarray,
-    until: float,
-    progress: bool,
-) -> int:
-    """:func:`advance` without the HEARD flag."""
     max_seqs = ci[MAX_SEQS]
     while True:
         if s[PHASE] == 1:  # a Python cost model gave this step's seconds
@@ -769,12 +747,12 @@ def _run(
             or s[NTELE] + 1 > tele.shape[0]
             or (s[EVENTS] > 0 and s[NEV] + (s[N] - s[ENDED]) + 2 * max_seqs + 2 > ev.shape[0])
         ):
-            return GROW
+            return _told(s, GROW)
         if progress:
             s[SINCE] += 1
             if s[SINCE] >= PROGRESS_STEPS:
                 s[SINCE] = 0
-                return PROGRESS
+                return _told(s, PROGRESS)
         t = sf[T]
         _intake(ri, rf, s, ci, cf, ev, hq, hd0, hd1, t)
         if cf[CLIENT_TIMEOUT] < math.inf:
@@ -789,13 +767,13 @@ def _run(
             if s[NEXT] < s[N]:
                 sf[T] = max(t, rf[s[NEXT], ARRIVAL])
                 continue
-            return IDLE
+            return _told(s, IDLE)
         if t > until:
-            return BOUNDARY
+            return _told(s, BOUNDARY)
         if not _form(ri, rf, s, sf, ci, cf, ev, hq, rb, t):
             continue
         if ck == COST_PYTHON:
             s[PHASE] = 1
-            return NEED_COST
+            return _told(s, NEED_COST)
         seconds = iteration_cost(ck, cp, sf[PT], sf[PA], sf[DS], sf[DC])
         _apply(ri, rf, s, sf, ci, cf, ev, rb, sp, iend, tele, t, seconds)
