@@ -50,7 +50,7 @@ from burstlab.sim.sweep import (
     run_sweep,
 )
 from burstlab.trace.schema import conform
-from simulate import busy_share, workload
+from simulate import rate_at_load, workload
 
 GOAL_PD_RPS = 30_000
 
@@ -65,13 +65,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     engine = EngineSpec().engine_only()
-    lo, hi = 0.5, 50.0
-    for _ in range(12):
-        mid = (lo * hi) ** 0.5
-        arrivals, inputs, outputs = workload(5000, mid)
-        result = engine.run(arrivals, inputs, outputs)
-        lo, hi = (mid, hi) if busy_share(result, float(arrivals[-1])) < 0.8 else (lo, mid)
-    rate = lo
+    rate = rate_at_load(engine)
     print(f"engine: Llama-2-7B on A100-80G; one replica ~80% busy at {rate:.2f} req/s")
     if args.requests > 0:
         clusters(engine, rate, args.requests)
@@ -86,7 +80,7 @@ def clusters(engine: Engine, rate: float, requests: int) -> None:
     start = time.perf_counter()
     engine.run(*single)
     one_rps = len(single[0]) / (time.perf_counter() - start)
-    print(f"one replica (fast path), {len(single[0]):,} requests: {one_rps:,.0f} requests/s")
+    print(f"one replica, {len(single[0]):,} requests: {one_rps:,.0f} requests/s")
 
     work = workload(requests, 8 * rate)
     setups = {

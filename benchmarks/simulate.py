@@ -69,6 +69,17 @@ def busy_share(result: SimResult, span: float) -> float:
     return float((t[:, 1] - t[:, 0]).sum() / span) if span > 0 else 0.0
 
 
+def rate_at_load(engine: Engine, share: float = 0.8) -> float:
+    """The rate (req/s) whose busy share of simulated time on ``engine`` is ``share``,
+    by bisection on a 5,000-request sample."""
+    lo, hi = 0.5, 50.0
+    for _ in range(12):
+        mid = (lo * hi) ** 0.5
+        result, _, span = run(engine, 5000, mid)
+        lo, hi = (mid, hi) if busy_share(result, span) < share else (lo, mid)
+    return lo
+
+
 def run(
     engine: Engine, n: int, rate: float, *, token_times: bool = True
 ) -> tuple[SimResult, float, float]:
@@ -88,15 +99,7 @@ def main() -> None:
     fast = spec.build()
     fast.run(*workload(100, 1.0))  # compile (or load numba's cache) outside the timings
 
-    lo, hi = 0.5, 50.0
-    for _ in range(12):
-        mid = (lo * hi) ** 0.5
-        result, _, span = run(fast, 5000, mid)
-        if busy_share(result, span) < 0.8:
-            lo = mid
-        else:
-            hi = mid
-    rate = lo
+    rate = rate_at_load(fast)
     print(f"engine: Llama-2-7B on A100-80G (roofline); ~80% load at {rate:.2f} req/s")
 
     for token_times in (True, False):

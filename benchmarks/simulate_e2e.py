@@ -30,7 +30,7 @@ from burstlab.trace.io import write_table
 from burstlab.trace.schema import conform
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulate import busy_share, run, workload
+from simulate import rate_at_load, workload
 
 BIN = Path(sys.executable).with_name("burstlab")
 #: (requests at least, seconds at most, peak GiB at most or None) per goal.
@@ -38,18 +38,9 @@ GOALS = ((10_000_000, 180.0, 4.0), (1_000_000, 30.0, None))
 
 
 def rate_at_80_percent() -> float:
-    """The rate (req/s) whose busy share on the default engine is 0.8, by bisection
-    on a 5,000-request sample (as ``benchmarks/simulate.py`` finds it)."""
-    engine = EngineSpec().build()
-    lo, hi = 0.5, 50.0
-    for _ in range(12):
-        mid = (lo * hi) ** 0.5
-        result, _, span = run(engine, 5000, mid)
-        if busy_share(result, span) < 0.8:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    """The rate (req/s) whose busy share on the default engine is 0.8 (as
+    ``benchmarks/simulate.py`` finds it)."""
+    return rate_at_load(EngineSpec().build())
 
 
 def write_workload(path: Path, n: int, rate: float) -> None:

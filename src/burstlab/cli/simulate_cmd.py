@@ -138,39 +138,15 @@ def _progress(
     """A progress bar of requests ended out of ``total`` while the engine runs, then
     a spinner while the results are written; a spinner alone when the engine does not
     count (a cluster). Yields the engine's progress callback (None for a spinner)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from burstlab.cli.steps import StepBar
 
     if not counted:
         with console.status(f"simulating {total:,} requests (a cluster: no count)"):
             yield None
         return
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("requests ended"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-    task = bar.add_task("simulating", total=total)
-
-    def tick(ended: int) -> None:
-        done = ended >= total
-        bar.update(task, completed=ended, description="writing results" if done else None)
-
-    with bar:
-        yield tick
+    with StepBar("simulating", "requests ended", console, finished="writing results") as bar:
+        bar.start(total)
+        yield lambda ended: bar(ended, total)
 
 
 def _autoscale(

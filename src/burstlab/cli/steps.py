@@ -17,10 +17,18 @@ class StepBar:
     """``with StepBar("simulating", "variants") as bar: ... bar(done, total)``.
 
     Called with ``(done, total)`` steps; the bar shows ``done/total UNIT``, the
-    elapsed time and an estimate of the time left.
+    elapsed time and an estimate of the time left. ``finished``, if given, replaces
+    the description once every step is done (what the command does next).
     """
 
-    def __init__(self, description: str, unit: str, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        unit: str,
+        console: Console | None = None,
+        *,
+        finished: str | None = None,
+    ) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -46,6 +54,7 @@ class StepBar:
             transient=True,
         )
         self._description = description
+        self._finished = finished
         self._task: TaskID | None = None
 
     def __enter__(self) -> StepBar:
@@ -68,4 +77,5 @@ class StepBar:
         if self._task is None:
             self._task = self._bar.add_task(self._description, total=total, completed=done)
         else:
-            self._bar.update(self._task, total=total, completed=done)
+            after = self._finished if self._finished is not None and done >= total else None
+            self._bar.update(self._task, total=total, completed=done, description=after)
