@@ -11,7 +11,8 @@ The rules, per iteration starting at ``t``:
 1. Intake: in time order, requests arriving at or before ``t`` join the queue
    (rejected at their arrival if ``queue_cap`` requests already wait then, or if
    they could never run: ``prompt + output - 1`` KV tokens need more blocks than
-   the cache has, or, without chunked prefill, the prompt exceeds the budget), and
+   the cache has, ``prompt + output`` exceeds ``max_model_len``, or, without
+   chunked prefill, the prompt exceeds the budget), and
    deadlines at or before ``t`` expire: before each arrival at ``a`` those at or
    before ``a`` (at equal times a deadline goes first), then those at or before
    ``t``, in order of (time, kind, id), the queue deadline before the client's.
@@ -185,8 +186,10 @@ class _Sim:
         self.next_arrival += 1
         cfg = self.cfg
         full = cfg.queue_cap is not None and len(self.waiting) >= cfg.queue_cap
-        too_long = _blocks_for(r.prompt + r.output - 1, cfg.block_size) > cfg.num_blocks or (
-            not cfg.chunked_prefill and r.prompt > cfg.max_batched_tokens
+        too_long = (
+            _blocks_for(r.prompt + r.output - 1, cfg.block_size) > cfg.num_blocks
+            or (not cfg.chunked_prefill and r.prompt > cfg.max_batched_tokens)
+            or (cfg.max_model_len is not None and r.prompt + r.output > cfg.max_model_len)
         )
         if full or too_long:
             r.outcome, r.end = "rejected", r.arrival

@@ -15,6 +15,7 @@ settings, the roofline cost model, and as many KV blocks as vLLM would find at
       mfu: 0.6
     cluster: {replicas: 1, router: round_robin}   # or least_outstanding, kv_aware
     pd: {prefill: 1, decode: 3, link_bandwidth: 25e9}   # optional: disaggregated pools
+    llamacpp: {slots: 4, ctx: 4096, n_batch: 2048}     # optional: llama.cpp's server instead
     engine:                    # scheduler and memory (EngineConfig); num_blocks derived
       max_num_seqs: 256
       max_batched_tokens: 8192
@@ -42,6 +43,49 @@ from burstlab.sim.engine import Engine, EngineConfig
 from burstlab.sim.pd import PDCluster, PDConfig
 
 
+class LlamaCpp(BaseModel):
+    """llama.cpp's ``llama-server`` scheduler, as an engine kind.
+
+    ``slots`` parallel sequences (``-np``) share ``ctx`` tokens of context (``-c``):
+    each slot owns ``ctx / slots`` of it (no paging), or, ``unified``
+    (``--kv-unified``), all slots draw on the whole of it. A request waits while
+    every slot is busy (first come, first served); one whose prompt plus output
+    exceeds a slot's context is refused at arrival, as the server refuses it.
+    Prompts are processed in chunks of at most ``n_batch`` tokens (``-b``) in the
+    same decode calls as the other slots' next tokens (continuous batching).
+    Prefix-cache hits are not modelled: a request prefills its whole prompt.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    slots: int = Field(4, ge=1)
+    ctx: int = Field(4096, ge=1)
+    n_batch: int = Field(2048, ge=1)
+    unified: bool = False
+
+    def engine(self) -> dict[str, Any]:
+        """The scheduler settings (EngineConfig fields) this kind means."""
+        per_slot = self.ctx if self.unified else self.ctx // self.slots
+        if per_slot < 1:
+            raise InputError(f"llamacpp: ctx {self.ctx} gives no context to {self.slots} slots")
+        paged = {"block_size": 16, "num_blocks": max(1, self.ctx // 16)}
+        # Without unified KV each slot is one block of its whole context: a running
+        # request holds exactly one, so nothing is ever preempted.
+        own = {"block_size": per_slot, "num_blocks": self.slots}
+        return {
+            "max_num_seqs": self.slots,
+            "max_batched_tokens": self.n_batch,
+            "chunked_prefill": True,
+            "scheduler": "fcfs",
+            "max_model_len": per_slot,
+            **(paged if self.unified else own),
+        }
+
+
+#: EngineConfig fields a ``llamacpp`` section decides.
+LLAMACPP_FIELDS = frozenset(LlamaCpp().engine())
+
+
 class EngineSpec(BaseModel):
     """A replica: hardware, model, cost model and scheduler settings."""
 
@@ -61,6 +105,8 @@ class EngineSpec(BaseModel):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     #: Prefill/decode disaggregation (pool sizes, KV link); replaces ``cluster``.
     pd: PDConfig | None = None
+    #: A llama.cpp server instead of a vLLM-like engine (slots, context, batch).
+    llamacpp: LlamaCpp | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -88,6 +134,14 @@ class EngineSpec(BaseModel):
             raise ValueError(
                 "kv_utilization and engine.num_blocks both size the KV cache; give one"
             )
+        if self.llamacpp is not None:
+            both = sorted(LLAMACPP_FIELDS & set(self.engine))
+            if both:
+                raise ValueError(
+                    f"llamacpp decides engine.{', engine.'.join(both)}; remove them or llamacpp"
+                )
+            if self.kv_utilization is not None:
+                raise ValueError("llamacpp sizes its context itself (ctx); remove kv_utilization")
         return self
 
     def hardware(self) -> tuple[GPU, ModelSpec]:
@@ -113,6 +167,8 @@ class EngineSpec(BaseModel):
         (a spec copied with both, as a study's variants are)."""
         _, m = self.hardware()
         values = dict(self.engine)
+        if self.llamacpp is not None:
+            values.update(self.llamacpp.engine())
         if "num_blocks" not in values:
             derived = self.derived_blocks()
             share = self.kv_utilization
@@ -165,6 +221,7 @@ class EngineSpec(BaseModel):
             "engine": self.config().model_dump(),
             "cluster": self.cluster.model_dump(),
             "pd": self.pd.model_dump() if self.pd is not None else None,
+            "llamacpp": self.llamacpp.model_dump() if self.llamacpp is not None else None,
         }
 
 

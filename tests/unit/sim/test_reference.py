@@ -505,3 +505,28 @@ def test_random_failure_configs_match_the_naive_reference(
 ) -> None:
     """Up to four times LINEAR's capacity, with every failure limit in play."""
     run_both(cfg, LINEAR, *workload(60, rate, seed, max_prompt=1200, max_output=200))
+
+
+#: llama.cpp-like slots: as many one-slot "blocks" as sequences, each a slot's whole
+#: context, and requests longer than a slot rejected (max_model_len).
+SLOTS = [
+    EngineConfig(max_num_seqs=4, block_size=512, num_blocks=4, max_model_len=512),
+    EngineConfig(
+        max_num_seqs=4,
+        block_size=600,
+        num_blocks=4,
+        max_model_len=600,
+        max_batched_tokens=256,
+        queue_timeout_s=4.0,
+    ),
+    EngineConfig(max_model_len=700, num_blocks=300, preemption="swap"),
+]
+
+
+@pytest.mark.parametrize("cfg", SLOTS, ids=lambda c: str(c.model_dump(exclude_defaults=True)))
+def test_slots_and_max_model_len_match_the_naive_reference(cfg: EngineConfig) -> None:
+    arrivals, prompts, outputs = workload(300, 8.0, 31, max_prompt=600, max_output=300)
+    fast, _ = run_both(cfg, LINEAR, arrivals, prompts, outputs)
+    too_long = prompts + outputs > cfg.max_model_len
+    assert too_long.any()
+    assert (fast.outcome[too_long] == REJECTED).all()

@@ -91,3 +91,39 @@ def test_the_warning_counts_blocks_of_the_given_size_and_the_model() -> None:
     # a 70B model does not fit one A100 at all: any cache is more than it holds
     (warning,) = EngineSpec(model="Llama-2-70B", engine={"num_blocks": 2}).warnings()
     assert "Llama-2-70B" in warning
+
+
+def test_a_llamacpp_server_is_slots_of_fixed_context() -> None:
+    """Four slots of 1,024 tokens each: never more than four run, nothing is ever
+    preempted, and a request longer than a slot is refused at its arrival."""
+    import numpy as np
+
+    from burstlab.sim.engine import OK, REJECTED
+
+    spec = EngineSpec.model_validate(
+        {
+            "llamacpp": {"slots": 4, "ctx": 4096},
+            "cost": {"kind": "linear", "c0": 0.01, "c_prefill": 5e-4, "c_decode": 2e-3},
+        }
+    )
+    cfg = spec.config()
+    assert (cfg.max_num_seqs, cfg.max_model_len, cfg.num_blocks) == (4, 1024, 4)
+    rng = np.random.default_rng(0)
+    n = 200
+    arrivals = np.cumsum(rng.gamma(0.5, 0.2, n))
+    prompts, outputs = rng.integers(10, 900, n), rng.integers(1, 300, n)
+    result = spec.engine_only().run(arrivals, prompts, outputs)
+    too_long = prompts + outputs > 1024
+    assert too_long.any()
+    assert (result.outcome[too_long] == REJECTED).all()
+    assert (result.outcome[~too_long] == OK).all()
+    assert result.preemptions.sum() == 0
+    assert result.telemetry[:, 5].max() == 4  # running, at most the slots
+    assert result.telemetry[:, 6].max() > 0  # and the others waited
+
+
+def test_llamacpp_decides_its_scheduler_fields() -> None:
+    with pytest.raises(Exception, match=r"llamacpp decides engine\.max_num_seqs"):
+        EngineSpec.model_validate({"llamacpp": {"slots": 2}, "engine": {"max_num_seqs": 8}})
+    unified = EngineSpec.model_validate({"llamacpp": {"slots": 2, "ctx": 4096, "unified": True}})
+    assert unified.config().max_model_len == 4096

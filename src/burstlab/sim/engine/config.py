@@ -27,6 +27,10 @@ class EngineConfig(BaseModel):
     key: Literal["input", "output", "predicted", "total"] = "input"
     #: Priority aging for srf/lrf, in key units per second waited (0: none).
     aging: float = Field(0.0, ge=0)
+    #: The longest context a request may have, prompt plus output tokens; a longer
+    #: one is rejected at its arrival (vLLM's ``max_model_len``; llama.cpp's context
+    #: per slot). None: only the KV cache's size limits it.
+    max_model_len: int | None = Field(None, ge=1)
     #: The most requests that may wait; an arrival beyond it is rejected (http 429).
     queue_cap: int | None = Field(None, ge=0)
     queue_timeout_s: float | None = Field(None, gt=0)

@@ -75,10 +75,20 @@ T, COST, EXTRA, PT, PA, DS, DC, LAST_END = range(8)
 SF_SLOTS = 8
 
 # Integer config (``ci``); -1 means no limit.
-MAX_SEQS, BUDGET, CHUNKED, BLOCK, NUM_BLOCKS, RECOMPUTE, POLICY, CAP, MAX_PROMPT, MAX_PREEMPT = (
-    range(10)
-)
-CI_SLOTS = 10
+(
+    MAX_SEQS,
+    BUDGET,
+    CHUNKED,
+    BLOCK,
+    NUM_BLOCKS,
+    RECOMPUTE,
+    POLICY,
+    CAP,
+    MAX_PROMPT,
+    MAX_PREEMPT,
+    MAX_LEN,
+) = range(11)
+CI_SLOTS = 11
 # Float config (``cf``); inf means none.
 BYTES_PER_TOKEN, BANDWIDTH, AGING, QUEUE_TIMEOUT, CLIENT_TIMEOUT = range(5)
 CF_SLOTS = 5
@@ -318,6 +328,8 @@ def _expire(
 def _never_fits(ri: np.ndarray, ci: np.ndarray, rid: int) -> bool:
     block = ci[BLOCK]
     if (ri[rid, PROMPT] + ri[rid, OUTPUT] - 1 + block - 1) // block > ci[NUM_BLOCKS]:
+        return True
+    if ci[MAX_LEN] >= 0 and ri[rid, PROMPT] + ri[rid, OUTPUT] > ci[MAX_LEN]:
         return True
     return ci[MAX_PROMPT] >= 0 and ri[rid, TRANSFERRED] == 0 and ri[rid, PROMPT] > ci[MAX_PROMPT]
 

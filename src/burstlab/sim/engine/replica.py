@@ -49,6 +49,7 @@ def _config(cfg: EngineConfig) -> tuple[np.ndarray, np.ndarray]:
     ci[k.CAP] = -1 if cfg.queue_cap is None else cfg.queue_cap
     ci[k.MAX_PROMPT] = -1 if cfg.chunked_prefill else cfg.max_batched_tokens
     ci[k.MAX_PREEMPT] = -1 if cfg.max_preemptions is None else cfg.max_preemptions
+    ci[k.MAX_LEN] = -1 if cfg.max_model_len is None else cfg.max_model_len
     cf = np.zeros(k.CF_SLOTS, dtype=np.float64)
     cf[k.BYTES_PER_TOKEN] = cfg.kv_bytes_per_token
     cf[k.BANDWIDTH] = cfg.swap_bandwidth
