@@ -15,8 +15,13 @@ its prompt plus the tokens it has produced by ``t`` (at its own TPOT). Then:
 
 Both sets of samples are fitted together by non-negative least squares of the
 relative errors (:func:`burstlab.sim.cost.fit_linear`). Queueing inflates TTFT, so a run at
-moderate load (the server busy, not backlogged) calibrates best; the fit's
-median errors on TTFT and TPOT are reported so a poor fit shows.
+moderate load (the server busy, not backlogged) calibrates best, unless the
+server reported its own account (llama.cpp's ``timings``: ``server_prompt_ms``
+in the records): then a TTFT sample is that, the time from the slot taking the
+prompt to its first token, with no queueing in it. The fit's median errors on
+TTFT and TPOT are reported so a poor fit shows, and a run whose samples cannot
+tell the coefficients apart (a feature that never varies, or two that vary
+together) is refused rather than fitted to an arbitrary answer.
 """
 
 from __future__ import annotations
@@ -89,7 +94,12 @@ def calibration_samples(records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, 
     tokens = ok["output_tokens_achieved"].fill_null(1).to_numpy().astype(np.float64)
     multi = tokens > 1
     tpot = np.where(multi, (end - first) / np.maximum(tokens - 1, 1), 0.0)
-    wait_mid = (sent + first) / 2
+    # The prefill began when the server says it did, else at the send (queueing in).
+    began = sent
+    if "server_prompt_ms" in ok.columns:
+        server = ok["server_prompt_ms"].to_numpy().astype(np.float64) / 1000
+        began = np.where(np.isfinite(server), first - server, sent)
+    wait_mid = (began + first) / 2
     d_seqs, d_ctx = batch_at(wait_mid, first, end, prompt, tpot)
     prefill = np.column_stack([prompt, prompt * (prompt + 1) / 2, d_seqs, d_ctx])
     decode_mid = ((first + end) / 2)[multi]
@@ -99,16 +109,55 @@ def calibration_samples(records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, 
     p_attn = _within(first, prompt * (prompt + 1) / 2, first[multi], end[multi]) / iterations
     decode = np.column_stack([p_tokens, p_attn, np.maximum(b_seqs, 1), b_ctx])
     features = np.vstack([prefill, decode])
-    seconds = np.concatenate([first - sent, tpot[multi]])
+    seconds = np.concatenate([first - began, tpot[multi]])
     is_ttft = np.arange(seconds.size) < prefill.shape[0]
     keep = np.isfinite(features).all(axis=1) & np.isfinite(seconds) & (seconds >= 0)
     return features[keep], seconds[keep], is_ttft[keep]
 
 
+#: Names of the features, as the refusal names them.
+FEATURES = ("prefill tokens", "prefill attention pairs", "decoding sequences", "decode context")
+#: Largest condition number of the scaled design the fit accepts.
+MAX_CONDITION = 1e6
+
+
+def identifiable(features: np.ndarray) -> None:
+    """Refuse samples that cannot tell the coefficients apart: with an intercept,
+    the columns (each scaled to unit maximum; all-zero ones dropped, their
+    coefficient is 0) must be far from collinear. Raises :class:`InputError`
+    naming a feature that does not vary when one is the cause."""
+    used = [j for j in range(features.shape[1]) if np.any(features[:, j] != 0)]
+    for j in used:
+        column = features[:, j]
+        if np.ptp(column) <= 1e-9 * np.max(np.abs(column)):
+            raise InputError(
+                f"the run cannot identify the cost model: {FEATURES[j]} are the same in "
+                "every sample, so they cannot be told from the fixed cost per iteration",
+                hint="calibrate on a run with varied input lengths and a varying load",
+            )
+    design = np.column_stack([np.ones(features.shape[0]), features[:, used]])
+    design = design / np.max(np.abs(design), axis=0)
+    _, singular, vt = np.linalg.svd(design, full_matrices=False)
+    condition = float(singular[0] / max(singular[-1], 1e-300))
+    if condition > MAX_CONDITION:
+        # The direction the samples do not pin down: its largest components are the
+        # coefficients that trade against each other.
+        names = ["the fixed cost per iteration", *(FEATURES[j] for j in used)]
+        weights = np.abs(vt[-1])
+        a, b = (names[i] for i in np.argsort(weights)[::-1][:2])
+        raise InputError(
+            f"the run cannot identify the cost model: {a} and {b} move together in its "
+            f"samples (condition number {condition:.3g})",
+            hint="calibrate on a run with varied input lengths and a varying load",
+        )
+
+
 def calibrate(records: pl.DataFrame) -> tuple[Linear, dict[str, Any]]:
     """The fitted cost model and its quality: requests used, median relative error
-    of the predicted TTFT and TPOT samples."""
+    of the predicted TTFT and TPOT samples. Refuses (:class:`InputError`) a run
+    that cannot identify the coefficients (:func:`identifiable`)."""
     features, seconds, is_ttft = calibration_samples(records)
+    identifiable(features)
     # relative errors: TTFTs are ten times TPOTs and would otherwise decide the fit
     model = fit_linear(features, seconds, weights=1.0 / np.maximum(seconds, 1e-4))
     predicted = model.iteration_s(*features.T)

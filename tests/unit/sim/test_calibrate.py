@@ -60,3 +60,31 @@ def test_too_few_requests_is_an_error(tmp_path: Path) -> None:
     simulate(mixed(5, 1.0), Engine(EngineConfig(), TRUE), tmp_path / "run")
     with pytest.raises(InputError, match="at least"):
         calibrate(load_records(tmp_path / "run"))
+
+
+def test_a_run_that_cannot_identify_the_coefficients_is_refused(tmp_path: Path) -> None:
+    """Every prompt of one length: the prefill cost cannot be told from the fixed one."""
+    table = mixed(300, 2.0).with_columns(pl.lit(500, dtype=pl.Int32).alias("input_tokens"))
+    simulate(table, Engine(EngineConfig(), TRUE), tmp_path / "run")
+    with pytest.raises(InputError, match=r"cannot identify the cost model: .*prefill tokens"):
+        calibrate(load_records(tmp_path / "run"))
+
+
+def test_the_servers_own_prompt_time_keeps_queueing_out_of_the_fit(tmp_path: Path) -> None:
+    """Overloaded, every TTFT is mostly queueing; with the server's prompt time (as
+    llama.cpp reports it) the fit still finds the prefill cost, without it not."""
+    table = mixed(600, 12.0)
+    cfg = EngineConfig(max_num_seqs=4, num_blocks=4, block_size=4096)
+    simulate(table, Engine(cfg, TRUE), tmp_path / "run")
+    records = load_records(tmp_path / "run").filter(pl.col("outcome") == "ok")
+    # The engine's own prefill time: the TTFT the request would have had with no queue.
+    alone = Engine(cfg, TRUE)
+    one = [
+        float(alone.run(np.zeros(1), np.array([p]), np.array([1])).first[0])
+        for p in records["input_tokens"].to_list()
+    ]
+    with_server = records.with_columns(pl.Series("server_prompt_ms", np.array(one) * 1000))
+    queued, _ = calibrate(records)
+    served, _ = calibrate(with_server)
+    assert served.c_prefill == pytest.approx(TRUE.c_prefill, rel=0.3)
+    assert abs(queued.c_prefill - TRUE.c_prefill) > abs(served.c_prefill - TRUE.c_prefill)
