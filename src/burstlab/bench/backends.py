@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from burstlab.core.errors import InputError
 
 Api = Literal["chat", "completions"]
-BACKENDS = ("vllm", "sglang", "tgi", "openai", "generic")
+BACKENDS = ("vllm", "sglang", "llamacpp", "tgi", "openai", "generic")
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 
 
@@ -36,12 +36,15 @@ class Forcing(BaseModel):
 
 
 def default_forcing(backend: str, api: Api) -> Forcing:
-    """The forcing a backend understands: vLLM takes all three; SGLang takes
-    ``ignore_eos``; OpenAI wants ``max_completion_tokens`` on chat; TGI and
-    generic servers get ``max_tokens`` only."""
+    """The forcing a backend understands: vLLM takes all three; SGLang and
+    llama.cpp's ``llama-server`` take ``ignore_eos`` (llama-server reads
+    ``max_tokens`` as its ``n_predict``, and ``ignore_eos`` keeps its sampler from
+    ending early, so the length is exact unless the slot's context fills); OpenAI
+    wants ``max_completion_tokens`` on chat; TGI and generic servers get
+    ``max_tokens`` only."""
     if backend == "vllm":
         return Forcing(ignore_eos=True, min_tokens=True)
-    if backend == "sglang":
+    if backend in ("sglang", "llamacpp"):
         return Forcing(ignore_eos=True)
     if backend == "openai":
         return Forcing(max_field="max_completion_tokens" if api == "chat" else "max_tokens")
@@ -50,6 +53,14 @@ def default_forcing(backend: str, api: Api) -> Forcing:
     raise InputError(
         f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}", field="--backend"
     )
+
+
+def backend_extra(backend: str) -> dict[str, Any]:
+    """Fields a backend gets beyond the length forcing: llama.cpp streams its own
+    ``timings`` with every chunk (``timings_per_token``), so bench keeps the server's
+    account of each request beside its own (the final chunk carries them anyway;
+    the first token's chunk tells when the server streamed it)."""
+    return {"timings_per_token": True} if backend == "llamacpp" else {}
 
 
 class BodyBuilder:

@@ -358,6 +358,7 @@ class _Stream:
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self._usage(usage)
+        before = rec.first_s
         choices = obj.get("choices")
         if choices and isinstance(choices, list) and isinstance(choices[0], dict):
             choice = choices[0]
@@ -381,6 +382,9 @@ class _Stream:
             if reason is not None:
                 self.finish_reason = str(reason)
                 self.end = now
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            server_timings(timings, rec, first=before is None and rec.first_s is not None)
         return False
 
     def whole(self, obj: Any, now: float, rec: Record) -> None:
@@ -393,6 +397,9 @@ class _Stream:
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self._usage(usage)
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            server_timings(timings, rec)
         choice = obj["choices"][0] if obj["choices"] else {}
         if not isinstance(choice, dict):
             raise _RequestError("stream_error", "bad_json", "a choice is not an object")
@@ -442,6 +449,41 @@ class _Stream:
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def server_timings(timings: dict[str, Any], rec: Record, *, first: bool = False) -> None:
+    """Copy a server's own per-request ``timings`` (llama.cpp: ``prompt_ms``,
+    ``predicted_ms``, ``prompt_n``, ``cache_n``, ``predicted_n``) into ``rec``; a
+    field that is missing or not a finite number is left unset. A server that sends
+    timings with every chunk (``timings_per_token``) overwrites them: the last (the
+    final chunk's) stays, and the chunk that is the ``first`` to carry a token also
+    sets ``server_first_ms``."""
+
+    def number(key: str) -> float | None:
+        value = timings.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+    def count(key: str) -> int | None:
+        value = number(key)
+        return None if value is None else int(value)
+
+    rec.server_prompt_ms = number("prompt_ms")
+    rec.server_predicted_ms = number("predicted_ms")
+    rec.server_prompt_n = count("prompt_n")
+    rec.server_cache_n = count("cache_n")
+    rec.server_predicted_n = count("predicted_n")
+    if first and rec.server_first_ms is None and _carries_token(timings):
+        prompt, predicted = rec.server_prompt_ms, rec.server_predicted_ms
+        if prompt is not None:
+            rec.server_first_ms = prompt + (predicted or 0.0)
+
+
+def _carries_token(timings: dict[str, Any]) -> bool:
+    """Whether a chunk's timings come after a token was generated (prompt done)."""
+    n = timings.get("predicted_n")
+    return isinstance(n, int | float) and not isinstance(n, bool) and n >= 1
 
 
 def _is_json(content_type: str) -> bool:

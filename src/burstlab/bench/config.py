@@ -13,10 +13,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from burstlab.bench.backends import Api, Forcing, default_forcing
+from burstlab.bench.server_tokens import SERVER_TOKENIZER, ServerTokenSynth
 from burstlab.core.errors import BurstlabError, InputError, invalid
 from burstlab.core.loop import run as run_loop
 from burstlab.results.slo import SLO
-from burstlab.workload.prompts import make_synth
+from burstlab.workload.prompts import PromptSynth, make_synth
 
 
 class BenchConfig(BaseModel):
@@ -45,6 +46,8 @@ class BenchConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     insecure: bool = False
     slo: SLO | None = None
+    #: Seconds between scrapes of the server's ``/metrics`` during the run (None: none).
+    metrics_interval_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @field_validator("headers")
     @classmethod
@@ -67,12 +70,39 @@ class BenchConfig(BaseModel):
 
     def prompt_mode(self) -> Literal["ids", "text"]:
         """Token-id prompts are exact and cheap, but only completions servers of
-        vLLM and SGLang take them; everything else gets text."""
+        vLLM, SGLang and llama.cpp take them; everything else gets text.
+        ``--tokenizer server`` always sends ids (of the server's own vocabulary)."""
+        if self.tokenizer == SERVER_TOKENIZER:
+            if self.api == "chat" or self.prompt == "text":
+                raise InputError(
+                    "--tokenizer server sends token-id prompts: it needs --api completions "
+                    "and no --prompt text",
+                    field="--tokenizer",
+                )
+            return "ids"
         if self.prompt is not None:
             if self.prompt == "ids" and self.api == "chat":
                 raise InputError("token-id prompts need --api completions", field="--prompt")
             return self.prompt
-        return "ids" if self.api == "completions" and self.backend in ("vllm", "sglang") else "text"
+        ids_backends = ("vllm", "sglang", "llamacpp")
+        return "ids" if self.api == "completions" and self.backend in ids_backends else "text"
+
+    def synth(self, headers: dict[str, str] | None = None) -> PromptSynth:
+        """The prompt builder of a run. llama.cpp's token ids (``--backend llamacpp``
+        with id prompts and no tokenizer) and ``--tokenizer server`` come from the
+        target's own ``/tokenize``: exact whatever its vocabulary."""
+        mode = self.prompt_mode()
+        if self.tokenizer == SERVER_TOKENIZER or (
+            mode == "ids" and self.tokenizer is None and self.backend == "llamacpp"
+        ):
+            return ServerTokenSynth.from_server(
+                self.url,
+                headers,
+                seed=self.seed,
+                insecure=self.insecure,
+                timeout_s=self.connect_timeout_s + 50,
+            )
+        return make_synth(mode, tokenizer=self.tokenizer, seed=self.seed)
 
     def redacted(self) -> dict[str, Any]:
         """The config as saved: header values hidden, credentials stripped from the URL."""
@@ -178,7 +208,7 @@ def prepare(config: BenchConfig) -> Prepared:
             raise InputError(f"the API key in ${env} holds a control character")
         headers["Authorization"] = f"Bearer {api_key}"
     secrets = [*config.headers.values(), api_key or "", parts.username or "", parts.password or ""]
-    make_synth(config.prompt_mode(), tokenizer=config.tokenizer, seed=config.seed)
+    config.synth(headers)
     if config.model is None:
         config = config.model_copy(update={"model": _first_model(config, headers)})
     return Prepared(config, headers, tuple(s for s in secrets if s))

@@ -24,6 +24,7 @@ import polars as pl
 
 from burstlab.bench.config import BenchConfig, Prepared, prepare, redact_argv, redact_text
 from burstlab.bench.runner import write_failure
+from burstlab.bench.server_metrics import METRICS_FILE, scraping
 from burstlab.bench.stop import StopState, process_signals
 from burstlab.bench.workers import Job, Outcome, execute, run_workers
 from burstlab.core.errors import BurstlabError
@@ -100,7 +101,10 @@ def _bench(
         with process_signals(stop, (signal.SIGINT, signal.SIGTERM)):
             out.write_schedule(table)
             out.write_manifest(manifest)
-            outcomes = _run(out, ready, manifest, stop=stop, anchor=anchor, progress=progress)
+            with scraping(
+                config.url, out.file(METRICS_FILE), config.metrics_interval_s, ready.headers
+            ):
+                outcomes = _run(out, ready, manifest, stop=stop, anchor=anchor, progress=progress)
             return _finish(out, ready, manifest, outcomes, stop=stop, anchor=anchor)
     except BaseException as exc:
         _mark_failed(out, manifest, exc, ready.secrets)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from burstlab.bench.backends import PATHS, BodyBuilder
+from burstlab.bench.backends import PATHS, BodyBuilder, backend_extra
 from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.config import BenchConfig, Prepared
 from burstlab.bench.runner import Runner, Settings, make_schedule, write_failure
@@ -24,13 +24,18 @@ from burstlab.core.errors import BurstlabError
 from burstlab.core.loop import run as run_loop
 from burstlab.results.records import Record
 from burstlab.results.rundir import RunDir
-from burstlab.workload.prompts import make_synth
 
 
-def _settings(config: BenchConfig, run_id: str) -> Settings:
+def _settings(config: BenchConfig, run_id: str, headers: dict[str, str]) -> Settings:
     assert config.model is not None
-    builder = BodyBuilder(config.api, config.model, config.resolved_forcing(), stream=config.stream)
-    synth = make_synth(config.prompt_mode(), tokenizer=config.tokenizer, seed=config.seed)
+    builder = BodyBuilder(
+        config.api,
+        config.model,
+        config.resolved_forcing(),
+        stream=config.stream,
+        extra=backend_extra(config.backend),
+    )
+    synth = config.synth(headers)
     return Settings(
         api=config.api,
         builder=builder,
@@ -97,7 +102,7 @@ def execute(
     table = run.schedule()
     assert table is not None, "the schedule is written before any worker starts"
     schedule = make_schedule(table)
-    settings = _settings(config, job.run_id)
+    settings = _settings(config, job.run_id, job.headers)
     writer = run.records_writer()
     roots = schedule.roots[job.worker :: job.workers]
 

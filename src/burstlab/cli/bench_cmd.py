@@ -38,7 +38,8 @@ def bench(
         str,
         typer.Option(
             "--backend",
-            help="vllm, sglang, tgi, openai or generic: which length-forcing fields to send.",
+            help="vllm, sglang, llamacpp, tgi, openai or generic: which length-forcing "
+            "fields to send.",
         ),
     ] = "generic",
     model: Annotated[
@@ -64,7 +65,18 @@ def bench(
     ] = None,
     tokenizer: Annotated[
         str | None,
-        typer.Option("--tokenizer", help="tokenizer.json path or hub name for exact text prompts."),
+        typer.Option(
+            "--tokenizer",
+            help="tokenizer.json path or hub name for exact text prompts; 'server': token-id "
+            "prompts exact under the target's own /tokenize (llamacpp's default).",
+        ),
+    ] = None,
+    scrape_metrics: Annotated[
+        float | None,
+        typer.Option(
+            "--scrape-metrics",
+            help="Poll the server's /metrics every this many seconds into server_metrics.jsonl.",
+        ),
     ] = None,
     max_concurrency: Annotated[
         int | None, typer.Option("--max-concurrency", help="Cap on requests in flight.")
@@ -160,6 +172,7 @@ def bench(
         headers=_headers(header or []),
         insecure=insecure,
         slo=parse_slo(slo) if slo else None,
+        metrics_interval_s=scrape_metrics,
     )
     if insecure:
         typer.echo("warning: --insecure: TLS certificates are not verified", err=True)

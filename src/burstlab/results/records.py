@@ -95,6 +95,19 @@ class Record:
     finish_reason: str | None = None
     done_missing: bool = False
     coalesced_events: int = 0
+    #: The server's own account of the request, where it gives one (llama.cpp's
+    #: ``timings``): milliseconds from the slot taking the prompt to its first token
+    #: (no queueing before that), milliseconds from the first token to the last,
+    #: and the prompt tokens processed, reused from its cache, and generated.
+    server_prompt_ms: float | None = None
+    server_predicted_ms: float | None = None
+    server_prompt_n: int | None = None
+    server_cache_n: int | None = None
+    server_predicted_n: int | None = None
+    #: Milliseconds from the slot taking the prompt to the first token it streamed
+    #: (llama.cpp with ``timings_per_token``: ``prompt_ms`` plus ``predicted_ms`` of
+    #: that chunk; above ``prompt_ms`` when tokens were held back as incomplete UTF-8).
+    server_first_ms: float | None = None
 
     def fail(self, kind: str, subkind: str | None = None, text: str | None = None) -> None:
         """Mark the request failed under ``kind.subkind`` (kinds in :data:`ERROR_KINDS`)."""
@@ -194,6 +207,12 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "finish_reason": pl.String(),
     "done_missing": pl.Boolean(),
     "coalesced_events": pl.Int32(),
+    "server_prompt_ms": pl.Float64(),
+    "server_predicted_ms": pl.Float64(),
+    "server_prompt_n": pl.Int32(),
+    "server_cache_n": pl.Int32(),
+    "server_predicted_n": pl.Int32(),
+    "server_first_ms": pl.Float64(),
 }
 
 

@@ -1,0 +1,55 @@
+"""bench against a stand-in for llama-server (tests/support/fake_llama.py): exact
+lengths through /tokenize, the server's timings in every record, /metrics scraped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from burstlab.bench.agreement import gap_summary, timing_gaps
+from burstlab.bench.run import BenchConfig, bench
+from burstlab.bench.server_metrics import METRICS_FILE, read_server_metrics
+from burstlab.results.records import load_records
+from burstlab.results.rundir import RunDir
+from support.fake_llama import fake_llama
+from support.frames import workload
+
+
+def _workload(n: int) -> pl.DataFrame:
+    table = workload([0.01 * i for i in range(n)])
+    return table.with_columns(
+        pl.Series("input_tokens", [5 + 37 * i for i in range(n)], dtype=pl.Int32),
+        pl.Series("output_tokens", [3 + i % 7 for i in range(n)], dtype=pl.Int32),
+    )
+
+
+def test_llamacpp_backend_lengths_timings_and_metrics(tmp_path: Path) -> None:
+    with fake_llama(slots=2) as server:
+        config = BenchConfig(url=server.url, backend="llamacpp", metrics_interval_s=0.05)
+        result = bench(_workload(12), config, tmp_path / "run")
+    assert result.summary.counts.ok == 12
+    table = load_records(tmp_path / "run")
+    # requested and achieved agree, by the server's own count
+    assert (table["input_tokens_achieved"] == table["input_tokens"]).all()
+    assert (table["output_tokens_achieved"] == table["output_tokens"]).all()
+    assert sorted(server.prompts) == sorted(table["input_tokens"].to_list())
+    assert all(server.ignore_eos)
+    assert table["server_prompt_ms"].null_count() == 0
+    assert table["server_first_ms"].null_count() == 0
+    gaps = timing_gaps(table)
+    summary = gap_summary(gaps)
+    assert summary["compared"] == 12
+    # The server's span of a request lies inside the client's (sent before the server
+    # saw it, ended after its last token), so the end-to-end gap is never negative; each
+    # part alone may be, by a client that read the first chunk late. How small the gaps
+    # are is timing: benchmarks/real_engine.py.
+    e2e_gap = gaps["ttft_gap_ms"] + gaps["decode_gap_ms"]
+    assert (e2e_gap > -0.01).all(), gaps
+    assert summary["decode_gap_ms"]["n"] == 12
+    manifest = RunDir(tmp_path / "run").manifest()
+    assert manifest is not None
+    scraped = read_server_metrics(tmp_path / "run" / METRICS_FILE, manifest.t0_perf_ns)
+    assert scraped is not None
+    assert {"queued", "processing", "kv_use"} <= set(scraped.columns)
+    assert scraped["processing"].max() <= 2
