@@ -117,6 +117,17 @@ def test_calibrate_a_run_then_simulate_with_it(tmp_path: Path) -> None:
     assert abs(b["tpot_s"]["p50"] / a["tpot_s"]["p50"] - 1) < 0.2
     out = run("calibrate", str(tmp_path / "missing"), "-o", str(tmp_path / "x.yaml"))
     assert out.returncode == 2
+    # a llama-server run: the engine file gets the llamacpp kind and simulates with it
+    llama = tmp_path / "llama.yaml"
+    out = run("calibrate", str(tmp_path / "a"), "-o", str(llama), "--slots", "4", "--ctx", "8192")
+    assert out.returncode == 0, out.stderr
+    assert "llamacpp:" in llama.read_text()
+    out = run("simulate", str(work), "--engine", str(llama), "-o", str(tmp_path / "c"))
+    assert out.returncode == 0, out.stderr
+    out = run("calibrate", str(tmp_path / "a"), "-o", str(tmp_path / "y.yaml"), "--ctx", "8192")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "--slots" in out.stderr
 
 
 def test_simulate_autoscale_compares_the_plan_with_static_and_reactive(tmp_path: Path) -> None:

@@ -21,24 +21,43 @@ def calibrate(
     model: Annotated[
         str, typer.Option("--model", help="Model preset the run used (for KV sizing).")
     ] = "Llama-2-7B",
+    slots: Annotated[
+        int | None,
+        typer.Option(
+            "--slots",
+            min=1,
+            help="The run was on llama.cpp's llama-server with this many slots (-np): "
+            "write a llamacpp engine.",
+        ),
+    ] = None,
+    ctx: Annotated[
+        int | None,
+        typer.Option("--ctx", min=1, help="llama-server's context size (-c), with --slots."),
+    ] = None,
     force: Force = False,
 ) -> None:
     """Fit the simulator's linear cost model to a real benchmark run and write an
     engine.yaml that uses it (least squares of per-request TTFT and TPOT on the
-    batch each request met).
+    batch each request met; the server's own prompt times where it reported them).
+    Refuses a run that cannot identify the coefficients.
 
-    Example: burstlab calibrate runs/a -o engine.yaml
+    Example: burstlab calibrate runs/a -o engine.yaml;
+    burstlab calibrate runs/llama -o llama.yaml --slots 4 --ctx 4096
     """
     import yaml
 
+    from burstlab.core.errors import InputError
     from burstlab.core.files import atomic_write, refuse_overwrite
     from burstlab.results.records import load_records
     from burstlab.sim.calibrate import calibrate as fit
-    from burstlab.sim.spec import EngineSpec
+    from burstlab.sim.spec import EngineSpec, LlamaCpp
 
+    if ctx is not None and slots is None:
+        raise InputError("--ctx is llama-server's context size: give --slots too")
     refuse_overwrite(out, force=force)
     fitted, quality = fit(load_records(run_dir))
-    spec = EngineSpec(gpu=gpu, model=model, cost=fitted)
+    server = None if slots is None else LlamaCpp(slots=slots, ctx=ctx or LlamaCpp().ctx)
+    spec = EngineSpec(gpu=gpu, model=model, cost=fitted, llamacpp=server)
     spec.config()  # the presets exist
     text = yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
     header = (
