@@ -207,6 +207,12 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "finish_reason": pl.String(),
     "done_missing": pl.Boolean(),
     "coalesced_events": pl.Int32(),
+}
+
+#: The server's own account of each request (see :class:`Record`): columns of a
+#: benchmark's records only (null where the server gives none, and in records
+#: written before they existed); a simulation's table has no such columns.
+SERVER_SCHEMA: dict[str, pl.DataType] = {
     "server_prompt_ms": pl.Float64(),
     "server_predicted_ms": pl.Float64(),
     "server_prompt_n": pl.Int32(),
@@ -235,7 +241,7 @@ def records_table(data: bytes | list[dict[str, object]], path: str | None = None
     sorted by intended time."""
     if isinstance(data, list):
         data = b"\n".join(orjson.dumps(row) for row in data)
-    schema = _CANONICAL | RESULT_SCHEMA
+    schema = _CANONICAL | RESULT_SCHEMA | SERVER_SCHEMA
     if not data.strip():
         raw = pl.DataFrame(schema=schema)
     else:
