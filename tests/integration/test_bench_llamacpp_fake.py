@@ -53,3 +53,17 @@ def test_llamacpp_backend_lengths_timings_and_metrics(tmp_path: Path) -> None:
     assert scraped is not None
     assert {"queued", "processing", "kv_use"} <= set(scraped.columns)
     assert scraped["processing"].max() <= 2
+
+
+def test_report_shows_the_server_view_beside_the_client(tmp_path: Path) -> None:
+    from burstlab.report.run import figures
+    from burstlab.report.run_loader import load_run
+
+    with fake_llama(slots=1, itl_s=0.003) as server:
+        config = BenchConfig(url=server.url, backend="llamacpp", metrics_interval_s=0.02)
+        bench(_workload(6), config, tmp_path / "run")
+    captions = [caption for caption, _ in figures(load_run(tmp_path / "run"))]
+    assert any(c.startswith("Client against server over the run") for c in captions)
+    assert any(
+        c.startswith("bench against the server's own timings (6 requests)") for c in captions
+    )

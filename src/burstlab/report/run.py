@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from burstlab.report import drawing, run_figures, sim_figures
+from burstlab.report import drawing, run_figures, server_figures, sim_figures
 from burstlab.report.page import write_page
 from burstlab.report.run_loader import Run, figure_sample, load_run
 from burstlab.report.run_page import page
@@ -45,5 +45,6 @@ def figures(run: Run) -> list[tuple[str, str]]:
         table, run.summary.slo, window, figure_sample(table), client=run.kind != "simulate"
     )
     made += sim_figures.figures(run, window)
+    made += server_figures.figures(run)
     made += run_figures.utilisation_figures(run.utilisation)
     return [(caption, uri) for caption, png in made if (uri := drawing.data_uri(png)) is not None]
