@@ -77,7 +77,7 @@ def bursty_workload(
 def replay(url: str, workload: pl.DataFrame, out: Path, scrape_s: float = 0.5) -> Path:
     """Run ``workload`` against the llama-server at ``url`` into the run directory
     ``out`` (returned: the hook for ``calibrate``/``simulate`` comparisons)."""
-    config = BenchConfig(url=url, backend="llamacpp", metrics_interval_s=scrape_s)
+    config = BenchConfig(url=url, backend="llamacpp", scrape_metrics_s=scrape_s)
     return bench(workload, config, out).path
 
 

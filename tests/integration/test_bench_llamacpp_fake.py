@@ -26,7 +26,7 @@ def _workload(n: int) -> pl.DataFrame:
 
 def test_llamacpp_backend_lengths_timings_and_metrics(tmp_path: Path) -> None:
     with fake_llama(slots=2) as server:
-        config = BenchConfig(url=server.url, backend="llamacpp", metrics_interval_s=0.05)
+        config = BenchConfig(url=server.url, backend="llamacpp", scrape_metrics_s=0.05)
         result = bench(_workload(12), config, tmp_path / "run")
     assert result.summary.counts.ok == 12
     table = load_records(tmp_path / "run")
@@ -60,7 +60,7 @@ def test_report_shows_the_server_view_beside_the_client(tmp_path: Path) -> None:
     from burstlab.report.run_loader import load_run
 
     with fake_llama(slots=1, itl_s=0.003) as server:
-        config = BenchConfig(url=server.url, backend="llamacpp", metrics_interval_s=0.02)
+        config = BenchConfig(url=server.url, backend="llamacpp", scrape_metrics_s=0.02)
         bench(_workload(6), config, tmp_path / "run")
     captions = [caption for caption, _ in figures(load_run(tmp_path / "run"))]
     assert any(c.startswith("Client against server over the run") for c in captions)

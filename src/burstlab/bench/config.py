@@ -47,7 +47,7 @@ class BenchConfig(BaseModel):
     insecure: bool = False
     slo: SLO | None = None
     #: Seconds between scrapes of the server's ``/metrics`` during the run (None: none).
-    metrics_interval_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    scrape_metrics_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @field_validator("headers")
     @classmethod

@@ -102,7 +102,7 @@ def _bench(
             out.write_schedule(table)
             out.write_manifest(manifest)
             with scraping(
-                config.url, out.file(METRICS_FILE), config.metrics_interval_s, ready.headers
+                config.url, out.file(METRICS_FILE), config.scrape_metrics_s, ready.headers
             ):
                 outcomes = _run(out, ready, manifest, stop=stop, anchor=anchor, progress=progress)
             return _finish(out, ready, manifest, outcomes, stop=stop, anchor=anchor)

@@ -172,7 +172,7 @@ def bench(
         headers=_headers(header or []),
         insecure=insecure,
         slo=parse_slo(slo) if slo else None,
-        metrics_interval_s=scrape_metrics,
+        scrape_metrics_s=scrape_metrics,
     )
     if insecure:
         typer.echo("warning: --insecure: TLS certificates are not verified", err=True)
