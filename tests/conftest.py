@@ -13,7 +13,12 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 #: The module that tells each optional extra is installed (``pyproject.toml``'s extras).
-EXTRAS = {"forecast": "xgboost", "tokenizers": "tokenizers", "ray": "ray"}
+EXTRAS = {
+    "forecast": "xgboost",
+    "tokenizers": "tokenizers",
+    "ray": "ray",
+    "llamacpp": "gguf",
+}
 
 
 @cache
@@ -21,10 +26,27 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@cache
+def _no_llama_server() -> str | None:
+    """Why the real-engine tier cannot run here (None: it can)."""
+    from burstlab.core.errors import BurstlabError
+    from burstlab.server.llamacpp import find_llama_server
+
+    try:
+        find_llama_server()
+    except BurstlabError as exc:
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``@pytest.mark.extra("forecast")``: skip the test when ``burstlab[forecast]`` is not
-    installed, saying what to install (the rest of the suite runs without the extras)."""
+    installed, saying what to install (the rest of the suite runs without the extras).
+    ``@pytest.mark.realengine``: skip it when no llama-server binary is found."""
     for item in items:
+        if item.get_closest_marker("realengine") is not None and (why := _no_llama_server()):
+            item.add_marker(pytest.mark.skip(reason=why))
+            continue
         for mark in item.iter_markers("extra"):
             (name,) = mark.args
             if name not in EXTRAS:

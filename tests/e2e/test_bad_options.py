@@ -139,6 +139,7 @@ FIXED = ["--fixed", "ttft=0.01,itl=0.01"]
 
 Base = Callable[[Inputs, Path], list[str | Path]]
 QUIET_BENCH = ["-q", "--no-report"]
+TINY = ["--layers", "1", "--hidden", "64", "--heads", "2", "--kv-heads", "2", "--ffn", "64"]
 SAMPLE_MODEL = ["--duration", "10m"]  # with a model.json from 'fit'
 
 #: Per command, an invocation that works without the option under test.
@@ -152,6 +153,7 @@ BASE: dict[str, Base] = {
     "plan": lambda f, out: ["plan", "--forecast", f.forecast, "--capacity", "1", "-o", out / "p"],
     "serve": lambda f, out: ["serve", *FIXED, "--port", "0"],
     "experiment": lambda f, out: ["experiment", "scheduling", f.trace, "-o", out, "--no-runs"],
+    "engine llama-cpp": lambda f, out: ["engine", "llama-cpp", "--setup", "--dir", out, *TINY],
 }
 
 

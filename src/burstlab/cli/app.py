@@ -67,6 +67,7 @@ def _register() -> None:
         experiment_cmd,
         forecast_cmd,
         generate_cmd,
+        llamacpp_cmd,
         plan_cmd,
         report_cmd,
         serve_cmd,
@@ -91,6 +92,7 @@ def _register() -> None:
     app.command("calibrate")(calibrate_cmd.calibrate)
     app.command("forecast")(forecast_cmd.forecast)
     app.command("plan")(plan_cmd.plan)
+    app.add_typer(llamacpp_cmd.engine_app, name="engine")
 
 
 _register()
