@@ -79,6 +79,28 @@ def serve(
             "it opened or after the request's first byte.",
         ),
     ] = 10.0,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokenizer",
+            metavar="PATH",
+            help="A local tokenizer.json (or a folder holding one) to count prompt tokens "
+            "exactly; never downloaded. Chat prompts count each message's text content, with "
+            "no chat template. Default: one token per whitespace-separated word (stated in "
+            "/v1/models).",
+        ),
+    ] = None,
+    output_lengths: Annotated[
+        str | None,
+        typer.Option(
+            "--output-lengths",
+            metavar="SPEC",
+            help="Response length when a request does not force one, in tokens: fixed:N, "
+            "lognormal:MEAN,SD or eos:P (each token ends the response with probability P). "
+            "Default: lognormal:256,128 with an engine; eos= of --fixed (64) with --fixed.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --output-lengths draws.")] = 0,
 ) -> None:
     """Serve /v1/completions and /v1/chat/completions until Ctrl-C, timed by a
     simulated engine (default; --engine engine.yaml) or with fixed timing (--fixed).
@@ -93,6 +115,8 @@ def serve(
     from burstlab.server.app import make_app
     from burstlab.server.fixed import parse_fixed
     from burstlab.server.hosting import Limits, fd_room, serve_forever
+    from burstlab.server.lengths import parse_output_lengths
+    from burstlab.server.tokens import FileTokenizer
 
     if fixed is not None and engine is not None:
         raise BurstlabError("give --fixed or --engine, not both")
@@ -104,6 +128,8 @@ def serve(
         raise BurstlabError(f"--max-connections must be at least 1, got {max_connections}")
     if not (header_timeout > 0 and math.isfinite(header_timeout)):
         raise BurstlabError(f"--header-timeout must be a positive number, got {header_timeout}")
+    counter = FileTokenizer(tokenizer) if tokenizer is not None else None
+    lengths = parse_output_lengths(output_lengths, seed) if output_lengths is not None else None
     limits = Limits(max_connections=max_connections, header_timeout_s=header_timeout)
     files = fd_room(max_connections + 64)
     if files < max_connections + 64:
@@ -116,8 +142,17 @@ def serve(
         typer.echo(f"warning: binding {host} exposes the mock server beyond this machine", err=True)
     if fixed is not None:
         timing = parse_fixed(fixed)
+        if lengths is not None and "eos" in timing.model_fields_set:
+            raise BurstlabError("give eos= in --fixed or --output-lengths, not both")
         model = model or "burstlab-fixed"
-        app = make_app(timing, model=model, log_path=log, max_body=max_body)
+        app = make_app(
+            timing,
+            model=model,
+            log_path=log,
+            max_body=max_body,
+            counter=counter,
+            lengths=lengths,
+        )
         what = f"fixed ttft={timing.ttft:.3f} s, itl={timing.itl:.3f} s"
     else:
         from burstlab.server.engine import make_engine_app
@@ -127,7 +162,13 @@ def serve(
         gpu, llm = spec.hardware()
         model = model or llm.name
         app = make_engine_app(
-            spec.engine_only(), model=model, time_scale=time_scale, log_path=log, max_body=max_body
+            spec.engine_only(),
+            model=model,
+            time_scale=time_scale,
+            log_path=log,
+            max_body=max_body,
+            counter=counter,
+            lengths=lengths or parse_output_lengths(DEFAULT_ENGINE_LENGTHS, seed),
         )
         what = f"simulated {llm.name} on {gpu.name}, time scale {time_scale:g}"
 
@@ -145,6 +186,10 @@ def serve(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="pick another --port (0 takes any free one), or stop what is using it",
         ) from None
+
+
+#: Natural response lengths of the engine-timed server by default, in tokens.
+DEFAULT_ENGINE_LENGTHS = "lognormal:256,128"
 
 
 def _is_loopback(host: str) -> bool:

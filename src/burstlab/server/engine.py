@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from burstlab.server.app import MAX_BODY_BYTES, RefusedError, make_app
+from burstlab.server.app import MAX_BODY_BYTES, RefusedError, Timed, make_app
 from burstlab.server.fixed import FixedTiming
+from burstlab.server.lengths import OutputLengths
 from burstlab.server.openai import Ask
+from burstlab.server.tokens import PromptCounter
 from burstlab.sim.engine import OK, REJECTED, TOKEN, Engine, OnlineEngine
+from burstlab.sim.engine import kernel as k
 
 
 class EngineSource:
@@ -77,7 +81,7 @@ class EngineSource:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
 
-    async def open(self, ask: Ask, t_recv: float) -> AsyncIterator[float]:
+    async def open(self, ask: Ask, t_recv: float) -> Timed:
         now = (t_recv - self.t0) * self.scale
         self.online.advance(now)
         queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
@@ -90,6 +94,8 @@ class EngineSource:
             raise RefusedError(429, "the engine's waiting queue is full", retry_after_s=1.0)
         if code not in (TOKEN, OK):
             raise RefusedError(503, "the request waited in the engine's queue past its timeout")
+        admitted = float(self.online.run.rf[rid, k.ADMITTED])
+        queued_s = 0.0 if math.isnan(admitted) else max(0.0, admitted - now) / self.scale
 
         async def times() -> AsyncIterator[float]:
             event, at = code, when
@@ -101,19 +107,20 @@ class EngineSource:
                 if event == OK:
                     return
 
-        return times()
+        return Timed(times(), queued_s)
 
     def metrics(self) -> dict[str, float]:
         state = self.online.state()
         return {
             "running": state["running"],
             "waiting": state["waiting"],
-            "kv_blocks_used": state["kv_blocks_used"],
-            "kv_blocks": state["kv_blocks"],
+            "kv_cache_usage": state["kv_blocks_used"] / max(1.0, state["kv_blocks"]),
             "preemptions_total": state["preemptions"],
-            "requests_total": state["requests"],
-            "finished_total": self.finished,
-            "refused_total": self.refused,
+            "burstlab_kv_blocks_used": state["kv_blocks_used"],
+            "burstlab_kv_blocks": state["kv_blocks"],
+            "burstlab_requests_total": state["requests"],
+            "burstlab_finished_total": self.finished,
+            "burstlab_refused_total": self.refused,
         }
 
 
@@ -125,13 +132,22 @@ def make_engine_app(
     eos: int = 256,
     log_path: Path | None = None,
     max_body: int = MAX_BODY_BYTES,
+    counter: PromptCounter | None = None,
+    lengths: OutputLengths | None = None,
 ) -> web.Application:
     """The OpenAI-compatible app of :func:`burstlab.server.app.make_app`, timed by
-    ``engine`` running live. ``eos`` is the response length of requests that do
-    not force one; ``max_body`` caps a request body, in bytes."""
+    ``engine`` running live, on the prompt lengths ``counter`` counts. ``lengths``
+    draws the response length of requests that do not force one (default: ``eos``
+    tokens each); ``max_body`` caps a request body, in bytes."""
     source = EngineSource(engine, time_scale)
     app = make_app(
-        FixedTiming(eos=eos), model=model, log_path=log_path, source=source, max_body=max_body
+        FixedTiming(eos=eos),
+        model=model,
+        log_path=log_path,
+        source=source,
+        max_body=max_body,
+        counter=counter,
+        lengths=lengths,
     )
     app.on_startup.append(source.start)
     app.on_cleanup.append(source.stop)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from burstlab.core.errors import InputError, invalid
 from burstlab.server.openai import Ask
+
+if TYPE_CHECKING:
+    from burstlab.server.app import Timed
 
 _SPEC_VALUE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*")
 
@@ -86,7 +90,9 @@ class FixedSource:
         self.timing = timing
         self.requests = 0
 
-    async def open(self, ask: Ask, t_recv: float) -> AsyncIterator[float]:
+    async def open(self, ask: Ask, t_recv: float) -> Timed:
+        from burstlab.server.app import Timed  # noqa: PLC0415 - app imports this module
+
         self.requests += 1
         first, itl = t_recv + self.timing.ttft, self.timing.itl
 
@@ -94,7 +100,8 @@ class FixedSource:
             for k in range(ask.tokens):
                 yield first + k * itl
 
-        return times()
+        return Timed(times())
 
     def metrics(self) -> dict[str, float]:
-        return {"requests_total": self.requests}
+        """No queue and no KV cache: only the requests seen (``burstlab_requests_total``)."""
+        return {"burstlab_requests_total": self.requests}

@@ -1,9 +1,14 @@
 """The OpenAI wire format of the mock server: request models (pydantic), response JSON.
 
-Prompts are counted with the fallback tokenizer (one token per
-whitespace-separated word) or as the length of a token-id list; response length
-follows ``max_tokens``, ``ignore_eos`` and ``min_tokens`` as
-:func:`response_length` describes. Responses are made of :data:`WORDS`.
+Prompts are counted by the server's :class:`~burstlab.server.tokens.PromptCounter`
+(a ``tokenizer.json``, or one token per whitespace-separated word) or as the
+length of a token-id list; response length follows ``max_tokens``,
+``ignore_eos``, ``min_tokens`` and ``stop`` as :func:`response_length` and
+:func:`apply_stop` describe. Responses are made of :data:`WORDS`.
+
+What the mock cannot honestly do is refused with a 400 naming the parameter
+(:class:`RequestError`): ``n`` other than 1, ``logprobs``/``top_logprobs``,
+``echo``; ``stream_options`` without ``stream`` is refused as vLLM does.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydantic import (
 )
 
 from burstlab.core.errors import invalid
-from burstlab.workload.prompts import count_fallback_tokens
+from burstlab.server.tokens import PromptCounter, WordCounter
 
 Finish = Literal["length", "stop"]
 
@@ -58,15 +63,40 @@ def response_length(
     return max_tokens, "length"
 
 
+class RequestError(Exception):
+    """A request refused before any work: HTTP ``status``, a message, the request
+    parameter at fault (``param``, ``None`` when none is) and the error ``kind``
+    (the ``type`` of OpenAI's error body)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.kind = kind
+
+
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """What one request asked for, once validated."""
+    """What one request asked for, once validated.
+
+    ``tokens`` is the response length once ``stop`` strings are applied;
+    ``text_end`` the length in characters of the response text when a stop
+    string cut it (the stop string itself is not sent), else ``None``.
+    """
 
     stream: bool
     include_usage: bool
     prompt_tokens: int
     tokens: int
     finish: Finish
+    text_end: int | None = None
 
 
 #: A response length in tokens.
@@ -83,9 +113,9 @@ Prompt = Annotated[
     Field(union_mode="left_to_right"),
 ]
 
-#: Strict JSON types (``"5"`` is not 5, ``1`` is not true); fields the mock has no
-#: use for (``model``, ``temperature``, ``top_p``, ``n``, ``user``, ...) are accepted
-#: and ignored, since real clients send them.
+#: Strict JSON types (``"5"`` is not 5, ``1`` is not true); fields that do not change
+#: what the mock sends (``temperature``, ``top_p``, ``seed``, ``user``, ...) are
+#: accepted and ignored, since real clients send them.
 _WIRE = ConfigDict(strict=True, extra="ignore")
 
 
@@ -102,30 +132,69 @@ class _Request(BaseModel):
 
     model_config = _WIRE
 
+    model: str | None = None
     max_tokens: Length | None = None
     min_tokens: MinLength | None = None
     ignore_eos: bool | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    stop: str | Annotated[list[str], Field(max_length=16)] | None = None
+    n: int | None = None
+    echo: bool | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only 1 is supported: the mock generates one sequence per request")
+        return value
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("echo is not supported by the mock server")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is not None and any(
+            s == "" for s in ([value] if isinstance(value, str) else value)
+        ):
+            raise ValueError("stop strings must not be empty")
+        return value
 
     @abstractmethod
-    def prompt_tokens(self) -> int:
-        """Tokens of the prompt, by the fallback tokenizer or as token ids."""
+    def prompt_tokens(self, counter: PromptCounter) -> int:
+        """Tokens of the prompt, by ``counter`` or as token ids."""
 
     @abstractmethod
     def limit(self) -> int | None:
         """The response length the request allows, ``None`` for no limit."""
 
-    def ask(self, eos: int) -> Ask:
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def ask(self, eos: int, counter: PromptCounter) -> Ask:
         """What the request asks for; ``eos`` is the natural response length."""
+        if self.stream_options is not None and not self.stream:
+            raise RequestError(
+                400, "stream_options: only allowed when stream is true", "stream_options"
+            )
         tokens, finish = response_length(
             self.limit(), eos=eos, min_tokens=self.min_tokens, ignore_eos=bool(self.ignore_eos)
         )
+        text_end = None
+        if self.stop is not None:
+            tokens, finish, text_end = apply_stop(tokens, finish, self.stops(), self.min_tokens)
         stream = bool(self.stream)
         usage = (
             stream and self.stream_options is not None and bool(self.stream_options.include_usage)
         )
-        return Ask(stream, usage, self.prompt_tokens(), tokens, finish)
+        return Ask(stream, usage, self.prompt_tokens(counter), tokens, finish, text_end)
 
 
 class CompletionRequest(_Request):
@@ -133,11 +202,21 @@ class CompletionRequest(_Request):
 
     ``prompt`` is text, a list of token ids, a list of texts or a list of
     token-id (or text) lists; a list of prompts counts the sum of their tokens
-    and is answered with one choice (a mock has no use for ``n`` choices).
-    ``max_tokens`` defaults to 16, as OpenAI's does.
+    and is answered with one choice. Text is encoded with the tokenizer's
+    special tokens (a BOS where it adds one), as vLLM encodes a completions
+    prompt. ``max_tokens`` defaults to 16, as OpenAI's does. ``logprobs`` is
+    refused (the mock has no probabilities to report).
     """
 
     prompt: Prompt
+    logprobs: int | None = None
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError("logprobs are not supported by the mock server")
+        return value
 
     @field_validator("prompt", mode="wrap")
     @classmethod
@@ -150,8 +229,8 @@ class CompletionRequest(_Request):
                 "or a list of such lists"
             ) from None
 
-    def prompt_tokens(self) -> int:
-        return _count(self.prompt)
+    def prompt_tokens(self, counter: PromptCounter) -> int:
+        return _count(self.prompt, counter)
 
     def limit(self) -> int:
         return COMPLETIONS_DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
@@ -181,26 +260,40 @@ class Message(BaseModel):
         except ValidationError:  # one reason instead of one per member of the union
             raise ValueError("must be a string, a list of content-part objects, or null") from None
 
-    def tokens(self) -> int:
-        """Tokens of the content's text, by the fallback tokenizer."""
+    def texts(self) -> list[str]:
+        """The content's text parts (a string content is one)."""
         if isinstance(self.content, str):
-            return count_fallback_tokens(self.content)
-        parts = self.content or []
-        return sum(count_fallback_tokens(p.text) for p in parts if p.text is not None)
+            return [self.content]
+        return [p.text for p in self.content or [] if p.text is not None]
+
+    def token_ids(self, counter: PromptCounter) -> list[int]:
+        """Token ids of the content's text, without special tokens (no chat template)."""
+        return [t for text in self.texts() for t in counter.encode(text, special=False)]
 
 
 class ChatRequest(_Request):
     """The body of ``POST /v1/chat/completions``.
 
     The length limit is ``max_completion_tokens``, else ``max_tokens`` (the
-    older name), else none.
+    older name), else none. The prompt counts each message's text content,
+    without special tokens or a chat template. ``logprobs: true`` and
+    ``top_logprobs`` are refused.
     """
 
     messages: Annotated[list[Message], Field(min_length=1)]
     max_completion_tokens: Length | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
-    def prompt_tokens(self) -> int:
-        return sum(m.tokens() for m in self.messages)
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
+        if value is not None and value is not False:
+            raise ValueError("logprobs are not supported by the mock server")
+        return value
+
+    def prompt_tokens(self, counter: PromptCounter) -> int:
+        return sum(len(m.token_ids(counter)) for m in self.messages)
 
     def limit(self) -> int | None:
         if self.max_completion_tokens is not None:
@@ -208,30 +301,115 @@ class ChatRequest(_Request):
         return self.max_tokens
 
 
-def parse_request(body: bytes | bytearray, *, chat: bool, eos: int) -> Ask:
+class TokenizeRequest(BaseModel):
+    """The body of vLLM's ``POST /tokenize``: a ``prompt`` (text or token ids) or
+    chat ``messages``, and whether to add special tokens."""
+
+    model_config = _WIRE
+
+    model: str | None = None
+    prompt: str | TokenIds | None = None
+    messages: Annotated[list[Message], Field(min_length=1)] | None = None
+    add_special_tokens: bool | None = None
+
+
+def parse_request(
+    body: bytes | bytearray,
+    *,
+    chat: bool,
+    eos: int,
+    model: str | None = None,
+    counter: PromptCounter | None = None,
+) -> Ask:
     """What the JSON ``body`` of ``/v1/completions`` (``chat=False``) or
-    ``/v1/chat/completions`` asks for; ``eos`` is the natural response length.
+    ``/v1/chat/completions`` asks for; ``eos`` is the natural response length,
+    ``model`` the served model's id (a request may omit it; ``None``: any model),
+    ``counter`` counts text prompts (default: one token per word).
 
-    Raises pydantic's ``ValidationError`` (bad JSON included);
-    :func:`request_error` turns it into the message of a 400.
+    Raises :class:`RequestError`: a 400 for a bad body (bad JSON included), a
+    404 for a model other than the one served (vLLM's ``NotFoundError``).
     """
-    model = ChatRequest if chat else CompletionRequest
-    return model.model_validate_json(body).ask(eos)
+    kind = ChatRequest if chat else CompletionRequest
+    try:
+        request = kind.model_validate_json(body)
+    except ValidationError as exc:
+        raise request_error(exc) from None
+    if model is not None and request.model is not None and request.model != model:
+        raise RequestError(
+            404, f"The model `{request.model}` does not exist.", "model", "NotFoundError"
+        )
+    return request.ask(eos, counter or WordCounter())
 
 
-def request_error(exc: ValidationError) -> str:
-    """The message of a 400 for a bad body: the first problem, naming its field
-    (``messages.0.role: Field required``), or ``body`` for bad JSON or a non-object."""
+def request_error(exc: ValidationError) -> RequestError:
+    """The 400 for a bad body: the first problem, naming its field
+    (``messages.0.role: Field required``, param ``messages.0.role``), or
+    ``body`` for bad JSON or a non-object (param ``None``)."""
     message = invalid(exc).message
-    return message if exc.errors()[0]["loc"] else f"body: {message}"
+    loc = exc.errors()[0]["loc"]
+    if not loc:
+        return RequestError(400, f"body: {message}")
+    return RequestError(400, message, ".".join(str(p) for p in loc))
 
 
-def _count(prompt: str | list[Any]) -> int:
+def _count(prompt: str | list[Any], counter: PromptCounter) -> int:
     if isinstance(prompt, str):
-        return count_fallback_tokens(prompt)
+        return len(counter.encode(prompt, special=True))
     if isinstance(prompt[0], int):  # token ids: validated, so all of them are
         return len(prompt)
-    return sum(_count(p) for p in prompt)
+    return sum(_count(p, counter) for p in prompt)
+
+
+def prompt_ids(prompt: str | list[int], counter: PromptCounter, *, special: bool) -> list[int]:
+    """Token ids of a ``/tokenize`` prompt: text encoded by ``counter``, ids as given."""
+    return counter.encode(prompt, special=special) if isinstance(prompt, str) else list(prompt)
+
+
+def apply_stop(
+    tokens: int, finish: Finish, stops: tuple[str, ...], min_tokens: int | None = None
+) -> tuple[int, Finish, int | None]:
+    """A response of ``tokens`` tokens cut at the first ``stops`` string in its text.
+
+    The response ends with the token that completes the stop string (that token
+    counts in usage) and its text ends just before the string, as OpenAI's and
+    vLLM's do; a match that completes before ``min_tokens`` tokens is skipped,
+    as vLLM's stop checker skips it. Returns the tokens, the finish reason and
+    the text's length in characters (``None`` when no stop string occurs).
+    """
+    if not stops or tokens == 0:
+        return tokens, finish, None
+    text = "".join(_word(k) for k in range(tokens))
+    floor = max(1, min_tokens or 0)
+    best: tuple[int, int] | None = None  # (tokens through the match, match start)
+    for stop in stops:
+        start = max(0, _offset(floor - 1) - len(stop) + 1)
+        idx = text.find(stop, start)
+        if idx < 0:
+            continue
+        through = _token_at(idx + len(stop) - 1) + 1
+        if best is None or (through, idx) < best:
+            best = (through, idx)
+    if best is None:
+        return tokens, finish, None
+    return best[0], "stop", best[1]
+
+
+_CYCLE = [len(w) + 1 for w in WORDS]
+_CYCLE_CHARS = sum(_CYCLE)
+_STARTS = [sum(_CYCLE[:i]) for i in range(len(WORDS))]
+
+
+def _offset(k: int) -> int:
+    """Characters of the response text before token ``k``."""
+    whole, rest = divmod(k, len(WORDS))
+    return whole * _CYCLE_CHARS + _STARTS[rest]
+
+
+def _token_at(char: int) -> int:
+    """The token whose text holds character ``char`` of the response."""
+    whole, rest = divmod(char, _CYCLE_CHARS)
+    k = max(i for i, s in enumerate(_STARTS) if s <= rest)
+    return whole * len(WORDS) + k
 
 
 class Chunks:
@@ -249,9 +427,12 @@ class Chunks:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
         return _event({**self._base, "choices": [choice]})
 
-    def token(self, k: int, finish: Finish | None) -> bytes:
-        """The event of content token ``k`` (0-based); ``finish`` on the last one."""
+    def token(self, k: int, finish: Finish | None, text_end: int | None = None) -> bytes:
+        """The event of content token ``k`` (0-based); ``finish`` on the last one;
+        ``text_end``: the response text stops at that character (a stop string)."""
         text = _word(k)
+        if text_end is not None:
+            text = text[: max(0, text_end - _offset(k))]
         choice: dict[str, Any] = {"index": 0}
         if self.chat:
             choice["delta"] = {"content": text}
@@ -267,6 +448,8 @@ class Chunks:
     def whole(self, ask: Ask) -> bytes:
         """The non-streamed body: all tokens in one choice, and usage."""
         text = "".join(_word(k) for k in range(ask.tokens))
+        if ask.text_end is not None:
+            text = text[: ask.text_end]
         choice: dict[str, Any] = {"index": 0}
         if self.chat:
             choice["message"] = {"role": "assistant", "content": text}
