@@ -67,3 +67,13 @@ def test_report_shows_the_server_view_beside_the_client(tmp_path: Path) -> None:
     assert any(
         c.startswith("bench against the server's own timings (6 requests)") for c in captions
     )
+
+
+def test_server_tokenizer_speaks_llama_and_vllm_dialects() -> None:
+    from burstlab.bench.server_tokens import word_ids
+    from burstlab.workload.prompts import fallback_words
+
+    expected = [tuple(b + 3 for b in f" {w}".encode()) for w in fallback_words()]
+    for vllm in (False, True):
+        with fake_llama(vllm=vllm) as server:
+            assert list(word_ids(server.url)) == expected

@@ -39,6 +39,8 @@ class FakeLlama:
     deferred: int = 0
     prompts: list[int] = field(default_factory=list)
     ignore_eos: list[bool] = field(default_factory=list)
+    #: ``/tokenize`` in vLLM's dialect (``prompt``, ``add_special_tokens``).
+    vllm: bool = False
 
 
 def _tokens(prompt: object) -> list[int]:
@@ -55,8 +57,13 @@ def _app(state: FakeLlama) -> web.Application:
 
     async def tokenize(req: web.Request) -> web.Response:
         body = await req.json()
-        ids = _tokens(body.get("content", ""))
-        if body.get("add_special"):
+        text, special = (
+            ("prompt", "add_special_tokens") if state.vllm else ("content", "add_special")
+        )
+        if text not in body:
+            return web.json_response({"error": {"message": f"no {text}"}}, status=400)
+        ids = _tokens(body[text])
+        if body.get(special):
             ids = [1, *ids]
         return web.json_response({"tokens": ids})
 
@@ -143,7 +150,7 @@ def _app(state: FakeLlama) -> web.Application:
 
 
 @contextlib.contextmanager
-def fake_llama(**knobs: float) -> Iterator[FakeLlama]:
+def fake_llama(**knobs: float | bool) -> Iterator[FakeLlama]:
     """A :class:`FakeLlama` serving on 127.0.0.1 from a thread while in the block."""
     state = FakeLlama(**knobs)  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()

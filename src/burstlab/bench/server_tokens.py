@@ -1,7 +1,8 @@
 """Prompts exact under the target's own tokenizer, read from its ``/tokenize``.
 
-llama.cpp's ``llama-server`` (and vLLM) tokenize text on a ``POST /tokenize``
-with ``{"content": ..., "add_special": false}``. :class:`ServerTokenSynth` asks
+llama.cpp's ``llama-server`` tokenizes text on a ``POST /tokenize`` with
+``{"content": ..., "add_special": false}`` (vLLM and ``burstlab serve`` with
+``{"prompt": ..., "add_special_tokens": false}``: tried next). :class:`ServerTokenSynth` asks
 the server once, before the run, for the token ids of each of the 1,000 fallback
 words with a leading space (the way a word appears inside a prompt), then builds
 every prompt as the concatenation of its words' ids, cut to exactly ``n`` ids.
@@ -40,15 +41,27 @@ _PARALLEL = 8
 _cache: dict[tuple[str, str], tuple[tuple[int, ...], ...]] = {}
 
 
+#: The two ``/tokenize`` dialects, tried in order: llama.cpp's, then vLLM's (and
+#: ``burstlab serve``'s); each asks for no special tokens.
+_SHAPES: tuple[tuple[str, str], ...] = (
+    ("content", "add_special"),
+    ("prompt", "add_special_tokens"),
+)
+
+
 async def _tokenize_words(
     url: str, words: Sequence[str], headers: dict[str, str], *, insecure: bool, timeout_s: float
 ) -> list[list[int]]:
     endpoint = url.rstrip("/") + "/tokenize"
     limit = asyncio.Semaphore(_PARALLEL)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
+    hint = "--tokenizer server needs a server with /tokenize (llama-server, vLLM)"
 
-    async def one(session: aiohttp.ClientSession, word: str) -> list[int]:
-        body = orjson.dumps({"content": word, "add_special": False})
+    async def one(
+        session: aiohttp.ClientSession, word: str, shape: tuple[str, str]
+    ) -> list[int] | int:
+        """The ids of ``word``, or the HTTP status of a refusal."""
+        body = orjson.dumps({shape[0]: word, shape[1]: False})
         async with (
             limit,
             session.post(
@@ -61,22 +74,32 @@ async def _tokenize_words(
         ):
             raw = await resp.content.read(1 << 20)
             if resp.status != 200:
-                raise BurstlabError(
-                    f"{endpoint} answered HTTP {resp.status}",
-                    hint="--tokenizer server needs a server with /tokenize (llama-server, vLLM)",
-                )
+                return resp.status
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise BurstlabError(f"{endpoint} did not answer JSON") from None
+            raise BurstlabError(f"{endpoint} did not answer JSON", hint=hint) from None
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list):
-            raise BurstlabError(f"{endpoint} answered no 'tokens' list")
+            raise BurstlabError(f"{endpoint} answered no 'tokens' list", hint=hint)
         # llama-server answers ids, or {"id", "piece"} objects with ``with_pieces``.
         return [int(t["id"] if isinstance(t, dict) else t) for t in tokens]
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        return list(await asyncio.gather(*(one(session, w) for w in words)))
+        status = 0
+        for shape in _SHAPES:
+            probe = await one(session, words[0], shape)
+            if isinstance(probe, int):
+                status = probe
+                continue
+            rest = await asyncio.gather(*(one(session, w, shape) for w in words[1:]))
+            out = [probe]
+            for ids in rest:
+                if isinstance(ids, int):
+                    raise BurstlabError(f"{endpoint} answered HTTP {ids}", hint=hint)
+                out.append(ids)
+            return out
+        raise BurstlabError(f"{endpoint} answered HTTP {status}", hint=hint)
 
 
 def word_ids(
