@@ -433,7 +433,8 @@ def test_fixed_schedule_is_absolute() -> None:
     ask = parse_request(orjson.dumps({"prompt": "p", "max_tokens": 5}), chat=False, eos=64)
 
     async def due() -> list[float]:
-        return [t async for t in (await FixedSource(FixedTiming(ttft=0.5, itl=0.25)).open(ask, 10.0)).times]
+        timed = await FixedSource(FixedTiming(ttft=0.5, itl=0.25)).open(ask, 10.0)
+        return [t async for t in timed.times]
 
     assert asyncio.run(due()) == [10.5, 10.75, 11.0, 11.25, 11.5]
 

@@ -214,7 +214,8 @@ class _Connection(RequestHandler):
             limit = self._guard.limits.max_connections
             error = {
                 "message": f"too many connections: this server holds at most {limit}",
-                "type": "server_error",
+                "type": "service_unavailable_error",
+                "param": None,
                 "code": 503,
             }
             body = orjson.dumps({"error": error})
