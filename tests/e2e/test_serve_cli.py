@@ -153,7 +153,9 @@ def test_default_serves_the_simulated_engine() -> None:
         assert answer["usage"]["completion_tokens"] == 5
         with urllib.request.urlopen(match.group(1) + "/metrics", timeout=30) as resp:
             metrics = resp.read().decode()
-        assert "burstlab_finished_total 1" in metrics
+        assert 'vllm:request_success_total{model_name="Llama-2-7B"} 1.0' in metrics
+        assert 'vllm:generation_tokens_total{model_name="Llama-2-7B"} 5.0' in metrics
+        assert "# HELP vllm:kv_cache_usage_perc" in metrics
         assert "burstlab_kv_blocks 7449" in metrics
     finally:
         proc.send_signal(signal.SIGINT)

@@ -28,35 +28,19 @@ from burstlab.server.openai import WORDS, apply_stop
 from burstlab.server.tokens import FileTokenizer
 from burstlab.sim.engine import Engine
 from burstlab.sim.spec import EngineSpec
+from support.tiny_tokenizer import write_tiny_tokenizer
 
 openai = pytest.importorskip("openai")
 tokenizers = pytest.importorskip("tokenizers")
 
 MODEL = "m-conv"
 FAST = FixedTiming(ttft=0.0, itl=0.0, eos=8)
-SENTENCES = [
-    "the quick brown fox jumps over the lazy dog",
-    "a serving engine batches requests and streams tokens",
-    "prefill reads the prompt and decode writes one token at a time",
-    "burstlab replays bursty traces against an OpenAI compatible server",
-]
 
 
 @pytest.fixture(scope="module")
 def tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BPE tokenizer trained on a few sentences, with a BOS that encode() adds."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["[UNK]", "<s>"])
-    tok.train_from_iterator(SENTENCES, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-    )
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    tok.save(str(path))
-    return path
+    return write_tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
 
 @pytest.fixture(scope="module")
