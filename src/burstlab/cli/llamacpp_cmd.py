@@ -75,7 +75,12 @@ def llama_cpp(
         int, typer.Option("--slots", min=1, help="Requests decoded at once (llama-server -np).")
     ] = 4,
     ctx: Annotated[
-        int, typer.Option("--ctx", min=1, help="KV cache in tokens, shared by the slots (-c).")
+        int,
+        typer.Option(
+            "--ctx",
+            min=1,
+            help="KV cache in tokens (-c), split evenly among the slots unless -kvu.",
+        ),
     ] = 4096,
     threads: Annotated[int, typer.Option("--threads", min=1, help="CPU threads (-t and -tb).")] = 1,
     port: Annotated[

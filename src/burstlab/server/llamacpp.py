@@ -484,7 +484,8 @@ def llama_server(
 ) -> Iterator[str]:
     """Run ``llama-server`` on ``model`` and yield its base URL once ``/health`` says ready.
 
-    ``slots`` requests decode at once (``-np``), sharing ``ctx`` tokens of KV cache (``-c``);
+    ``slots`` requests decode at once (``-np``) in ``ctx`` tokens of KV cache (``-c``: ``ctx /
+    slots`` a slot, or one pool with ``extra_args=["-kvu"]``);
     ``threads`` CPU threads compute (``-t``, ``-tb``). ``port`` None takes a free one (and
     tries another if the server could not bind it). The server's output goes to ``log`` (a
     temporary file when None, removed afterwards). On exit the server gets SIGTERM, then
