@@ -63,6 +63,15 @@ def backend_extra(backend: str) -> dict[str, Any]:
     return {"timings_per_token": True} if backend == "llamacpp" else {}
 
 
+def backend_keepalive_s(backend: str) -> float:
+    """Seconds bench keeps an idle connection for reuse. llama-server's HTTP library
+    (cpp-httplib) closes a connection idle for 5 s (``Keep-Alive: timeout=5``) without
+    a word; a client that keeps it longer (aiohttp's default is 15 s) now and then
+    sends a request as the close arrives and loses it (``reset.before_headers``: 2 of
+    300 requests of a bursty replay). 4 s stays clear of that; others keep 15 s."""
+    return 4.0 if backend == "llamacpp" else 15.0
+
+
 class BodyBuilder:
     """Builds the JSON body of one request; one instance per run."""
 

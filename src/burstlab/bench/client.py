@@ -142,8 +142,12 @@ class HttpTarget:
         timeouts: Timeouts = Timeouts(),
         insecure: bool = False,
         stream: bool = True,
+        keepalive_s: float = 15.0,
     ) -> None:
         self.endpoint = url.rstrip("/") + path
+        #: Seconds an idle connection is kept for reuse: below the server's own idle
+        #: close, or a request may go out on a connection the server is closing.
+        self.keepalive_s = keepalive_s
         self.clock = clock
         self.timeouts = timeouts
         self.stream = stream
@@ -167,6 +171,7 @@ class HttpTarget:
             ssl=ssl_ctx,
             ttl_dns_cache=300,
             timeout_ceil_threshold=math.inf,
+            keepalive_timeout=self.keepalive_s,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

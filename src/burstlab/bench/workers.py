@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from burstlab.bench.backends import PATHS, BodyBuilder, backend_extra
+from burstlab.bench.backends import PATHS, BodyBuilder, backend_extra, backend_keepalive_s
 from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.config import BenchConfig, Prepared
 from burstlab.bench.runner import Runner, Settings, make_schedule, write_failure
@@ -60,6 +60,7 @@ def _target(config: BenchConfig, headers: dict[str, str], clock: Clock) -> HttpT
         ),
         insecure=config.insecure,
         stream=config.stream,
+        keepalive_s=backend_keepalive_s(config.backend),
     )
 
 
