@@ -75,7 +75,7 @@ class BenchConfig(BaseModel):
         if self.tokenizer == SERVER_TOKENIZER:
             if self.api == "chat" or self.prompt == "text":
                 raise InputError(
-                    "--tokenizer server sends token-id prompts: it needs --api completions "
+                    "'server' sends token-id prompts: it needs --api completions "
                     "and no --prompt text",
                     field="--tokenizer",
                 )

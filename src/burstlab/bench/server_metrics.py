@@ -16,6 +16,9 @@ scraper also reads ``/slots`` where it answers and adds ``slots:kv_tokens``
 in all) and ``slots:busy``. :func:`read_server_metrics` turns the file into a
 table on the run's time axis, with ``kv_use`` (a ratio) from whichever source
 exists. A scrape that fails is skipped (and counted); it never stops the run.
+Each scrape is stamped when its answer arrived: llama-server answers ``/metrics``
+from its main loop between batches, so while one long prompt batch runs (a second
+or more on one thread) the scrape waits, and the series has a gap there.
 """
 
 from __future__ import annotations
@@ -115,8 +118,11 @@ class MetricsScraper:
     def scrape_once(self) -> dict[str, float] | None:
         """One scrape appended to the file; None (and a failure counted) when
         ``/metrics`` does not answer or is not Prometheus text."""
-        t_ns = time.perf_counter_ns()
         raw = self._get("/metrics")
+        # The server counts when its loop takes the request (llama-server: between two
+        # batches, which on one thread can be a second apart): the answer's arrival is
+        # nearer that moment than the ask.
+        t_ns = time.perf_counter_ns()
         values: dict[str, float] | None = None
         if raw is not None:
             try:
