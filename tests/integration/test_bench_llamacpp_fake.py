@@ -77,3 +77,19 @@ def test_server_tokenizer_speaks_llama_and_vllm_dialects() -> None:
     for vllm in (False, True):
         with fake_llama(vllm=vllm) as server:
             assert list(word_ids(server.url)) == expected
+
+
+def test_server_tokenizer_against_burstlab_serve(tmp_path: Path) -> None:
+    """The vLLM dialect for real: ``burstlab serve``'s /tokenize gives the ids bench
+    sends, and the server counts exactly the requested prompt lengths."""
+    from burstlab.server.app import make_app
+    from burstlab.server.fixed import FixedTiming
+    from burstlab.server.hosting import serve_in_thread
+
+    timing = FixedTiming(ttft=0.001, itl=0.001)
+    with serve_in_thread(make_app(timing)) as url:
+        config = BenchConfig(url=url, backend="vllm", tokenizer="server")
+        result = bench(_workload(8), config, tmp_path / "run")
+    assert result.summary.counts.ok == 8
+    table = load_records(tmp_path / "run")
+    assert (table["input_tokens_achieved"] == table["input_tokens"]).all()
