@@ -414,13 +414,14 @@ def test_timing_follows_an_absolute_schedule() -> None:
         runs = asyncio.run(main())
     ttfts = [r.content_times()[0] - r.sent for r in runs]
     gaps = [b - a for r in runs for a, b in itertools.pairwise(r.content_times())]
-    spans = [r.content_times()[-1] - r.content_times()[0] for r in runs]
+    lasts = [r.content_times()[-1] - r.sent for r in runs]
     assert all(len(r.content_times()) == n for r in runs)
     # never early, whatever the machine is doing: the client sent before the server started.
     # How close to the schedule it stays is timing (benchmarks/), and exact in
     # test_fixed_schedule_is_absolute.
     assert min(ttfts) >= ttft - 0.001
-    assert min(spans) >= (n - 1) * itl - 0.001
+    # (not the span from the first token: a first token late by a busy loop shortens it)
+    assert min(lasts) >= ttft + (n - 1) * itl - 0.001
     assert statistics.median(gaps) >= itl - 0.001
 
 
