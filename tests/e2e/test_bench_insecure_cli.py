@@ -15,7 +15,7 @@ from support.frames import constant_rate
 
 def run_bench(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     workload = write_table(constant_rate(2, 20.0), tmp_path / "w.parquet")
-    with serve_in_thread(make_app(FixedTiming(ttft=0.001, itl=0.001))) as url:
+    with serve_in_thread(make_app(FixedTiming(ttft=0.001, itl=0.001), model="m")) as url:
         return subprocess.run(
             [
                 *command(),
