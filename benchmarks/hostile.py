@@ -224,9 +224,10 @@ def wait_port(port: int, seconds: float = 30.0) -> bool:
 def mock_server(
     workdir: Path, fixed: str = "ttft=0.001,itl=0.001", log: Path | None = None
 ) -> Iterator[str]:
-    """``burstlab serve --fixed FIXED`` in a subprocess; yields its URL."""
+    """``burstlab serve --fixed FIXED --model m`` in a subprocess (bench here names
+    model ``m``; another name is a 404); yields its URL."""
     port = free_port()
-    args = [*BIN, "serve", "--fixed", fixed, "--port", str(port)]
+    args = [*BIN, "serve", "--fixed", fixed, "--port", str(port), "--model", "m"]
     if log is not None:
         args += ["--log", str(log)]
     with (workdir / f"serve-{port}.err").open("wb") as err:
