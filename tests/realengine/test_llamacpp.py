@@ -32,6 +32,9 @@ from burstlab.server.llamacpp import (
 
 pytestmark = pytest.mark.extra("llamacpp")
 
+#: Straight to 127.0.0.1, whatever ``http_proxy`` says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 TEXT = "the cat sat on the mat, then the dog ate it: 12345 \u00e9t\u00e9 \u2603\n  ok"
 
 
@@ -39,13 +42,13 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     req = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(req, timeout=60) as resp:
+    with _DIRECT.open(req, timeout=60) as resp:
         out: dict[str, Any] = json.loads(resp.read())
         return out
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=60) as resp:
+    with _DIRECT.open(url, timeout=60) as resp:
         return str(resp.read().decode())
 
 
@@ -55,7 +58,7 @@ def _sse(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     events = []
-    with urllib.request.urlopen(req, timeout=60) as resp:
+    with _DIRECT.open(req, timeout=60) as resp:
         for raw in resp:
             line = raw.decode().strip()
             if line.startswith("data:") and line != "data: [DONE]":

@@ -552,6 +552,10 @@ def running_server(
             return
 
 
+#: Straight to 127.0.0.1, whatever ``http_proxy`` says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class _BindFailedError(Exception):
     pass
 
@@ -595,7 +599,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout
                 raise _BindFailedError
             raise BurstlabError(f"llama-server exited with status {code}: {tail}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310
+            with _DIRECT.open(f"{url}/health", timeout=5) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):
