@@ -109,6 +109,7 @@ class Inputs:
     forecast: Path  # a forecast directory made from it
     tiny: Path  # two requests, for bench
     url: str  # a fixed-timing mock server, for bench
+    run: Path  # a simulated run that calibrates
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +130,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
         "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
         "0,ChatGPT,10,4,14,Conversation log\n0.05,ChatGPT,12,4,16,Conversation log\n"
     )
+    work, sim = root / "w.parquet", root / "run"
+    assert run(["generate", "sample", "--busiest", "2m", "--speedup", "0.25", "-o", str(work)]) == 0
+    assert run(["simulate", str(work), "-o", str(sim), "--no-report"]) == 0
     with serve_in_thread(make_app(FixedTiming(ttft=0.001, itl=0.001, eos=4))) as url:
-        yield Inputs(trace, model, forecast, tiny, url)
+        yield Inputs(trace, model, forecast, tiny, url, sim)
 
 
 FORECAST = ["forecast", "--granularity", "1h", "--granularities", "1h",
@@ -153,6 +157,7 @@ BASE: dict[str, Base] = {
     "plan": lambda f, out: ["plan", "--forecast", f.forecast, "--capacity", "1", "-o", out / "p"],
     "serve": lambda f, out: ["serve", *FIXED, "--port", "0"],
     "experiment": lambda f, out: ["experiment", "scheduling", f.trace, "-o", out, "--no-runs"],
+    "calibrate": lambda f, out: ["calibrate", f.run, "-o", out / "engine.yaml"],
     "engine llama-cpp": lambda f, out: ["engine", "llama-cpp", "--setup", "--dir", out, *TINY],
 }
 
@@ -176,6 +181,7 @@ MODE: dict[tuple[str, str], Base] = {
     ("serve", "--port"): lambda f, out: ["serve", *FIXED],
     ("serve", "--time-scale"): lambda f, out: ["serve", "--port", "0"],
     ("plan", "--capacity"): lambda f, out: ["plan", "--forecast", f.forecast, "-o", out / "p"],
+    ("calibrate", "--ctx"): lambda f, out: ["calibrate", f.run, "-o", out / "e", "--slots", "4"],
 }
 
 CASES = [(command, option, value) for command, option in numeric_options() for value in VALUES]
