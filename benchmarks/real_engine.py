@@ -42,6 +42,7 @@ Run: ``.venv/bin/python benchmarks/real_engine.py [--requests 300] [--duration 6
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 import urllib.request
@@ -208,9 +209,11 @@ def predicted(real: Path, simulated: Path) -> list[tuple[str, str, float, float,
     return rows
 
 
-def simulate_against(url: str, calibration: Path, out: Path, seed: int) -> None:
-    """Calibrate on ``calibration`` (a run on the server at ``url``), then replay a
-    different bursty workload to the server and simulate it; print the comparison."""
+def simulate_against(calibration: Path, out: Path, seed: int, serve: Any) -> None:
+    """Calibrate on ``calibration`` (a run on llama-server), then replay a different
+    bursty workload to a fresh server (``serve()``: a context manager yielding its URL;
+    fresh, so that no prompt cached by the first run helps the second) and simulate it;
+    print the comparison."""
     fitted, quality = calibrate(load_records(calibration))
     spec = EngineSpec(cost=fitted, llamacpp=LlamaCpp(slots=SLOTS, ctx=CTX))
     print(
@@ -221,7 +224,8 @@ def simulate_against(url: str, calibration: Path, out: Path, seed: int) -> None:
         f"+ {fitted.c_ctx * 1e9:.3g} ns/context token"
     )
     other = bursty_workload(200, 40.0, seed + 1, shape=0.3)
-    real = replay(url, other, out / "real")
+    with serve() as url:
+        real = replay(url, other, out / "real")
     sim = simulate(other, spec.engine_only(), out / "sim").run_dir
     print("simulated against real (a different bursty workload: 200 requests, Gamma(0.3)), s:")
     print(f"  {'metric':<10}{'':<5}{'real':>10}{'simulated':>11}{'error':>9}")
@@ -258,21 +262,22 @@ def main() -> None:
             print(f"GET /health round trip (reference): median {health_rtt_ms(args.url):.3f} ms")
             run_dir = replay(args.url, workload, args.out or Path(tmp) / "run")
             _print(account(run_dir))
-            if args.simulate:
-                simulate_against(args.url, run_dir, Path(tmp), args.seed)
+            if args.simulate:  # the same server: restart it by hand to empty its caches
+                here = contextlib.nullcontext(args.url)
+                simulate_against(run_dir, Path(tmp), args.seed, lambda: here)
         return
     binary = find_llama_server(args.server)
     with tempfile.TemporaryDirectory() as tmp:
         model = write_tiny_gguf(Path(tmp) / "tiny.gguf", TinyLlama(seed=args.seed))
         out = args.out or Path(tmp) / "run"
-        with llama_server(
-            model,
-            slots=SLOTS,
-            ctx=CTX,
-            threads=THREADS,
-            server=binary,
-            extra_args=args.server_arg,
-        ) as url:
+
+        def serve() -> Any:
+            return llama_server(
+                model, slots=SLOTS, ctx=CTX, threads=THREADS, server=binary,
+                extra_args=args.server_arg,
+            )  # fmt: skip
+
+        with serve() as url:
             extra = "".join(f", {a}" for a in args.server_arg)
             print(
                 f"llama-server {binary} ({SLOTS} slots, ctx {CTX}, {THREADS} thread{extra}); "
@@ -280,9 +285,9 @@ def main() -> None:
             )
             print(f"GET /health round trip (reference): median {health_rtt_ms(url):.3f} ms")
             run_dir = replay(url, workload, out)
-            _print(account(run_dir))
-            if args.simulate:
-                simulate_against(url, run_dir, Path(tmp), args.seed)
+        _print(account(run_dir))
+        if args.simulate:
+            simulate_against(run_dir, Path(tmp), args.seed, serve)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,13 @@ def calibration_samples(records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, 
     first = ok["first_s"].to_numpy().astype(np.float64)
     end = ok["end_s"].to_numpy().astype(np.float64)
     prompt = ok["input_tokens_achieved"].fill_null(ok["input_tokens"]).to_numpy().astype(np.float64)
+    # The tokens the server actually prefilled (a prompt-cache hit is context, not
+    # work), where it says; cached ones are attended to like the context they are.
+    fresh = prompt
+    if "server_prompt_n" in ok.columns:
+        done = ok["server_prompt_n"].to_numpy().astype(np.float64)
+        fresh = np.where(np.isfinite(done), np.minimum(done, prompt), prompt)
+    cached = prompt - fresh
     tokens = ok["output_tokens_achieved"].fill_null(1).to_numpy().astype(np.float64)
     multi = tokens > 1
     tpot = np.where(multi, (end - first) / np.maximum(tokens - 1, 1), 0.0)
@@ -101,12 +108,13 @@ def calibration_samples(records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, 
         began = np.where(np.isfinite(server), first - server, sent)
     wait_mid = (began + first) / 2
     d_seqs, d_ctx = batch_at(wait_mid, first, end, prompt, tpot)
-    prefill = np.column_stack([prompt, prompt * (prompt + 1) / 2, d_seqs, d_ctx])
+    pairs = fresh * (cached + (fresh + 1) / 2)
+    prefill = np.column_stack([fresh, pairs, d_seqs, d_ctx])
     decode_mid = ((first + end) / 2)[multi]
     b_seqs, b_ctx = batch_at(decode_mid, first, end, prompt, tpot)
     iterations = (tokens - 1)[multi]
-    p_tokens = _within(first, prompt, first[multi], end[multi]) / iterations
-    p_attn = _within(first, prompt * (prompt + 1) / 2, first[multi], end[multi]) / iterations
+    p_tokens = _within(first, fresh, first[multi], end[multi]) / iterations
+    p_attn = _within(first, pairs, first[multi], end[multi]) / iterations
     decode = np.column_stack([p_tokens, p_attn, np.maximum(b_seqs, 1), b_ctx])
     features = np.vstack([prefill, decode])
     seconds = np.concatenate([first - began, tpot[multi]])
