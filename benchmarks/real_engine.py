@@ -214,11 +214,15 @@ def simulate_against(calibration: Path, out: Path, seed: int, serve: Any) -> Non
     bursty workload to a fresh server (``serve()``: a context manager yielding its URL;
     fresh, so that no prompt cached by the first run helps the second) and simulate it;
     print the comparison."""
-    fitted, quality = calibrate(load_records(calibration))
-    spec = EngineSpec(cost=fitted, llamacpp=LlamaCpp(slots=SLOTS, ctx=CTX))
+    server = LlamaCpp(slots=SLOTS, ctx=CTX)
+    fitted, quality = calibrate(load_records(calibration), EngineSpec(llamacpp=server).config())
+    spec = EngineSpec(cost=fitted, llamacpp=server)
     print(
-        f"calibrated on {quality['samples']} samples: median relative error TTFT "
+        f"calibrated on {quality['samples']} samples (least squares: median relative error TTFT "
         f"{quality['ttft_median_rel_error']:.1%}, TPOT {quality['tpot_median_rel_error']:.1%}; "
+        f"refined by simulating the run: TTFT "
+        f"{quality['simulated_ttft_median_rel_error']:.1%}, "
+        f"TPOT {quality['simulated_tpot_median_rel_error']:.1%}); "
         f"iteration_s = {fitted.c0 * 1e3:.3g} ms + {fitted.c_prefill * 1e6:.3g} us/prefill token "
         f"+ {fitted.c_attn * 1e9:.3g} ns/attention pair + {fitted.c_decode * 1e6:.3g} us/sequence "
         f"+ {fitted.c_ctx * 1e9:.3g} ns/context token"

@@ -34,12 +34,20 @@ def calibrate(
         int | None,
         typer.Option("--ctx", min=1, help="llama-server's context size (-c), with --slots."),
     ] = None,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine/--no-refine",
+            help="Refine the fit by simulating the run on the engine the file describes.",
+        ),
+    ] = True,
     force: Force = False,
 ) -> None:
     """Fit the simulator's linear cost model to a real benchmark run and write an
     engine.yaml that uses it (least squares of per-request TTFT and TPOT on the
-    batch each request met; the server's own prompt times where it reported them).
-    Refuses a run that cannot identify the coefficients.
+    batch each request met; the server's own prompt times where it reported them),
+    then refine it by simulating the run itself on that engine. Refuses a run that
+    cannot identify the coefficients.
 
     Example: burstlab calibrate runs/a -o engine.yaml;
     burstlab calibrate runs/llama -o llama.yaml --slots 4 --ctx 4096
@@ -55,15 +63,22 @@ def calibrate(
     if ctx is not None and slots is None:
         raise InputError("--ctx is llama-server's context size: give --slots too")
     refuse_overwrite(out, force=force)
-    fitted, quality = fit(load_records(run_dir))
     server = None if slots is None else LlamaCpp(slots=slots, ctx=ctx or LlamaCpp().ctx)
+    engine = EngineSpec(gpu=gpu, model=model, llamacpp=server).config()  # the presets exist
+    fitted, quality = fit(load_records(run_dir), engine if refine else None)
     spec = EngineSpec(gpu=gpu, model=model, cost=fitted, llamacpp=server)
-    spec.config()  # the presets exist
     text = yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
+    simulated = ""
+    if "simulated_ttft_median_rel_error" in quality:
+        simulated = (
+            f"; refined by simulating the run: median relative error TTFT "
+            f"{quality['simulated_ttft_median_rel_error']:.1%}, "
+            f"TPOT {quality['simulated_tpot_median_rel_error']:.1%}"
+        )
     header = (
         f"# calibrated by burstlab from {run_dir} ({quality['samples']} samples; median "
         f"relative error TTFT {quality['ttft_median_rel_error']:.1%}, "
-        f"TPOT {quality['tpot_median_rel_error']:.1%})\n"
+        f"TPOT {quality['tpot_median_rel_error']:.1%}{simulated})\n"
     )
     atomic_write(out, (header + text).encode())
     c = fitted
@@ -72,7 +87,8 @@ def calibrate(
         f" + {c.c_decode:.4g}*decode_seqs + {c.c_ctx:.4g}*decode_ctx"
     )
     typer.echo(
-        f"fit on {quality['samples']} samples: median relative error TTFT "
+        f"least squares on {quality['samples']} samples: median relative error TTFT "
         f"{quality['ttft_median_rel_error']:.1%}, TPOT {quality['tpot_median_rel_error']:.1%}"
+        f"{simulated}"
     )
     typer.echo(f"wrote {out}")

@@ -88,3 +88,16 @@ def test_the_servers_own_prompt_time_keeps_queueing_out_of_the_fit(tmp_path: Pat
     served, _ = calibrate(with_server)
     assert served.c_prefill == pytest.approx(TRUE.c_prefill, rel=0.3)
     assert abs(queued.c_prefill - TRUE.c_prefill) > abs(served.c_prefill - TRUE.c_prefill)
+
+
+def test_refining_by_simulating_the_run_fits_a_slotted_engine(tmp_path: Path) -> None:
+    """A llama.cpp-like engine (4 slots, requests queue for them): least squares on
+    request-level samples misses TTFT badly (it cannot see the queue); simulating the
+    run itself finds coefficients that reproduce its requests."""
+    cfg = EngineConfig(max_num_seqs=4, num_blocks=4, block_size=4096, max_model_len=4096)
+    simulate(mixed(400, 4.0), Engine(cfg, TRUE), tmp_path / "run")
+    refined, quality = calibrate(load_records(tmp_path / "run"), cfg)
+    assert quality["ttft_median_rel_error"] > 0.5  # least squares alone
+    assert quality["simulated_ttft_median_rel_error"] < 0.05
+    assert quality["simulated_tpot_median_rel_error"] < 0.05
+    assert refined.c_prefill == pytest.approx(TRUE.c_prefill, rel=0.2)
