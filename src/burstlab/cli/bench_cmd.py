@@ -21,9 +21,32 @@ EXIT_CLIENT_BOUND = 3
 EXIT_LOST = 4
 #: Exit status when the run directory could not be written (the disk filled): sending stopped.
 EXIT_WRITE_FAILED = 5
+#: Exit status when more requests failed than ``--max-error-rate`` allows (by default,
+#: when every request sent failed).
+EXIT_ERRORS = 6
 #: Exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM).
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+
+
+def failed_beyond(summary: RunSummary, max_error_rate: float | None) -> str | None:
+    """Why the run counts as failed: a larger share of the requests sent failed than
+    ``max_error_rate`` (None: only when every one did); None when it does not."""
+    counts = summary.counts
+    ended = counts.ok + counts.failed
+    if ended == 0:
+        return None
+    share = counts.failed / ended
+    if max_error_rate is None:
+        if counts.ok == 0:
+            return f"every request sent failed ({counts.failed:,})"
+        return None
+    if share > max_error_rate:
+        return (
+            f"{share:.1%} of the requests sent failed ({counts.failed:,} of {ended:,}), "
+            f"more than --max-error-rate {max_error_rate:g}"
+        )
+    return None
 
 
 @trace_options("format")
@@ -117,6 +140,16 @@ def bench(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 3 when the client was the bottleneck.")
     ] = False,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-error-rate",
+            min=0.0,
+            max=1.0,
+            help="Exit 6 when a larger share of the requests sent failed (default: exit 6 "
+            "only when all failed).",
+        ),
+    ] = None,
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Also write report.html.")
     ] = True,
@@ -210,6 +243,10 @@ def bench(
         raise typer.Exit(EXIT_SIGTERM if summary.stopped_by == "sigterm" else EXIT_SIGINT)
     if result.lost:
         raise typer.Exit(EXIT_LOST)
+    too_many = failed_beyond(summary, max_error_rate)
+    if too_many is not None:
+        _error(too_many)
+        raise typer.Exit(EXIT_ERRORS)
     if strict and summary.client.bound:
         raise typer.Exit(EXIT_CLIENT_BOUND)
 
