@@ -146,11 +146,6 @@ class Replica:
         return int(self.sv[k.QCOUNT])
 
     @property
-    def not_arrived(self) -> int:
-        """Requests entered whose arrival the engine has not taken in yet."""
-        return int(self.s[k.N] - self.s[k.NEXT])
-
-    @property
     def free_blocks(self) -> int:
         return int(self.sv[k.FREE])
 
@@ -308,10 +303,6 @@ class Replica:
             self.steps += upto
         self.tele[: count - upto] = self.tele[upto:count]
         self.s[k.NTELE] = count - upto
-
-    def telemetry(self) -> np.ndarray:
-        """The telemetry rows so far (a view; see :data:`TELEMETRY_COLUMNS`)."""
-        return self.tele[: self.s[k.NTELE], : len(TELEMETRY_COLUMNS)]
 
     def result(self) -> SimResult:
         """What the simulation recorded, per request and per step."""
