@@ -26,7 +26,7 @@ POLL_INTERVAL_S = 0.25
 POLL_TIMEOUT_S = 5.0
 
 
-class ServerNotReady(BurstlabError):
+class ServerNotReadyError(BurstlabError):
     """The server did not answer 200 at any of :data:`READY_PATHS` in time."""
 
 
@@ -50,15 +50,25 @@ def wait_ready(
     interval_s: float = POLL_INTERVAL_S,
 ) -> Ready:
     """Poll ``url``'s :data:`READY_PATHS` every ``interval_s`` seconds until one answers
-    HTTP 200, for at most ``within_s`` seconds. Raises :class:`ServerNotReady` naming
+    HTTP 200, for at most ``within_s`` seconds. Raises :class:`ServerNotReadyError` naming
     the server (``shown``: its URL with credentials removed) and the last answer of
     each path when it never does."""
-    return run_loop(_wait(url, headers or {}, within_s, insecure, shown or url, interval_s))
+    return run_loop(
+        _wait(
+            url,
+            headers or {},
+            within_s=within_s,
+            insecure=insecure,
+            shown=shown or url,
+            interval_s=interval_s,
+        )
+    )
 
 
 async def _wait(
     url: str,
     headers: dict[str, str],
+    *,
     within_s: float,
     insecure: bool,
     shown: str,
@@ -91,7 +101,7 @@ async def _wait(
             left = deadline - time.monotonic()
             if left <= 0:
                 answers = "; ".join(f"{path}: {why}" for path, why in last.items())
-                raise ServerNotReady(
+                raise ServerNotReadyError(
                     f"{shown} was not ready within {within_s:g} s "
                     f"({rounds} rounds of polls; last: {answers})",
                     hint="check --url and that the server is starting, or wait longer "
@@ -106,6 +116,4 @@ def _reason(exc: BaseException) -> str:
         return "no answer (timeout)"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "connection refused" if "refused" in str(exc).lower() else "cannot connect"
-    if isinstance(exc, aiohttp.ClientError):
-        return type(exc).__name__
     return type(exc).__name__
