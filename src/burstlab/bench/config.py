@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from burstlab.bench.backends import Api, Forcing, default_forcing
+from burstlab.bench.pool_tokens import pool_synth
 from burstlab.bench.server_tokens import SERVER_TOKENIZER, ServerTokenSynth
 from burstlab.core.errors import BurstlabError, InputError, invalid
 from burstlab.core.loop import run as run_loop
@@ -33,6 +34,12 @@ class BenchConfig(BaseModel):
     forcing: Forcing | None = None
     prompt: Literal["ids", "text"] | None = None
     tokenizer: str | None = None
+    #: A ShareGPT-format prompt pool (JSON or JSONL): each request gets the real
+    #: prompt nearest its input length (:mod:`burstlab.workload.pools`); None:
+    #: synthetic prompts of the exact length.
+    prompts: str | None = None
+    #: Prompts of the pool to draw (seeded by ``seed``); None: all of them.
+    pool_size: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0)
     max_concurrency: int | None = Field(default=None, ge=1)
     max_lag_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -71,7 +78,14 @@ class BenchConfig(BaseModel):
     def prompt_mode(self) -> Literal["ids", "text"]:
         """Token-id prompts are exact and cheap, but only completions servers of
         vLLM, SGLang and llama.cpp take them; everything else gets text.
-        ``--tokenizer server`` always sends ids (of the server's own vocabulary)."""
+        ``--tokenizer server`` always sends ids (of the server's own vocabulary),
+        except with a prompt pool, whose prompts are text (counted by the server)."""
+        if self.pool_size is not None and self.prompts is None:
+            raise InputError("needs --prompts", field="--pool-size")
+        if self.prompts is not None:
+            if self.prompt == "ids":
+                raise InputError("a pool sends text prompts: not --prompt ids", field="--prompts")
+            return "text"
         if self.tokenizer == SERVER_TOKENIZER:
             if self.api == "chat" or self.prompt == "text":
                 raise InputError(
@@ -90,8 +104,11 @@ class BenchConfig(BaseModel):
     def synth(self, headers: dict[str, str] | None = None) -> PromptSynth:
         """The prompt builder of a run. llama.cpp's token ids (``--backend llamacpp``
         with id prompts and no tokenizer) and ``--tokenizer server`` come from the
-        target's own ``/tokenize``: exact whatever its vocabulary."""
+        target's own ``/tokenize``: exact whatever its vocabulary. A prompt pool
+        (``prompts``) gives real prompts instead (:func:`.pool_tokens.pool_synth`)."""
         mode = self.prompt_mode()
+        if self.prompts is not None:
+            return pool_synth(self, headers)
         if self.tokenizer == SERVER_TOKENIZER or (
             mode == "ids" and self.tokenizer is None and self.backend == "llamacpp"
         ):

@@ -29,6 +29,7 @@ import polars as pl
 from burstlab.bench.backends import Api, BodyBuilder
 from burstlab.bench.client import Clock, Outgoing, Target
 from burstlab.results.records import Record, RecordWriter
+from burstlab.workload.pools import PoolSynth
 from burstlab.workload.prompts import PromptSynth
 
 
@@ -383,7 +384,10 @@ class Runner:
         if chat and state.messages and s.cumulative:
             own = max(1, own - state.history_tokens)
         hashes = s.hash_ids[i] if s.hash_ids is not None else None
-        prompt = self.cfg.synth.build(max(1, own), key=i, hash_ids=hashes)
+        synth = self.cfg.synth
+        if chat and state.messages and isinstance(synth, PoolSynth):
+            synth = synth.followup  # a later turn adds other template tokens than a first
+        prompt = synth.build(max(1, own), key=i, hash_ids=hashes)
         content: Any = prompt.text if prompt.text is not None else prompt.token_ids
         if chat:
             messages = [*state.messages, {"role": "user", "content": str(content)}]
@@ -397,14 +401,14 @@ class Runner:
         state.history_tokens = sent_tokens
         return out, sent_tokens, prompt.exact
 
-    @staticmethod
-    def _remember(state: _Session, out: Outgoing, rec: Record, reply: str) -> None:
+    def _remember(self, state: _Session, out: Outgoing, rec: Record, reply: str) -> None:
         if not out.keep_text:
             return
         state.messages.append({"role": "assistant", "content": reply})
-        state.history_tokens = (rec.input_tokens_achieved or rec.input_tokens) + (
-            rec.output_tokens_achieved or 0
-        )
+        reply_tokens = rec.output_tokens_achieved or 0
+        if isinstance(self.cfg.synth, PoolSynth):  # the reply as the next turn's history
+            reply_tokens = self.cfg.synth.reply_tokens(reply, reply_tokens)
+        state.history_tokens = (rec.input_tokens_achieved or rec.input_tokens) + reply_tokens
 
     def _record(self, i: int, intended: float) -> Record:
         s = self.s
@@ -416,6 +420,7 @@ class Runner:
             session_id=s.session_id[i],
             turn=s.turn[i],
             input_tokens=s.input_tokens[i],
+            input_tokens_workload=s.input_tokens[i],
             output_tokens=s.output_tokens[i],
             failed=True,
             worker=self.worker,

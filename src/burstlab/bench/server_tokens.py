@@ -115,17 +115,31 @@ def word_ids(
     key = (url.rstrip("/"), orjson.dumps(headers or {}, option=orjson.OPT_SORT_KEYS).decode())
     if key not in _cache:
         words = [f" {w}" for w in fallback_words()]
-        try:
-            ids = run_loop(
-                _tokenize_words(url, words, headers or {}, insecure=insecure, timeout_s=timeout_s)
-            )
-        except (TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
-            raise BurstlabError(
-                f"--tokenizer server: cannot read {url.rstrip('/')}/tokenize: "
-                f"{str(exc) or type(exc).__name__}"
-            ) from None
+        ids = tokenize_texts(url, words, headers, insecure=insecure, timeout_s=timeout_s)
         _cache[key] = tuple(tuple(i) for i in ids)
     return _cache[key]
+
+
+def tokenize_texts(
+    url: str,
+    texts: Sequence[str],
+    headers: dict[str, str] | None = None,
+    *,
+    insecure: bool = False,
+    timeout_s: float = 60.0,
+) -> list[list[int]]:
+    """The target's token ids of each text, without special tokens, from its
+    ``/tokenize`` (either dialect; a few calls in flight at once). A server that
+    cannot be reached or has no ``/tokenize`` raises :class:`BurstlabError`."""
+    try:
+        return run_loop(
+            _tokenize_words(url, texts, headers or {}, insecure=insecure, timeout_s=timeout_s)
+        )
+    except (TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
+        raise BurstlabError(
+            f"--tokenizer server: cannot read {url.rstrip('/')}/tokenize: "
+            f"{str(exc) or type(exc).__name__}"
+        ) from None
 
 
 class ServerTokenSynth:

@@ -89,6 +89,10 @@ class Record:
     chunk_s: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
     input_tokens_achieved: int | None = None
+    #: The workload's input length. ``input_tokens`` is what was sent: the same,
+    #: unless a prompt pool's nearest prompt (``bench --prompts``) or a chat's
+    #: history made it another. None in records written before it existed.
+    input_tokens_workload: int | None = None
     output_tokens_achieved: int | None = None
     tokens_source: str | None = None
     prompt_exact: bool = True
@@ -222,6 +226,11 @@ SERVER_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+#: The workload's input length beside the one sent (see :class:`Record`): a
+#: benchmark's column (null in records written before it existed).
+PROMPT_SCHEMA: dict[str, pl.DataType] = {"input_tokens_workload": pl.Int32()}
+
+
 #: The canonical columns as records store them (categoricals as text).
 _CANONICAL: dict[str, pl.DataType] = {
     "arrival_s": pl.Float64(),
@@ -242,6 +251,7 @@ def records_table(data: bytes | list[dict[str, object]], path: str | None = None
     if isinstance(data, list):
         data = b"\n".join(orjson.dumps(row) for row in data)
     schema = _CANONICAL | RESULT_SCHEMA | SERVER_SCHEMA
+    schema |= PROMPT_SCHEMA
     if not data.strip():
         raw = pl.DataFrame(schema=schema)
     else:
