@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from burstlab.bench.backends import Api, Forcing, default_forcing
 from burstlab.bench.pool_tokens import pool_synth
+from burstlab.bench.ready import wait_ready
 from burstlab.bench.server_tokens import SERVER_TOKENIZER, ServerTokenSynth
 from burstlab.core.errors import BurstlabError, InputError, invalid
 from burstlab.core.loop import run as run_loop
@@ -55,6 +56,12 @@ class BenchConfig(BaseModel):
     slo: SLO | None = None
     #: Seconds between scrapes of the server's ``/metrics`` during the run (None: none).
     scrape_metrics_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: Requests sent before ``t0`` to warm the server, awaited and kept out of the run's
+    #: records and metrics (``warmup.jsonl``; :mod:`burstlab.bench.warmup`).
+    warmup: int = Field(default=0, ge=0)
+    #: Seconds to wait for the server to answer 200 at ``/health`` or ``/v1/models``
+    #: before the run (None: no wait; :mod:`burstlab.bench.ready`).
+    wait_ready_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @field_validator("headers")
     @classmethod
@@ -194,8 +201,9 @@ class Prepared:
 def prepare(config: BenchConfig) -> Prepared:
     """Check everything that can be checked before a run directory exists: the URL,
     the headers, that the API key, an ``Authorization`` header and URL credentials do
-    not compete, the prompt mode and tokenizer, and (without ``model``) that the server
-    answers with its model list. Each problem raises a :class:`BurstlabError` (an
+    not compete, (with ``wait_ready_s``) that the server comes up in time, the prompt
+    mode and tokenizer, and (without ``model``) that the server answers with its model
+    list. Each problem raises a :class:`BurstlabError` (an
     :class:`InputError` for bad input; a server that cannot be reached is not one)."""
     check_url(config.url)
     for name, value in config.headers.items():
@@ -225,6 +233,14 @@ def prepare(config: BenchConfig) -> Prepared:
             raise InputError(f"the API key in ${env} holds a control character")
         headers["Authorization"] = f"Bearer {api_key}"
     secrets = [*config.headers.values(), api_key or "", parts.username or "", parts.password or ""]
+    if config.wait_ready_s is not None:
+        wait_ready(
+            config.url,
+            headers,
+            within_s=config.wait_ready_s,
+            insecure=config.insecure,
+            shown=str(config.redacted()["url"]),
+        )
     config.synth(headers)
     if config.model is None:
         config = config.model_copy(update={"model": _first_model(config, headers)})

@@ -26,6 +26,7 @@ from burstlab.bench.config import BenchConfig, Prepared, prepare, redact_argv, r
 from burstlab.bench.runner import write_failure
 from burstlab.bench.server_metrics import METRICS_FILE, scraping
 from burstlab.bench.stop import StopState, process_signals
+from burstlab.bench.warmup import warm_up
 from burstlab.bench.workers import Job, Outcome, execute, run_workers
 from burstlab.core.errors import BurstlabError
 from burstlab.core.loop import loop_version
@@ -62,7 +63,9 @@ def bench(
     (:func:`prepare`). ``progress`` is an optional display with
     ``add(record)``/``start()``/``stop()`` (the CLI passes its live view);
     ``notify`` is told, in a sentence, when a signal stops the run (it may be
-    called from a signal handler: it must not take locks).
+    called from a signal handler: it must not take locks) and how the warm-up went
+    (``config.warmup``: requests sent before ``t0``, kept in ``warmup.jsonl``).
+    With ``config.wait_ready_s`` the server is polled until it is ready first.
 
     SIGINT (Ctrl-C) and SIGTERM stop the run alike: nothing more is sent, requests
     in flight may finish for ``config.grace_s`` seconds, then they are cancelled (at
@@ -115,6 +118,10 @@ def _bench(
             ) from None
         raise
 
+            if config.warmup:
+                done = warm_up(workload, ready, out, stop, manifest.run_id)
+                if notify is not None:
+                    notify(done.line())
 
 def _run(
     out: RunDir,

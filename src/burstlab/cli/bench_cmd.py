@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from burstlab.cli.config_file import config_file
 from burstlab.cli.reading import TraceOptions, trace_options
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from burstlab.results.slo import SLO
     from burstlab.results.summary import RunSummary
 
 #: Exit status of a run that finished but whose numbers measure the client (``--strict``).
@@ -49,6 +51,7 @@ def failed_beyond(summary: RunSummary, max_error_rate: float | None) -> str | No
     return None
 
 
+@config_file
 @trace_options("format")
 def bench(
     workload: Annotated[
@@ -135,6 +138,31 @@ def bench(
         str | None,
         typer.Option("--slo", help="Goodput SLOs in seconds: ttft=0.5,tpot=0.05,e2e=10."),
     ] = None,
+    goodput: Annotated[
+        str | None,
+        typer.Option(
+            "--goodput",
+            help="Goodput SLOs in milliseconds, as vLLM and AIPerf write them: "
+            "ttft:500,tpot:50,e2e:10000 (instead of --slo).",
+        ),
+    ] = None,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup",
+            min=0,
+            help="Send this many requests (shaped like the workload's first) before t0, "
+            "wait for them, keep them out of the metrics (warmup.jsonl).",
+        ),
+    ] = 0,
+    wait_ready: Annotated[
+        float | None,
+        typer.Option(
+            "--wait-ready",
+            help="Before the run, poll /health then /v1/models until one answers 200, "
+            "for up to this many seconds.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prompt synthesizer.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
     strict: Annotated[
@@ -166,7 +194,6 @@ def bench(
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, RunWriteError, bench
     from burstlab.core.errors import InputError
-    from burstlab.results.slo import parse_slo
 
     console = Console(stderr=True)
     if api not in ("chat", "completions"):
@@ -204,7 +231,9 @@ def bench(
         api_key_env=api_key_env,
         headers=_headers(header or []),
         insecure=insecure,
-        slo=parse_slo(slo) if slo else None,
+        slo=_slo(slo, goodput),
+        warmup=warmup,
+        wait_ready_s=wait_ready,
         scrape_metrics_s=scrape_metrics,
     )
     if insecure:
@@ -249,6 +278,20 @@ def bench(
         raise typer.Exit(EXIT_ERRORS)
     if strict and summary.client.bound:
         raise typer.Exit(EXIT_CLIENT_BOUND)
+
+
+def _slo(slo: str | None, goodput: str | None) -> SLO | None:
+    """The SLO of ``--slo`` (seconds) or ``--goodput`` (milliseconds); not both."""
+    from burstlab.core.errors import InputError
+    from burstlab.results.slo import parse_goodput, parse_slo
+
+    if slo is not None and goodput is not None:
+        raise InputError(
+            "give --slo (seconds) or --goodput (milliseconds), not both", field="--goodput"
+        )
+    if goodput is not None:
+        return parse_goodput(goodput)
+    return parse_slo(slo) if slo else None
 
 
 def _notice(message: str) -> None:
