@@ -7,6 +7,8 @@ Layout (version 2), in the order files are written:
 - ``schedule.parquet``: the workload as scheduled (row ``i`` is request ``i``; benchmarks);
 - ``records.jsonl``: one line per request as it ends (:mod:`burstlab.results.records`;
   benchmarks);
+- ``warmup.jsonl``: the records of ``bench --warmup N``'s requests, sent before ``t0``
+  and kept out of the run's records, counts and metrics (benchmarks with a warm-up);
 - ``requests.parquet``: one row per request, the schedule and every result column
   (:mod:`burstlab.results.requests`; simulations, in place of the two above);
 - ``telemetry.parquet``: the simulated engine's steps (simulations only);
@@ -60,6 +62,7 @@ MANIFEST = "run.json"
 SUMMARY = "summary.json"
 SCHEDULE = "schedule.parquet"
 RECORDS = RECORDS_FILE
+WARMUP = "warmup.jsonl"
 REQUESTS = REQUESTS_FILE
 TELEMETRY = "telemetry.parquet"
 UTILISATION = "utilisation.parquet"
@@ -176,6 +179,11 @@ class RunDir:
     def records_writer(self) -> RecordWriter:
         """An appending writer on the records file (each worker process opens its own)."""
         return RecordWriter(self.records_path)
+
+    def warmup_writer(self) -> RecordWriter:
+        """An appending writer on ``warmup.jsonl``: the warm-up requests' records, apart
+        from the run's."""
+        return RecordWriter(self.path / WARMUP)
 
     def write_records(self, lines: bytes) -> None:
         """All records at once, atomically (a simulation writes them when it ends)."""
