@@ -8,16 +8,28 @@ request), and every field can be switched on or off.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
 from burstlab.core.errors import InputError
 
-Api = Literal["chat", "completions"]
-BACKENDS = ("vllm", "sglang", "llamacpp", "tgi", "openai", "generic")
+#: ``chat`` and ``completions`` are OpenAI's ``/v1`` APIs; ``generate`` is the
+#: backend's own native API (see :mod:`burstlab.bench.native`).
+Api = Literal["chat", "completions", "generate"]
+APIS: tuple[str, ...] = ("completions", "chat", "generate")
+BACKENDS = ("vllm", "sglang", "llamacpp", "tgi", "lightllm", "openai", "generic")
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+class Builder(Protocol):
+    """Builds one request's JSON body (:class:`BodyBuilder` for ``/v1``,
+    :class:`~burstlab.bench.native.NativeBodyBuilder` for ``--api generate``)."""
+
+    def body(self, prompt: Any, max_tokens: int) -> bytes:
+        """The body asking for ``max_tokens`` tokens after ``prompt``."""
+        ...
 
 
 class Forcing(BaseModel):
@@ -41,11 +53,14 @@ def default_forcing(backend: str, api: Api) -> Forcing:
     ``max_tokens`` as its ``n_predict``, and ``ignore_eos`` keeps its sampler from
     ending early, so the length is exact unless the slot's context fills); OpenAI
     wants ``max_completion_tokens`` on chat; TGI and generic servers get
-    ``max_tokens`` only."""
+    ``max_tokens`` only. LightLLM takes ``ignore_eos`` on its native API
+    (``--api generate``) and gets ``max_tokens`` only on ``/v1``."""
     if backend == "vllm":
         return Forcing(ignore_eos=True, min_tokens=True)
     if backend in ("sglang", "llamacpp"):
         return Forcing(ignore_eos=True)
+    if backend == "lightllm":
+        return Forcing(ignore_eos=api == "generate")
     if backend == "openai":
         return Forcing(max_field="max_completion_tokens" if api == "chat" else "max_tokens")
     if backend in ("tgi", "generic"):
@@ -73,7 +88,8 @@ def backend_keepalive_s(backend: str) -> float:
 
 
 class BodyBuilder:
-    """Builds the JSON body of one request; one instance per run."""
+    """Builds the JSON body of one ``/v1`` request; one instance per run.
+    ``temperature`` (0: greedy) goes in every body."""
 
     __slots__ = ("_api", "_base", "_forcing")
 
@@ -85,10 +101,11 @@ class BodyBuilder:
         *,
         stream: bool = True,
         extra: dict[str, Any] | None = None,
+        temperature: float = 0.0,
     ) -> None:
         self._api = api
         self._forcing = forcing
-        base: dict[str, Any] = {"model": model, "stream": stream, "temperature": 0.0}
+        base: dict[str, Any] = {"model": model, "stream": stream, "temperature": temperature}
         if stream:
             base["stream_options"] = {"include_usage": True}
         if forcing.ignore_eos:

@@ -33,6 +33,7 @@ import aiohttp
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from burstlab.bench.native import Delta, Dialect, NativeFormatError, Reader
 from burstlab.bench.sse import SSEOversizeError, SSEParser
 from burstlab.results.records import Record, clean_text
 
@@ -129,7 +130,9 @@ class HttpTarget:
     """Streams requests to ``url + path`` over one aiohttp session.
 
     Use as ``async with HttpTarget(...) as target``. ``headers`` may hold an
-    ``Authorization`` value; it is sent and never stored anywhere else.
+    ``Authorization`` value; it is sent and never stored anywhere else. Responses
+    are read as OpenAI ``/v1`` chunks, or, given a native ``dialect``
+    (:mod:`burstlab.bench.native`), framed and read in that engine's own protocol.
     """
 
     def __init__(
@@ -143,8 +146,10 @@ class HttpTarget:
         insecure: bool = False,
         stream: bool = True,
         keepalive_s: float = 15.0,
+        dialect: Dialect | None = None,
     ) -> None:
         self.endpoint = url.rstrip("/") + path
+        self.dialect = dialect
         #: Seconds an idle connection is kept for reuse: below the server's own idle
         #: close, or a request may go out on a connection the server is closing.
         self.keepalive_s = keepalive_s
@@ -208,7 +213,12 @@ class HttpTarget:
     async def send(self, out: Outgoing, rec: Record) -> str:
         """Send one request and classify its outcome into ``rec``."""
         assert self._session is not None, "use HttpTarget as an async context manager"
-        state = _Stream(out.keep_text, event_cap(rec.output_tokens))
+        asked = rec.output_tokens
+        if rec.output_tokens_cap is not None:
+            asked = min(asked, rec.output_tokens_cap)
+        state = _Stream(out.keep_text, event_cap(asked))
+        if self.dialect is not None:
+            state.reader = self.dialect.reader()
         headers = {**self._headers, "X-Request-Id": out.request_key}
         deadline = asyncio.timeout(self.timeouts.total)
         try:
@@ -272,7 +282,9 @@ class HttpTarget:
                 unwatch()
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, rec: Record, state: _Stream) -> None:
-        parser = SSEParser()
+        dialect = self.dialect
+        parser = SSEParser() if dialect is None else dialect.framer()
+        read = state.event if dialect is None else state.native
         total = 0
         content = resp.content
         clock = self.clock
@@ -287,6 +299,9 @@ class HttpTarget:
             else:
                 chunk = await content.readany()
             if not chunk:
+                if dialect is not None and dialect.ends_at_eof and not parser.pending:
+                    state.done = True  # the protocol's only end: the body's
+                    state.end = clock.now()
                 return
             now = clock.now()
             total += len(chunk)
@@ -301,7 +316,7 @@ class HttpTarget:
             if len(events) > 1:
                 rec.coalesced_events += len(events) - 1
             for data in events:
-                if state.event(data, now, rec):
+                if read(data, now, rec):
                     return
 
     async def _read_body(self, resp: aiohttp.ClientResponse, rec: Record, state: _Stream) -> None:
@@ -313,7 +328,10 @@ class HttpTarget:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _RequestError("stream_error", "bad_json", f"{exc}: {raw[:200]!r}") from None
-        state.whole(obj, now, rec)
+        if state.reader is None:
+            state.whole(obj, now, rec)
+        else:
+            state.native_whole(obj, now, rec)
 
 
 class _Stream:
@@ -328,6 +346,7 @@ class _Stream:
         "not_streamed",
         "parts",
         "prompt_tokens",
+        "reader",
         "tokens",
         "usage",
     )
@@ -343,6 +362,8 @@ class _Stream:
         self.done = False
         self.end: float | None = None
         self.not_streamed = False
+        #: A native dialect's reader of this response (None: OpenAI chunks).
+        self.reader: Reader | None = None
 
     def event(self, data: bytes, now: float, rec: Record) -> bool:
         """Take one SSE event; return True when the stream is complete."""
@@ -391,6 +412,80 @@ class _Stream:
         if isinstance(timings, dict):
             server_timings(timings, rec, first=before is None and rec.first_s is not None)
         return False
+
+    def native(self, data: bytes, now: float, rec: Record) -> bool:
+        """Take one event of a native dialect; return True when the stream is complete."""
+        assert self.reader is not None
+        if data == b"[DONE]":  # SGLang's end; the others end on an event of their own
+            self.done = True
+            self.end = now
+            return True
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise _RequestError("stream_error", "bad_json", f"{exc}: {data[:200]!r}") from None
+        if not isinstance(obj, dict):
+            raise _RequestError("stream_error", "bad_json", f"not an object: {data[:200]!r}")
+        if obj.get("error") is not None:
+            raise _RequestError(
+                "stream_error", "server_error_event", data[:2048].decode(errors="replace")
+            )
+        try:
+            delta = self.reader.event(obj)
+        except NativeFormatError as exc:
+            raise _RequestError("stream_error", "bad_json", f"{exc}: {data[:200]!r}") from None
+        self._apply(delta, now, rec)
+        return delta.done
+
+    def native_whole(self, obj: Any, now: float, rec: Record) -> None:
+        """Take a native dialect's non-streamed body: one token unless the server counts."""
+        assert self.reader is not None
+        if isinstance(obj, dict) and obj.get("error") is not None:
+            text = orjson.dumps(obj["error"])[:2048].decode(errors="replace")
+            raise _RequestError("stream_error", "server_error_event", text)
+        try:
+            delta = self.reader.whole(obj)
+        except NativeFormatError as exc:
+            raise _RequestError("stream_error", "bad_json", str(exc)) from None
+        if delta.completion_tokens is not None:
+            self.usage = delta.completion_tokens
+        if delta.prompt_tokens is not None:
+            self.prompt_tokens = delta.prompt_tokens
+        if delta.text or self.usage:
+            rec.first_s = now
+            self.tokens = 1 if self.usage is None else self.usage
+            if self.keep:
+                self.parts.append(delta.text)
+        self.finish_reason = delta.finish_reason or "stop"
+        self.done = True
+        self.end = now
+
+    def _apply(self, delta: Delta, now: float, rec: Record) -> None:
+        if delta.completion_tokens is not None:
+            self.usage = delta.completion_tokens
+        if delta.prompt_tokens is not None:
+            self.prompt_tokens = delta.prompt_tokens
+        if delta.tokens > 0:
+            if self.tokens + delta.tokens > self.max_events:
+                raise _RequestError(
+                    "stream_error",
+                    "overrun",
+                    f"more than {self.max_events} tokens streamed for "
+                    f"{rec.output_tokens} requested",
+                )
+            if rec.first_s is None:
+                rec.first_s = now
+            rec.chunk_s.append(now)
+            rec.chunk_tokens.append(delta.tokens)
+            self.tokens += delta.tokens
+            if self.keep and delta.text:
+                self.parts.append(delta.text)
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+            self.end = now
+        if delta.done:
+            self.done = True
+            self.end = now
 
     def whole(self, obj: Any, now: float, rec: Record) -> None:
         """Take a non-streaming response body."""

@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from burstlab.bench.backends import Api, Forcing, default_forcing
+from burstlab.bench.native import Dialect, check_forcing, dialect_for
 from burstlab.bench.pool_tokens import pool_synth
 from burstlab.bench.ready import wait_ready
 from burstlab.bench.server_tokens import SERVER_TOKENIZER, ServerTokenSynth
@@ -56,6 +57,11 @@ class BenchConfig(BaseModel):
     slo: SLO | None = None
     #: Seconds between scrapes of the server's ``/metrics`` during the run (None: none).
     scrape_metrics_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: Sampling temperature sent with every request (0: greedy).
+    temperature: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    #: The most output tokens asked of the server: a request for more is sent with
+    #: this many, and its record keeps both (``output_tokens``, ``output_tokens_cap``).
+    max_output_tokens: int | None = Field(default=None, ge=1)
     #: Requests sent before ``t0`` to warm the server, awaited and kept out of the run's
     #: records and metrics (``warmup.jsonl``; :mod:`burstlab.bench.warmup`).
     warmup: int = Field(default=0, ge=0)
@@ -82,6 +88,13 @@ class BenchConfig(BaseModel):
     def resolved_forcing(self) -> Forcing:
         return self.forcing or default_forcing(self.backend, self.api)
 
+    def dialect(self) -> Dialect:
+        """The native dialect of ``--api generate`` (an :class:`InputError` when the
+        backend has none, or when the forcing asks for what it cannot take)."""
+        dialect = dialect_for(self.backend)
+        check_forcing(dialect, self.resolved_forcing())
+        return dialect
+
     def prompt_mode(self) -> Literal["ids", "text"]:
         """Token-id prompts are exact and cheap, but only completions servers of
         vLLM, SGLang and llama.cpp take them; everything else gets text.
@@ -94,7 +107,7 @@ class BenchConfig(BaseModel):
                 raise InputError("a pool sends text prompts: not --prompt ids", field="--prompts")
             return "text"
         if self.tokenizer == SERVER_TOKENIZER:
-            if self.api == "chat" or self.prompt == "text":
+            if self.api != "completions" or self.prompt == "text":
                 raise InputError(
                     "'server' sends token-id prompts: it needs --api completions "
                     "and no --prompt text",
@@ -104,7 +117,13 @@ class BenchConfig(BaseModel):
         if self.prompt is not None:
             if self.prompt == "ids" and self.api == "chat":
                 raise InputError("token-id prompts need --api completions", field="--prompt")
+            if self.prompt == "ids" and self.api == "generate" and not self.dialect().ids:
+                raise InputError(
+                    f"{self.backend}'s native API takes text prompts only", field="--prompt"
+                )
             return self.prompt
+        if self.api == "generate":  # SGLang's native API takes ids; the others text only
+            return "ids" if self.dialect().ids else "text"
         ids_backends = ("vllm", "sglang", "llamacpp")
         return "ids" if self.api == "completions" and self.backend in ids_backends else "text"
 
@@ -241,8 +260,10 @@ def prepare(config: BenchConfig) -> Prepared:
             insecure=config.insecure,
             shown=str(config.redacted()["url"]),
         )
+    if config.api == "generate":
+        config.dialect()
     config.synth(headers)
-    if config.model is None:
+    if config.model is None and config.api != "generate":
         config = config.model_copy(update={"model": _first_model(config, headers)})
     return Prepared(config, headers, tuple(s for s in secrets if s))
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from burstlab.bench.backends import Api, BodyBuilder
+from burstlab.bench.backends import Api, Builder
 from burstlab.bench.client import Clock, Outgoing, Target
 from burstlab.results.records import Record, RecordWriter
 from burstlab.workload.pools import PoolSynth
@@ -143,7 +143,7 @@ class Settings:
     """How requests are built and paced (see ``burstlab bench --help``)."""
 
     api: Api
-    builder: BodyBuilder
+    builder: Builder
     synth: PromptSynth
     run_id: str
     max_concurrency: int | None = None
@@ -152,6 +152,8 @@ class Settings:
     lead_s: float = 0.2
     #: Seconds requests in flight may run on after a first stop before they are cancelled.
     grace_s: float = 5.0
+    #: The most output tokens asked of the server (``--max-output-tokens``; None: no cap).
+    max_output_tokens: int | None = None
 
 
 @dataclass(slots=True)
@@ -389,13 +391,16 @@ class Runner:
             synth = synth.followup  # a later turn adds other template tokens than a first
         prompt = synth.build(max(1, own), key=i, hash_ids=hashes)
         content: Any = prompt.text if prompt.text is not None else prompt.token_ids
+        asked = s.output_tokens[i]
+        if self.cfg.max_output_tokens is not None:
+            asked = min(asked, self.cfg.max_output_tokens)
         if chat:
             messages = [*state.messages, {"role": "user", "content": str(content)}]
-            body = self.cfg.builder.body(messages, s.output_tokens[i])
+            body = self.cfg.builder.body(messages, asked)
             sent_tokens = state.history_tokens + prompt.tokens
             state.messages = messages
         else:
-            body = self.cfg.builder.body(content, s.output_tokens[i])
+            body = self.cfg.builder.body(content, asked)
             sent_tokens = prompt.tokens
         out = Outgoing(body, f"{self.cfg.run_id}-{i}", keep_text=chat and has_next)
         state.history_tokens = sent_tokens
@@ -422,6 +427,7 @@ class Runner:
             input_tokens=s.input_tokens[i],
             input_tokens_workload=s.input_tokens[i],
             output_tokens=s.output_tokens[i],
+            output_tokens_cap=self.cfg.max_output_tokens,
             failed=True,
             worker=self.worker,
         )

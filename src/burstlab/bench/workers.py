@@ -15,9 +15,16 @@ from typing import Any
 
 import orjson
 
-from burstlab.bench.backends import PATHS, BodyBuilder, backend_extra, backend_keepalive_s
+from burstlab.bench.backends import (
+    PATHS,
+    BodyBuilder,
+    Builder,
+    backend_extra,
+    backend_keepalive_s,
+)
 from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.config import BenchConfig, Prepared
+from burstlab.bench.native import NativeBodyBuilder, Params
 from burstlab.bench.runner import Runner, Settings, make_schedule, write_failure
 from burstlab.bench.stop import StopState, ignoring, loop_signals, process_signals
 from burstlab.core.errors import BurstlabError
@@ -26,15 +33,24 @@ from burstlab.results.records import Record
 from burstlab.results.rundir import RunDir
 
 
-def _settings(config: BenchConfig, run_id: str, headers: dict[str, str]) -> Settings:
+def _builder(config: BenchConfig) -> Builder:
+    """The body builder: the backend's native dialect for ``--api generate``, else ``/v1``."""
+    if config.api == "generate":
+        params = Params(config.resolved_forcing(), config.temperature)
+        return NativeBodyBuilder(config.dialect(), params, stream=config.stream)
     assert config.model is not None
-    builder = BodyBuilder(
+    return BodyBuilder(
         config.api,
         config.model,
         config.resolved_forcing(),
         stream=config.stream,
         extra=backend_extra(config.backend),
+        temperature=config.temperature,
     )
+
+
+def _settings(config: BenchConfig, run_id: str, headers: dict[str, str]) -> Settings:
+    builder = _builder(config)
     synth = config.synth(headers)
     return Settings(
         api=config.api,
@@ -44,13 +60,15 @@ def _settings(config: BenchConfig, run_id: str, headers: dict[str, str]) -> Sett
         max_concurrency=config.max_concurrency,
         max_lag_s=config.max_lag_s,
         grace_s=config.grace_s,
+        max_output_tokens=config.max_output_tokens,
     )
 
 
 def _target(config: BenchConfig, headers: dict[str, str], clock: Clock) -> HttpTarget:
+    dialect = config.dialect() if config.api == "generate" else None
     return HttpTarget(
         config.url,
-        PATHS[config.api],
+        PATHS[config.api] if dialect is None else dialect.path(config.stream),
         clock,
         headers=headers,
         timeouts=Timeouts(
@@ -61,6 +79,7 @@ def _target(config: BenchConfig, headers: dict[str, str], clock: Clock) -> HttpT
         insecure=config.insecure,
         stream=config.stream,
         keepalive_s=backend_keepalive_s(config.backend),
+        dialect=dialect,
     )
 
 

@@ -59,13 +59,20 @@ def bench(
     ],
     url: Annotated[str, typer.Option("--url", help="Server base URL, e.g. http://127.0.0.1:8000.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (must not hold a run).")],
-    api: Annotated[str, typer.Option("--api", help="completions or chat.")] = "completions",
+    api: Annotated[
+        str,
+        typer.Option(
+            "--api",
+            help="completions or chat (OpenAI /v1), or generate: the backend's native "
+            "streaming API (tgi, sglang, lightllm or vllm's legacy server).",
+        ),
+    ] = "completions",
     backend: Annotated[
         str,
         typer.Option(
             "--backend",
-            help="vllm, sglang, llamacpp, tgi, openai or generic: which length-forcing "
-            "fields to send.",
+            help="vllm, sglang, llamacpp, tgi, lightllm, openai or generic: which "
+            "length-forcing fields to send (with --api generate: whose native API).",
         ),
     ] = "generic",
     model: Annotated[
@@ -95,6 +102,18 @@ def bench(
             "--tokenizer",
             help="tokenizer.json path or hub name for exact text prompts; 'server': token-id "
             "prompts exact under the target's own /tokenize (llamacpp's default).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option("--temperature", help="Sampling temperature sent with every request."),
+    ] = 0.0,
+    max_output_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-output-tokens",
+            help="Ask for at most this many output tokens (records keep the requested "
+            "length and the cap).",
         ),
     ] = None,
     scrape_metrics: Annotated[
@@ -190,20 +209,22 @@ def bench(
     """
     from rich.console import Console
 
-    from burstlab.bench.backends import Forcing, default_forcing
+    from burstlab.bench.backends import APIS, Forcing, default_forcing
     from burstlab.bench.progress import LiveProgress
     from burstlab.bench.run import BenchConfig, RunWriteError, bench
     from burstlab.core.errors import InputError
 
     console = Console(stderr=True)
-    if api not in ("chat", "completions"):
-        raise InputError(f"--api {api!r} is not chat or completions", field="--api")
+    if api not in APIS:
+        raise InputError(f"--api {api!r} is not one of {', '.join(APIS)}", field="--api")
     forcing = default_forcing(backend, api)  # type: ignore[arg-type]
     changes: dict[str, Any] = {}
     if ignore_eos is not None:
         changes["ignore_eos"] = ignore_eos
     if min_tokens is not None:
         changes["min_tokens"] = min_tokens
+    if max_field is not None and api == "generate":
+        raise InputError("native APIs name their own length field", field="--max-field")
     if max_field is not None:
         if max_field not in ("max_tokens", "max_completion_tokens"):
             raise InputError(
@@ -235,6 +256,8 @@ def bench(
         warmup=warmup,
         wait_ready_s=wait_ready,
         scrape_metrics_s=scrape_metrics,
+        temperature=temperature,
+        max_output_tokens=max_output_tokens,
     )
     if insecure:
         typer.echo("warning: --insecure: TLS certificates are not verified", err=True)

@@ -69,6 +69,10 @@ class Record:
     turn: int | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    #: bench's ``--max-output-tokens``: the most output tokens asked of the server
+    #: (a request for more was sent with this many; ``output_tokens`` keeps what the
+    #: workload asked). None: no cap.
+    output_tokens_cap: int | None = None
     failed: bool = False
     outcome: Outcome = "not_sent"
     error_kind: str | None = None
@@ -231,6 +235,11 @@ SERVER_SCHEMA: dict[str, pl.DataType] = {
 PROMPT_SCHEMA: dict[str, pl.DataType] = {"input_tokens_workload": pl.Int32()}
 
 
+#: bench's cap on output length (``--max-output-tokens``; null without one, and in
+#: records written before it existed); a simulation's table has no such column.
+CAP_SCHEMA: dict[str, pl.DataType] = {"output_tokens_cap": pl.Int32()}
+
+
 #: The canonical columns as records store them (categoricals as text).
 _CANONICAL: dict[str, pl.DataType] = {
     "arrival_s": pl.Float64(),
@@ -250,7 +259,7 @@ def records_table(data: bytes | list[dict[str, object]], path: str | None = None
     sorted by intended time."""
     if isinstance(data, list):
         data = b"\n".join(orjson.dumps(row) for row in data)
-    schema = _CANONICAL | RESULT_SCHEMA | SERVER_SCHEMA
+    schema = _CANONICAL | RESULT_SCHEMA | CAP_SCHEMA | SERVER_SCHEMA
     schema |= PROMPT_SCHEMA
     if not data.strip():
         raw = pl.DataFrame(schema=schema)

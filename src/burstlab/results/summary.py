@@ -279,7 +279,7 @@ def summarize(
         input_achieved=in_tokens,
         output_requested=int(ok["output_tokens"].sum()),
         output_achieved=out_tokens,
-        output_mismatched_requests=int((ok["output_tokens_achieved"] != ok["output_tokens"]).sum()),
+        output_mismatched_requests=int((ok["output_tokens_achieved"] != _asked(ok)).sum()),
         input_mismatched_requests=int(
             (
                 ok["input_tokens_achieved"].is_not_null()
@@ -331,6 +331,14 @@ def _goodput(ok: pl.DataFrame, slo: SLO, duration: float) -> Goodput:
         good_requests_intended=from_intended,
         requests_per_s_intended=from_intended / duration,
     )
+
+
+def _asked(ok: pl.DataFrame) -> pl.Series:
+    """Output tokens asked of the server: the requested length, or bench's
+    ``--max-output-tokens`` cap where it is lower."""
+    if "output_tokens_cap" not in ok.columns:
+        return ok["output_tokens"]
+    return ok.select(pl.min_horizontal("output_tokens", "output_tokens_cap")).to_series()
 
 
 def _failures_over_time(table: pl.DataFrame, window_s: float | None) -> FailuresOverTime:
