@@ -69,9 +69,7 @@ def test_tgi_cannot_ignore_eos_and_the_record_says_so(tmp_path: Path) -> None:
     assert table["outcome"].to_list() == ["ok"] * len(OUTPUTS)
     # the server's count (details.generated_tokens), not a guess
     assert table["output_tokens_achieved"].to_list() == [min(n, 3) for n in OUTPUTS]
-    assert table["finish_reason"].to_list() == [
-        "eos_token" if n > 3 else "length" for n in OUTPUTS
-    ]
+    assert table["finish_reason"].to_list() == ["eos_token" if n > 3 else "length" for n in OUTPUTS]
     assert result.summary.lengths.output_mismatched_requests == 3
     assert all("ignore_eos" not in body["parameters"] for body in server.bodies)
 

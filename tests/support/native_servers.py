@@ -107,7 +107,7 @@ async def _drop(request: web.Request) -> None:
     request.transport.close()
 
 
-def _app(state: NativeServer) -> web.Application:  # noqa: C901 - one handler per protocol
+def _app(state: NativeServer) -> web.Application:
     async def record(request: web.Request) -> tuple[dict[str, Any], str]:
         body = await request.json()
         state.bodies.append(dict(body))

@@ -136,7 +136,11 @@ def test_lightllm_reader_uses_running_counts_and_finished() -> None:
 
     def event(k: int, finished: bool) -> dict[str, object]:
         token = {"text": f" w{k}", "count_output_tokens": k, "prompt_tokens": 4}
-        return {"token": token, "finished": finished, "finish_reason": "length" if finished else None}
+        return {
+            "token": token,
+            "finished": finished,
+            "finish_reason": "length" if finished else None,
+        }
 
     one = reader.event(event(1, False))
     assert (one.tokens, one.completion_tokens, one.prompt_tokens, one.done) == (1, 1, 4, False)
