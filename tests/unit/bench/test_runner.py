@@ -181,3 +181,26 @@ def test_max_lag_drops_late_requests_as_not_sent(tmp_path: Path) -> None:
     assert counts["not_sent"] == dropped.height > 0
     assert set(dropped["error_subkind"].to_list()) == {"dropped_late"}
     assert counts["ok"] + counts["not_sent"] == 10
+
+
+def test_max_output_tokens_caps_the_body_and_the_record_keeps_both(tmp_path: Path) -> None:
+    table = workload([0.0, 0.01, 0.02]).with_columns(
+        pl.Series("output_tokens", [1, 2, 9], dtype=pl.Int32)
+    )
+    for api in ("completions", "chat"):
+        (tmp_path / api).mkdir()
+        result = run(table, tmp_path / api, api=api, max_output_tokens=2).sort("request_id")
+        assert result["output_tokens"].to_list() == [1, 2, 9]
+        assert result["output_tokens_cap"].to_list() == [2, 2, 2]
+        # FakeTarget answers with as many tokens as the body asked for
+        assert result["output_tokens_achieved"].to_list() == [1, 2, 2]
+        assert summarize(result).lengths.output_mismatched_requests == 0
+
+
+def test_temperature_goes_in_every_v1_body() -> None:
+    for api in ("completions", "chat"):
+        builder = BodyBuilder(api, "m", Forcing(), temperature=0.6)  # type: ignore[arg-type]
+        assert orjson.loads(builder.body("hi", 3))["temperature"] == 0.6
+    assert (
+        orjson.loads(BodyBuilder("completions", "m", Forcing()).body("hi", 3))["temperature"] == 0
+    )
