@@ -47,16 +47,18 @@ The protocols were matched against each project's source:
   ``lightllm_generate``), v2.x to v4.x: ``{"inputs", "parameters": {...}}``; SSE
   ``data:{"token": {"id", "text", "count_output_tokens", "prompt_tokens", ...},
   "generated_text": null, "finished": bool, "finish_reason", "details": null}``;
-  no ``[DONE]``: the event with ``finished: true`` ends the stream. With
+  no ``[DONE]``: the event with ``finished: true`` ends the stream (some releases
+  also fill ``generated_text`` and ``details.generated_tokens`` there; the oldest
+  carry no counts, and each event then counts as one token). With
   ``do_sample`` false (its default) LightLLM decodes greedily whatever the
   temperature, so ``do_sample`` is sent as ``temperature > 0``.
 - vLLM's legacy API server: ``vllm/entrypoints/api_server.py``, v0.2 to v0.11:
   ``{"prompt", "stream": true, <SamplingParams fields>}``; the stream is one JSON
   object per step, ``{"text": [<prompt + output so far>]}``, each ended by
-  ``\\n`` (``\\0`` before v0.4); no counts, no finish reason, no terminal event:
-  the end of the body ends it. Unknown fields make ``SamplingParams`` raise (HTTP
-  500), so only its own fields are sent, and no ``model``. Text prompts only (a
-  token-id prompt has no text to echo).
+  ``\\n`` (``\\0`` in older releases; both are read); no counts, no finish
+  reason, no terminal event: the end of the body ends it. Unknown fields make
+  ``SamplingParams`` raise (HTTP 500), so only its own fields are sent, and no
+  ``model``. Text prompts only (a token-id prompt has no text to echo).
 """
 
 from __future__ import annotations
@@ -242,6 +244,9 @@ class _LightllmReader(Reader):
         if obj.get("finished") or obj.get("generated_text") is not None:
             delta.done = True
             delta.finish_reason = str(obj.get("finish_reason") or "stop")
+            details = obj.get("details")  # some releases, with return_details
+            if isinstance(details, dict) and _int(details.get("generated_tokens")) is not None:
+                delta.completion_tokens = details["generated_tokens"]
         return delta
 
     def whole(self, obj: Any) -> Delta:

@@ -187,3 +187,18 @@ def test_every_dialect_is_a_backend() -> None:
     assert set(DIALECTS) <= set(BACKENDS)
     assert default_forcing("lightllm", "generate") == Forcing(ignore_eos=True)
     assert default_forcing("lightllm", "completions") == Forcing()
+
+
+def test_lightllm_reader_takes_details_on_the_last_event() -> None:
+    reader = DIALECTS["lightllm"].reader()
+    reader.event({"token": {"text": "a"}, "finished": False})
+    last = reader.event(
+        {
+            "token": {"text": "b"},
+            "finished": True,
+            "finish_reason": "length",
+            "generated_text": "ab",
+            "details": {"generated_tokens": 2, "finish_reason": "length"},
+        }
+    )
+    assert (last.tokens, last.done, last.completion_tokens) == (1, True, 2)
