@@ -10,7 +10,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from burstlab.bench.backends import Api, Forcing, default_forcing
 from burstlab.bench.native import Dialect, check_forcing, dialect_for
@@ -45,7 +52,15 @@ class BenchConfig(BaseModel):
     seed: int = Field(default=0, ge=0)
     max_concurrency: int | None = Field(default=None, ge=1)
     max_lag_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: Client processes (``executor="process"``) or Ray actors (``"ray"``; when not
+    #: given there: one per CPU the Ray cluster reports).
     workers: int = Field(default=1, ge=1)
+    #: Where the client runs: ``process`` (this machine, one process or ``workers``)
+    #: or ``ray`` (actors spread over a Ray cluster: :mod:`burstlab.bench.ray_executor`).
+    executor: Literal["process", "ray"] = "process"
+    #: The Ray cluster to join (``auto``, ``HOST:PORT``, ``ray://HOST:10001``); None:
+    #: ``RAY_ADDRESS`` if set, else a local Ray started for the run.
+    address: str | None = None
     timeout_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     idle_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     connect_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
@@ -68,6 +83,13 @@ class BenchConfig(BaseModel):
     #: Seconds to wait for the server to answer 200 at ``/health`` or ``/v1/models``
     #: before the run (None: no wait; :mod:`burstlab.bench.ready`).
     wait_ready_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @field_validator("address")
+    @classmethod
+    def _address_needs_ray(cls, address: str | None, info: ValidationInfo) -> str | None:
+        if address is not None and info.data.get("executor") != "ray":
+            raise ValueError("needs --executor ray")
+        return address
 
     @field_validator("headers")
     @classmethod

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
 import polars as pl
@@ -34,6 +34,9 @@ from burstlab.results.manifest import Manifest, run_versions
 from burstlab.results.records import Record, load_records
 from burstlab.results.rundir import RunDir, RunResult
 from burstlab.results.summary import StoppedBy, summarize
+
+if TYPE_CHECKING:
+    from burstlab.bench.ray_executor import RayCluster
 
 __all__ = ["BenchConfig", "RunWriteError", "bench"]
 
@@ -75,8 +78,17 @@ def bench(
     the manifest ``failed`` with the reason and is raised.
     """
     ready = prepare(config)
-    with RunDir.create(run_dir) as out:
-        return _bench(workload, ready, out, progress, notify)
+    cluster = None
+    if config.executor == "ray":
+        from burstlab.bench.ray_executor import connect  # noqa: PLC0415 - imports ray
+
+        cluster = connect(ready.config)
+    try:
+        with RunDir.create(run_dir) as out:
+            return _bench(workload, ready, out, progress, notify, cluster=cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _bench(
@@ -85,6 +97,8 @@ def _bench(
     out: RunDir,
     progress: Any | None,
     notify: Callable[[str], None] | None,
+    *,
+    cluster: RayCluster | None = None,
 ) -> RunResult:
     config = ready.config
     table = workload.with_row_index("request_id")
@@ -99,15 +113,28 @@ def _bench(
         argv=redact_argv(sys.argv, ready.secrets),
     )
     stop = StopState(notify=notify, grace_s=config.grace_s)
-    anchor: dict[str, int] = {}
+    anchor: dict[str, Any] = {}
     try:
         with process_signals(stop, (signal.SIGINT, signal.SIGTERM)):
             out.write_schedule(table)
             out.write_manifest(manifest)
+            if config.warmup:
+                done = warm_up(workload, ready, out, stop, manifest.run_id)
+                if notify is not None:
+                    notify(done.line())
             with scraping(
                 config.url, out.file(METRICS_FILE), config.scrape_metrics_s, ready.headers
             ):
-                outcomes = _run(out, ready, manifest, stop=stop, anchor=anchor, progress=progress)
+                outcomes = _run(
+                    out,
+                    ready,
+                    manifest,
+                    stop=stop,
+                    anchor=anchor,
+                    progress=progress,
+                    cluster=cluster,
+                    notify=notify,
+                )
             return _finish(out, ready, manifest, outcomes, stop=stop, anchor=anchor)
     except BaseException as exc:
         _mark_failed(out, manifest, exc, ready.secrets)
@@ -118,10 +145,6 @@ def _bench(
             ) from None
         raise
 
-            if config.warmup:
-                done = warm_up(workload, ready, out, stop, manifest.run_id)
-                if notify is not None:
-                    notify(done.line())
 
 def _run(
     out: RunDir,
@@ -129,13 +152,28 @@ def _run(
     manifest: Manifest,
     *,
     stop: StopState,
-    anchor: dict[str, int],
+    anchor: dict[str, Any],
     progress: Any | None,
+    cluster: RayCluster | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> list[Outcome]:
     config, run_id = ready.config, manifest.run_id
     if progress is not None:
         progress.start(manifest.scheduled)
     try:
+        if cluster is not None:
+            from burstlab.bench.ray_executor import run_ray  # noqa: PLC0415 - imports ray
+
+            return run_ray(
+                out=out,
+                ready=ready,
+                manifest=manifest,
+                cluster=cluster,
+                stop=stop,
+                anchor=anchor,
+                progress=progress,
+                notify=notify,
+            )
         if config.workers > 1:
             return run_workers(
                 out=out, ready=ready, run_id=run_id, stop=stop, anchor=anchor, progress=progress
@@ -144,8 +182,9 @@ def _run(
 
         def await_t0() -> int:
             anchor["t0_wall_ns"] = time.time_ns() + int(lead * 1e9)
-            anchor["t0_perf_ns"] = time.perf_counter_ns() + int(lead * 1e9)
-            return anchor["t0_perf_ns"]
+            t0: int = time.perf_counter_ns() + int(lead * 1e9)
+            anchor["t0_perf_ns"] = t0
+            return t0
 
         job = Job(str(out.path), config.model_dump_json(), ready.headers, run_id)
         return [execute(job, await_t0, stop, (signal.SIGINT, signal.SIGTERM), progress)]
@@ -161,7 +200,7 @@ def _finish(
     outcomes: list[Outcome],
     *,
     stop: StopState,
-    anchor: dict[str, int],
+    anchor: dict[str, Any],
 ) -> RunResult:
     """Summarize the records and write the summary files and the final manifest. A
     write failure (during the run or now) is reported in the result, not raised."""
@@ -192,6 +231,7 @@ def _finish(
             "reason": stopped_by,
             "t0_wall_ns": anchor.get("t0_wall_ns"),
             "t0_perf_ns": anchor.get("t0_perf_ns"),
+            "cluster": anchor.get("cluster"),
             "ended_wall": time.time(),
             "counts": summary.counts,
             "lost": summary.lost,

@@ -28,7 +28,7 @@ import polars as pl
 
 from burstlab.bench.backends import Api, Builder
 from burstlab.bench.client import Clock, Outgoing, Target
-from burstlab.results.records import Record, RecordWriter
+from burstlab.results.records import Record, RecordSink
 from burstlab.workload.pools import PoolSynth
 from burstlab.workload.prompts import PromptSynth
 
@@ -206,7 +206,7 @@ class Runner:
         roots: list[int],
         target: Target,
         *,
-        writer: RecordWriter,
+        writer: RecordSink,
         settings: Settings,
         clock: Clock,
         worker: int = 0,

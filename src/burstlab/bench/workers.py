@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 
 from burstlab.bench.backends import (
     PATHS,
@@ -25,11 +26,11 @@ from burstlab.bench.backends import (
 from burstlab.bench.client import Clock, HttpTarget, Timeouts
 from burstlab.bench.config import BenchConfig, Prepared
 from burstlab.bench.native import NativeBodyBuilder, Params
-from burstlab.bench.runner import Runner, Settings, make_schedule, write_failure
+from burstlab.bench.runner import Runner, Schedule, Settings, make_schedule, write_failure
 from burstlab.bench.stop import StopState, ignoring, loop_signals, process_signals
 from burstlab.core.errors import BurstlabError
 from burstlab.core.loop import run as run_loop
-from burstlab.results.records import Record
+from burstlab.results.records import Record, RecordSink
 from burstlab.results.rundir import RunDir
 
 
@@ -94,6 +95,10 @@ class Job:
     worker: int = 0
     workers: int = 1
 
+    def roots(self, schedule: Schedule) -> list[int]:
+        """This part's roots: every ``workers``-th, so a session stays on one worker."""
+        return schedule.roots[self.worker :: self.workers]
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -111,20 +116,29 @@ def execute(
     stop: StopState,
     signals: tuple[int, ...],
     progress: Any | None = None,
+    *,
+    table: pl.DataFrame | None = None,
+    writer: RecordSink | None = None,
+    attach: Callable[[Runner], None] | None = None,
 ) -> Outcome:
     """Run one job on a fresh event loop, appending to the shared records file.
     ``await_t0`` is called once everything is ready and returns ``t0``
     (``perf_counter_ns``; the same clock in every process). ``signals`` stop the
     runner (see :func:`loop_signals`); a stop requested before the loop started
-    (``stop``) is applied before the first send."""
+    (``stop``) is applied before the first send.
+
+    Where the run directory is not on this machine (a Ray actor), ``table`` is the
+    schedule and ``writer`` takes the records instead, and ``attach`` is handed the
+    runner on its loop before the first send (to stop it from another thread)."""
     config = BenchConfig.model_validate_json(job.config_json)
-    run = RunDir(job.out)
-    table = run.schedule()
+    if table is None:
+        table = RunDir(job.out).schedule()
     assert table is not None, "the schedule is written before any worker starts"
     schedule = make_schedule(table)
     settings = _settings(config, job.run_id, job.headers)
-    writer = run.records_writer()
-    roots = schedule.roots[job.worker :: job.workers]
+    if writer is None:
+        writer = RunDir(job.out).records_writer()
+    roots = job.roots(schedule)
 
     async def main() -> Outcome:
         # What exists now lives for the whole run: keep the collector from walking
@@ -144,6 +158,8 @@ def execute(
                 on_record=progress.add if progress is not None else None,
                 on_dispatch=progress.sent_one if progress is not None else None,
             )
+            if attach is not None:
+                attach(runner)
             with loop_signals(stop, runner, signals):
                 if stop.sync():
                     runner.stop(stop.reason or "sigint", now=stop.level >= 2)

@@ -130,7 +130,31 @@ def bench(
         float | None,
         typer.Option("--max-lag", help="Do not send requests more than this many seconds late."),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Client processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Client processes (default 1); with --executor ray, actors (default: one "
+            "per CPU of the cluster).",
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="process (this machine) or ray (actors spread over a Ray cluster; needs "
+            "burstlab[ray]).",
+        ),
+    ] = "process",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="With --executor ray: the cluster to join (auto, HOST:6379 or "
+            "ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray).",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds per request, total.")
     ] = 600.0,
@@ -245,7 +269,9 @@ def bench(
         seed=seed,
         max_concurrency=max_concurrency,
         max_lag_s=max_lag,
-        workers=workers,
+        **({"workers": workers} if workers is not None else {}),
+        executor=executor,
+        address=address,
         timeout_s=timeout,
         idle_timeout_s=idle_timeout,
         grace_s=grace,
@@ -278,6 +304,8 @@ def bench(
         raise typer.Exit(EXIT_WRITE_FAILED) from None
     summary = result.summary
     print_summary(summary, Console())
+    if config.executor == "ray":
+        _print_cluster(out)
     if result.write_error is not None:
         # The disk is full: no report (it could not be written either), one error line.
         _error(f"{result.write_error} ({_counts_line(summary)})")
@@ -315,6 +343,31 @@ def _slo(slo: str | None, goodput: str | None) -> SLO | None:
     if goodput is not None:
         return parse_goodput(goodput)
     return parse_slo(slo) if slo else None
+
+
+def _print_cluster(out: Path) -> None:
+    """The Ray run's nodes: actors, clock offset (and how well it is known), drift,
+    how late the first sends were; and the spread of the actors' starts."""
+    from burstlab.results.rundir import RunDir
+
+    manifest = RunDir(out).manifest()
+    cluster = manifest.cluster if manifest is not None else None
+    if cluster is None:
+        return
+    for n in cluster.nodes:
+        drift = f", drift {n.drift_s * 1e3:+.3f} ms" if n.drift_s is not None else ""
+        late = ""
+        if n.start_lag_s is not None:
+            late = f", first send {n.start_lag_s * 1e3:.2f} ms late"
+        actors = ",".join(map(str, n.actors))
+        typer.echo(
+            f"Ray node {n.node} (actors {actors}): clock offset {n.offset_s * 1e3:+.3f} ms "
+            f"± {n.rtt_s / 2 * 1e3:.3f} ms{drift}{late}"
+        )
+    if cluster.start_spread_s is not None:
+        typer.echo(f"Ray actors' starts spread over {cluster.start_spread_s * 1e3:.2f} ms")
+    if cluster.lost_actors:
+        typer.echo(f"Ray actors lost: {', '.join(map(str, cluster.lost_actors))}")
 
 
 def _notice(message: str) -> None:
@@ -382,6 +435,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         )
         for reason in summary.client.reasons:
             console.print(f"[red]  - {escape(reason)}[/]")
+    for node, verdict in (summary.client_by_node or {}).items():
+        if verdict.bound:
+            why = escape("; ".join(verdict.reasons))
+            console.print(f"[red]client on node {escape(node)}: CLIENT-BOUND ({why})[/]")
+        else:
+            console.print(f"client on node {escape(node)}: not client-bound")
     if summary.stopped_by is not None:
         console.print(f"[yellow]interrupted: {_STOPPED[summary.stopped_by]}[/]")
     table = Table(title="latency (ms), ok requests", header_style="bold")

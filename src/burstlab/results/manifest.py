@@ -16,7 +16,8 @@ from burstlab.results.slo import SLO
 from burstlab.results.summary import Counts
 
 #: The manifest format this burstlab writes; version 1 had no ``version`` key.
-MANIFEST_VERSION = 2
+#: Version 3 added ``cluster`` (a version-2 manifest reads as it is).
+MANIFEST_VERSION = 3
 
 Kind = Literal["bench", "simulate"]
 #: ``running`` until the run ends; ``complete``; ``interrupted`` (stopped early by a
@@ -33,6 +34,48 @@ def run_versions(**extra: str) -> dict[str, str]:
         "polars": pl.__version__,
         **extra,
     }
+
+
+class NodeClock(BaseModel):
+    """One Ray node of a run: where it is, which actors ran there, and its clock
+    against the driver's, in seconds. ``offset_s`` is the node's wall clock minus the
+    driver's, from the probe with the shortest round trip (``rtt_s``), NTP style: it
+    is right to within ``rtt_s / 2``. ``drift_s`` is the same offset measured after
+    the run minus before. ``start_lag_s`` is how late its actors' first requests went
+    out against their intended times (the largest, on the node's own clock)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    node_id: str
+    address: str
+    hostname: str
+    actors: list[int]
+    offset_s: float
+    rtt_s: float
+    drift_s: float | None = None
+    start_lag_s: float | None = None
+
+
+class Cluster(BaseModel):
+    """How a Ray run was laid out (``bench --executor ray``). ``address`` is the
+    cluster joined (None: a local Ray). The driver sent ``t0`` (its wall clock plus
+    each node's offset) ``lead_s`` before it; ``start_margin_s`` is the least time an
+    actor had left when it arrived (negative: it arrived late). ``start_spread_s`` is
+    how far apart the actors' first sends were against their intended times; the
+    clocks themselves agree to within the largest ``rtt_s / 2``. ``lost_actors`` are
+    the actors that died, whose unrecorded requests are records of their own
+    (``error_subkind`` ``actor_lost``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None
+    actors: int
+    lead_s: float
+    start_margin_s: float | None = None
+    start_spread_s: float | None = None
+    nodes: list[NodeClock]
+    lost_actors: list[int] = Field(default_factory=list)
 
 
 class Manifest(BaseModel):
@@ -64,6 +107,8 @@ class Manifest(BaseModel):
     forcing: dict[str, Any] | None = None
     prompt_mode: str | None = None
     engine: dict[str, Any] | None = None
+    #: The Ray executor's placement and clock offsets (``bench --executor ray``).
+    cluster: Cluster | None = None
     versions: dict[str, str] = Field(default_factory=run_versions)
     host: str = Field(default_factory=socket.gethostname)
     platform: str = Field(default_factory=platform.platform)

@@ -22,7 +22,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 import orjson
 import polars as pl
@@ -81,7 +81,11 @@ class Record:
     retry_after_s: float | None = None
     error_text: str | None = None
     location: str | None = None  # a 3xx's Location header (never followed), credentials removed
+    #: The client process or Ray actor (0-based) that sent the request.
     worker: int = 0
+    #: The Ray node that actor ran on (its address, see ``run.json``'s ``cluster``);
+    #: None outside Ray.
+    node: str | None = None
     attempt: int = 0
     #: The run that wrote the record: its manifest's ``run_id`` (empty in older runs).
     run_id: str = ""
@@ -133,6 +137,17 @@ def clean_text(text: str) -> str:
     return kept.strip()
 
 
+class RecordSink(Protocol):
+    """Where a runner puts each record as its request ends: a file
+    (:class:`RecordWriter`), or a buffer a Ray actor streams to its driver."""
+
+    def write(self, record: Record) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RecordWriter:
     """Appends records to a JSONL file: one unbuffered ``write`` per record, so the
     line is in the kernel (and survives a SIGKILL) as soon as the request ends.
@@ -152,13 +167,18 @@ class RecordWriter:
         """Append one record. An ``OSError`` (a full disk: ``ENOSPC``, ``EDQUOT``,
         ``EFBIG``) is raised to the caller, which must stop writing: the line may be
         torn, and a torn line is only tolerated at the end of the file."""
-        data = memoryview(orjson.dumps(record) + b"\n")
+        self.write_lines(orjson.dumps(record) + b"\n", 1)
+
+    def write_lines(self, lines: bytes, count: int) -> None:
+        """Append ``count`` complete record lines serialized elsewhere (a Ray actor's),
+        in one ``write``; errors as :meth:`write`."""
+        data = memoryview(lines)
         while data:  # a short write (the disk filled mid-line): the rest raises the error
             written = self._fh.write(data)
             if not written:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
             data = data[written:]
-        self.count += 1
+        self.count += count
         self._dirty = True
 
     def sync(self) -> None:
@@ -230,14 +250,19 @@ SERVER_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-#: The workload's input length beside the one sent (see :class:`Record`): a
-#: benchmark's column (null in records written before it existed).
-PROMPT_SCHEMA: dict[str, pl.DataType] = {"input_tokens_workload": pl.Int32()}
-
-
 #: bench's cap on output length (``--max-output-tokens``; null without one, and in
 #: records written before it existed); a simulation's table has no such column.
 CAP_SCHEMA: dict[str, pl.DataType] = {"output_tokens_cap": pl.Int32()}
+
+
+#: Where a benchmark's request ran: the Ray node (null outside Ray, and in records
+#: written before it existed); a simulation's table has no such column.
+PLACEMENT_SCHEMA: dict[str, pl.DataType] = {"node": pl.String()}
+
+
+#: The workload's input length beside the one sent (see :class:`Record`): a
+#: benchmark's column (null in records written before it existed).
+PROMPT_SCHEMA: dict[str, pl.DataType] = {"input_tokens_workload": pl.Int32()}
 
 
 #: The canonical columns as records store them (categoricals as text).
@@ -259,7 +284,7 @@ def records_table(data: bytes | list[dict[str, object]], path: str | None = None
     sorted by intended time."""
     if isinstance(data, list):
         data = b"\n".join(orjson.dumps(row) for row in data)
-    schema = _CANONICAL | RESULT_SCHEMA | CAP_SCHEMA | SERVER_SCHEMA
+    schema = _CANONICAL | RESULT_SCHEMA | CAP_SCHEMA | PLACEMENT_SCHEMA | SERVER_SCHEMA
     schema |= PROMPT_SCHEMA
     if not data.strip():
         raw = pl.DataFrame(schema=schema)

@@ -35,7 +35,8 @@ from burstlab.results.slo import SLO
 #: results layer) had no ``version`` key and a ``vllm`` block; it is read and upgraded.
 #: Version 3 added ``engine.utilisation`` and ``token_times``; a version-2 summary
 #: reads as it is (no utilisation; token times were always kept then).
-SUMMARY_VERSION = 3
+#: Version 4 added ``client_by_node`` (Ray runs); a version-3 summary reads as it is.
+SUMMARY_VERSION = 4
 #: Client-bound thresholds (RELIABILITY.md 2.2), seconds.
 LAG_P99_LIMIT_S = 0.010
 LAG_MAX_LIMIT_S = 0.100
@@ -200,6 +201,9 @@ class RunSummary(_Model):
     lengths: Lengths
     failures_over_time: FailuresOverTime
     client: ClientVerdict
+    #: The same verdict for each Ray node's share of the run (its requests' lag, its
+    #: actors' health), by node; None when the run did not use Ray.
+    client_by_node: dict[str, ClientVerdict] | None = None
     slo: SLO | None = None
     goodput: Goodput | None = None
     burst: BurstView | None = None
@@ -310,6 +314,7 @@ def summarize(
         lengths=lengths,
         failures_over_time=_failures_over_time(table, window_s),
         client=_verdict(lag, health or [], queued, max_concurrency),
+        client_by_node=_verdict_by_node(table, health or [], max_concurrency),
         slo=slo,
         goodput=_goodput(ok, slo, duration) if slo is not None else None,
         burst=burst,
@@ -356,6 +361,25 @@ def _failures_over_time(table: pl.DataFrame, window_s: float | None) -> Failures
     for w, kind, n in pivot.iter_rows():
         windows.setdefault(str(w * width), {})[str(kind)] = int(n)
     return FailuresOverTime(window_s=width, windows=windows)
+
+
+def _verdict_by_node(
+    table: pl.DataFrame, health: list[dict[str, Any]], max_concurrency: int | None
+) -> dict[str, ClientVerdict] | None:
+    """The client-bound verdict of each node's requests and actors (health readings
+    carry their ``node``); None when no record names a node."""
+    if "node" not in table.columns or table["node"].null_count() == table.height:
+        return None
+    out: dict[str, ClientVerdict] = {}
+    for node in sorted({str(n) for n in table["node"].drop_nulls().unique()}):
+        rows = table.filter(pl.col("node") == node)
+        lag = distribution(
+            metric_values(rows.filter(pl.col("dispatched_s").is_not_null()), "schedule_lag_s")
+        )
+        queued = float(rows["conn_queued_s"].fill_null(0).max() or 0.0)  # type: ignore[arg-type]
+        mine = [h for h in health if h.get("node") == node]
+        out[node] = _verdict(lag, mine, queued, max_concurrency)
+    return out
 
 
 def _verdict(
