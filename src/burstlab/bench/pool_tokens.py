@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import numpy as np
 import orjson
+import polars as pl
 
 from burstlab.bench.server_tokens import SERVER_TOKENIZER, tokenize_texts
 from burstlab.core.loop import run as run_loop
+from burstlab.results.metrics import percentile
 from burstlab.workload.pools import (
     PoolSynth,
     TokenCounter,
@@ -203,7 +205,7 @@ def pool_synth(config: BenchConfig, headers: dict[str, str] | None = None) -> Po
         counter = ServerCounter(
             config.url, headers, insecure=config.insecure, timeout_s=config.connect_timeout_s + 50
         )
-        cache_key: Any = ("server", config.url, orjson.dumps(headers, option=orjson.OPT_SORT_KEYS))
+        cache_key: Any = ("server", config.url)  # counts do not depend on headers
     else:
         counter = local_counter(config.tokenizer)
         cache_key = ("local", config.tokenizer)
@@ -215,11 +217,13 @@ def pool_synth(config: BenchConfig, headers: dict[str, str] | None = None) -> Po
     elif config.api == "chat":
         over = chat_overheads(config, headers, counter)
     elif isinstance(counter, TokenizerCounter):
-        over = Overheads(counter.special_overhead(), 0, True, "the tokenizer's special tokens")
+        added = counter.special_overhead()
+        over = Overheads(added, added, True, "the tokenizer's special tokens")
     else:
         bos = special_overhead_from_server(config, headers)
-        over = Overheads(bos or 0, 0, bos is not None, "the server's /tokenize")
-    return PoolSynth(
+        how = "the server's /tokenize" if bos is not None else "not counted: no /tokenize"
+        over = Overheads(bos or 0, bos or 0, bos is not None, how)
+    synth = PoolSynth(
         pool,
         overhead=over.first,
         followup_overhead=over.later,
@@ -227,4 +231,38 @@ def pool_synth(config: BenchConfig, headers: dict[str, str] | None = None) -> Po
         seed=config.seed,
         overhead_how=over.how,
         reply_counter=None if isinstance(counter, ServerCounter) else counter,
+    )
+    _described[_config_key(config)] = synth.describe()
+    return synth
+
+
+#: :meth:`PoolSynth.describe` of each pool built in this process, by :func:`_config_key`.
+_described: dict[tuple[Any, ...], str] = {}
+
+
+def _config_key(config: BenchConfig) -> tuple[Any, ...]:
+    return (config.prompts, config.pool_size, config.seed, config.tokenizer, config.api, config.url)
+
+
+def describe_pool(config: BenchConfig) -> str | None:
+    """The line describing the pool of ``config`` as this process built it for a run
+    (its draw, lengths, counter and overheads); None if it built none."""
+    return _described.get(_config_key(config))
+
+
+def length_gap_line(table: pl.DataFrame) -> str | None:
+    """One line on how far the prompts sent were from the workload's input lengths
+    (requests that were sent; ``input_tokens`` against ``input_tokens_workload``),
+    in tokens; None when no request was sent."""
+    sent = table.filter(
+        pl.col("sent_s").is_not_null() & pl.col("input_tokens_workload").is_not_null()
+    )
+    if sent.height == 0:
+        return None
+    gap = (sent["input_tokens"] - sent["input_tokens_workload"]).abs().to_numpy()
+    wanted, got = int(sent["input_tokens_workload"].sum()), int(sent["input_tokens"].sum())
+    p50, p90 = percentile(gap, 50), percentile(gap, 90)
+    return (
+        f"input tokens: {got:,} sent for the workload's {wanted:,}; per request off by "
+        f"median {p50 or 0:,.0f}, p90 {p90 or 0:,.0f}, max {int(gap.max()):,}"
     )

@@ -14,6 +14,7 @@ from burstlab.cli.reading import TraceOptions, trace_options
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from burstlab.bench.config import BenchConfig
     from burstlab.results.slo import SLO
     from burstlab.results.summary import RunSummary
 
@@ -102,6 +103,24 @@ def bench(
             "--tokenizer",
             help="tokenizer.json path or hub name for exact text prompts; 'server': token-id "
             "prompts exact under the target's own /tokenize (llamacpp's default).",
+        ),
+    ] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="ShareGPT-format prompt pool (.json list of conversations, or .jsonl): "
+            "send each request the real prompt nearest its input length, counted with "
+            "--tokenizer (default: synthetic prompts of the exact length).",
+        ),
+    ] = None,
+    pool_size: Annotated[
+        int | None,
+        typer.Option(
+            "--pool-size",
+            min=1,
+            help="With --prompts: draw this many of the pool's prompts (seeded by --seed; "
+            "default: all).",
         ),
     ] = None,
     temperature: Annotated[
@@ -266,6 +285,8 @@ def bench(
         forcing=Forcing.model_validate(forcing.model_dump() | changes),
         prompt=prompt,
         tokenizer=tokenizer,
+        prompts=str(prompts) if prompts is not None else None,
+        pool_size=pool_size,
         seed=seed,
         max_concurrency=max_concurrency,
         max_lag_s=max_lag,
@@ -304,6 +325,8 @@ def bench(
         raise typer.Exit(EXIT_WRITE_FAILED) from None
     summary = result.summary
     print_summary(summary, Console())
+    if config.prompts is not None:
+        _print_pool(config, out)
     if config.executor == "ray":
         _print_cluster(out)
     if result.write_error is not None:
@@ -387,6 +410,17 @@ def _counts_line(summary: RunSummary) -> str:
     if summary.stopped_by in ("disk_full", "write_error"):
         return f"sending stopped at once; {counts}; summary.json: stopped_by {summary.stopped_by}"
     return counts
+
+
+def _print_pool(config: BenchConfig, out: Path) -> None:
+    """The prompt pool's line (draw, lengths, counter, template tokens) and how far
+    the prompts sent were from the workload's lengths."""
+    from burstlab.bench.pool_tokens import describe_pool, length_gap_line
+    from burstlab.results.records import load_records
+
+    for line in (describe_pool(config), length_gap_line(load_records(out))):
+        if line is not None:
+            typer.echo(line)
 
 
 def _headers(values: list[str]) -> dict[str, str]:

@@ -404,7 +404,8 @@ class PoolSynth:
             if pool.size == pool.drawn
             else f"{pool.size:,} of {pool.drawn:,} prompts (seeded draw)"
         )
-        extra = f"; +{self.overhead} tokens per request" if self.overhead else ""
+        unit = "token" if self.overhead == 1 else "tokens"
+        extra = f"; +{self.overhead} {unit} per request"
         if self._followup_overhead != self.overhead:
             extra += f", +{self._followup_overhead} per later chat turn"
         if self._how:
