@@ -27,10 +27,10 @@ def test_bench_on_a_local_ray_writes_a_whole_run(tmp_path: Path) -> None:
     workload = write_table(constant_rate(60, 30.0, 3), tmp_path / "w.parquet")
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    options = ["-q", "--backend", "vllm", "--executor", "ray", "--workers", "2", "--no-report"]
     with serve_in_thread(make_app(FixedTiming(ttft=0.01, itl=0.005))) as url:
         done = subprocess.run(
-            [*command(), "bench", str(workload), "--url", url, "-o", str(run_dir), "-q"]
-            + ["--backend", "vllm", "--executor", "ray", "--workers", "2", "--no-report"],
+            [*command(), "bench", str(workload), "--url", url, "-o", str(run_dir), *options],
             capture_output=True,
             text=True,
             timeout=300,

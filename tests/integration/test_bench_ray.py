@@ -73,9 +73,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def sessions_workload(n: int, rate: float) -> pl.DataFrame:
     """``n`` requests at ``rate``: every fifth request opens a 3-turn session."""
     arrivals = [i / rate for i in range(n)]
-    names: list[str | None] = []
-    for i in range(n):
-        names.append(f"s{i // 15}" if i % 15 in (0, 5, 10) else None)
+    names = [f"s{i // 15}" if i % 15 in (0, 5, 10) else None for i in range(n)]
     return workload(arrivals, output_tokens=6, sessions=names)
 
 
