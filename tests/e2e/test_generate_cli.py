@@ -103,7 +103,7 @@ def test_bad_generate_options(tmp_path: Path) -> None:
         (["--rps", "2", "--speedup", "3"], "give --rps or --speedup"),
         (["--day", "1", "--busiest", "5m"], "give one of"),
         (["--start", "9d"], "select 0 requests"),
-        (["--to", "excel"], "not a known format"),
+        (["--to", "excel"], "--to: 'excel' is not one of 'burstgpt'"),
     ]:
         out = run("generate", "sample", "-o", str(tmp_path / "x.csv"), *args)
         assert out.returncode == 2, args

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.choices import LogType
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
@@ -25,7 +26,7 @@ def analyze(
     ],
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
     log_type: Annotated[
-        str | None, typer.Option("--log-type", help="Only 'conversation' or 'api'.")
+        LogType | None, typer.Option("--log-type", help="Only 'conversation' or 'api'.")
     ] = None,
     start: Annotated[
         str | None,

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from burstlab.cli.help_format import App
 from burstlab.core.errors import BurstlabError
 
 try:  # typer carries its own copy of click since 0.20 (about)
@@ -26,7 +27,7 @@ except ImportError:  # pragma: no cover - a typer built on click itself
         MissingParameter,
     )
 
-app = typer.Typer(
+app = App(
     name="burstlab",
     help="LLM serving workloads from real traces: read, analyze, generate, benchmark, serve, "
     "simulate, forecast.",
@@ -34,7 +35,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-trace_app = typer.Typer(help="Inspect traces.", no_args_is_help=True)
+trace_app = App(help="Inspect traces.", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
 
 _DEBUG = {"on": False}

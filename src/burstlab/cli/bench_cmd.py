@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from burstlab.cli.choices import Api, Backend, BenchExecutor, MaxField, PromptMode
 from burstlab.cli.config_file import config_file
 from burstlab.cli.reading import TraceOptions, trace_options
 
@@ -61,7 +62,7 @@ def bench(
     url: Annotated[str, typer.Option("--url", help="Server base URL, e.g. http://127.0.0.1:8000.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (must not hold a run).")],
     api: Annotated[
-        str,
+        Api,
         typer.Option(
             "--api",
             help="completions or chat (OpenAI /v1), or generate: the backend's native "
@@ -69,7 +70,7 @@ def bench(
         ),
     ] = "completions",
     backend: Annotated[
-        str,
+        Backend,
         typer.Option(
             "--backend",
             help="vllm, sglang, llamacpp, tgi, lightllm, openai or generic: which "
@@ -90,11 +91,11 @@ def bench(
         typer.Option("--min-tokens/--no-min-tokens", help="Send min_tokens (backend default)."),
     ] = None,
     max_field: Annotated[
-        str | None,
+        MaxField | None,
         typer.Option("--max-field", help="max_tokens or max_completion_tokens (backend default)."),
     ] = None,
     prompt: Annotated[
-        str | None,
+        PromptMode | None,
         typer.Option("--prompt", help="ids (token-id prompts, completions only) or text."),
     ] = None,
     tokenizer: Annotated[
@@ -159,7 +160,7 @@ def bench(
         ),
     ] = None,
     executor: Annotated[
-        str,
+        BenchExecutor,
         typer.Option(
             "--executor",
             help="process (this machine) or ray (actors spread over a Ray cluster; needs "
@@ -260,7 +261,7 @@ def bench(
     console = Console(stderr=True)
     if api not in APIS:
         raise InputError(f"--api {api!r} is not one of {', '.join(APIS)}", field="--api")
-    forcing = default_forcing(backend, api)  # type: ignore[arg-type]
+    forcing = default_forcing(backend, api)
     changes: dict[str, Any] = {}
     if ignore_eos is not None:
         changes["ignore_eos"] = ignore_eos
@@ -269,13 +270,7 @@ def bench(
     if max_field is not None and api == "generate":
         raise InputError("native APIs name their own length field", field="--max-field")
     if max_field is not None:
-        if max_field not in ("max_tokens", "max_completion_tokens"):
-            raise InputError(
-                f"--max-field {max_field!r} is not max_tokens or max_completion_tokens"
-            )
         changes["max_field"] = max_field
-    if prompt not in (None, "ids", "text"):
-        raise InputError(f"--prompt {prompt!r} is not ids or text")
     config = BenchConfig.from_options(
         url=url,
         api=api,
@@ -325,10 +320,10 @@ def bench(
         raise typer.Exit(EXIT_WRITE_FAILED) from None
     summary = result.summary
     print_summary(summary, Console())
-    if config.prompts is not None:
-        _print_pool(config, out)
     if config.executor == "ray":
         _print_cluster(out)
+    if config.prompts is not None:
+        _print_pool(config, out)
     if result.write_error is not None:
         # The disk is full: no report (it could not be written either), one error line.
         _error(f"{result.write_error} ({_counts_line(summary)})")

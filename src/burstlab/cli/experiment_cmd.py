@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.choices import Study, SweepExecutor
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
@@ -15,7 +16,7 @@ from burstlab.cli.reading import TraceOptions, trace_options
 @trace_options("format")
 def experiment(
     study: Annotated[
-        str,
+        Study,
         typer.Argument(
             help="scheduling (FCFS vs SRF vs LRF), kv (cache sweep), pd (prefill:decode "
             "ratios), or grid (only the --grid fields vary)."
@@ -46,7 +47,7 @@ def experiment(
         ),
     ] = None,
     executor: Annotated[
-        str | None,
+        SweepExecutor | None,
         typer.Option(
             "--executor",
             help="serial, process (a local process pool) or ray (Ray tasks; the 'ray' extra); "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burstlab.cli.choices import ForeignFormat, LogType
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
 
@@ -59,7 +60,7 @@ def generate(
         ),
     ] = None,
     log_type: Annotated[
-        str | None, typer.Option("--log-type", help="Only conversation or api.")
+        LogType | None, typer.Option("--log-type", help="Only conversation or api.")
     ] = None,
     drop_failed: Annotated[
         bool, typer.Option("--drop-failed", help="Leave out failed requests.")
@@ -72,7 +73,7 @@ def generate(
         float | None, typer.Option("--speedup", help="Play K times as fast (2 = twice).")
     ] = None,
     to: Annotated[
-        str | None,
+        ForeignFormat | None,
         typer.Option(
             "--to",
             help="Foreign format: burstgpt (CSV); mooncake (AIPerf trace JSONL); vllm-timed "

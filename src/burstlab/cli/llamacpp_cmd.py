@@ -16,9 +16,10 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.help_format import App
 from burstlab.core.errors import BurstlabError, InputError
 
-engine_app = typer.Typer(
+engine_app = App(
     help="Real serving engines as fixtures for bench and calibrate.", no_args_is_help=True
 )
 

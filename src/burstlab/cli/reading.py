@@ -16,9 +16,11 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast, get_args, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_type_hints
 
 import typer
+
+from burstlab.cli.choices import TimeUnit, TraceFormat
 
 if TYPE_CHECKING:
     import polars as pl
@@ -54,9 +56,11 @@ class TraceOptions:
     Each field is one option: its flags here, its help in ``_HELP``.
     """
 
-    format: Annotated[str | None, typer.Option("--format", "-f", help=_HELP["format"])] = None
+    format: Annotated[TraceFormat | None, typer.Option("--format", "-f", help=_HELP["format"])] = (
+        None
+    )
     map: Annotated[str | None, typer.Option("--map", help=_HELP["map"])] = None
-    time_unit: Annotated[str, typer.Option("--time-unit", help=_HELP["time_unit"])] = "s"
+    time_unit: Annotated[TimeUnit, typer.Option("--time-unit", help=_HELP["time_unit"])] = "s"
     sort: Annotated[bool, typer.Option("--sort", help=_HELP["sort"])] = False
     lenient: Annotated[bool, typer.Option("--lenient", help=_HELP["lenient"])] = False
     drop_failed: Annotated[bool, typer.Option("--drop-failed", help=_HELP["drop_failed"])] = False
@@ -65,15 +69,15 @@ class TraceOptions:
     def load(self, path: str) -> tuple[pl.DataFrame, LoadReport]:
         """Read ``path`` (a file or ``"sample"``); returns ``(table, report)``."""
         from burstlab.core.errors import InputError
-        from burstlab.trace.formats import TimeUnit, parse_mapping
+        from burstlab.trace.formats import parse_mapping
         from burstlab.trace.readers import read_trace
 
-        units = get_args(TimeUnit)
+        units = get_args(TimeUnit)  # checked again: a TraceOptions made in Python
         if self.time_unit not in units:
             raise InputError(f"--time-unit {self.time_unit!r} is not one of {', '.join(units)}")
         mapping = None
         if self.map:
-            mapping = parse_mapping(self.map, time_unit=cast("TimeUnit", self.time_unit))
+            mapping = parse_mapping(self.map, time_unit=self.time_unit)
         return read_trace(
             path,
             format=self.format,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burstlab.cli.choices import Scheduler
 from burstlab.cli.engine_options import KvUtilization, warn, with_overrides
 from burstlab.cli.reading import TraceOptions, trace_options
 
@@ -33,7 +34,7 @@ def simulate(
         ),
     ] = None,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="fcfs, srf or lrf (overrides the file).")
+        Scheduler | None, typer.Option("--scheduler", help="fcfs, srf or lrf (overrides the file).")
     ] = None,
     num_blocks: Annotated[
         int | None, typer.Option("--num-blocks", help="KV blocks (overrides the derived count).")
