@@ -76,19 +76,21 @@ def generate(
         ForeignFormat | None,
         typer.Option(
             "--to",
-            help="Foreign format: burstgpt (CSV); mooncake (AIPerf trace JSONL); vllm-timed "
-            "(vllm bench serve --dataset-name timed_trace --self-timed "
-            "--timed-trace-sec-multiplier 0.001 --timed-trace-chunk-hash-size 512); "
-            "vllm-custom (--dataset-name custom --custom-output-len -1: prompts, but vLLM "
-            "ignores timing and shuffles unless --disable-shuffle).",
+            help="Foreign format: burstgpt (CSV); mooncake (AIPerf mooncake_trace JSONL, with "
+            "session_id and delay for sessions); vllm-timed (vllm bench serve --dataset-name "
+            "timed_trace); vllm-custom (--dataset-name custom: prompts, no timing); guidellm "
+            "(prompts with prompt_tokens_count, output_tokens_count and relative_timestamp for "
+            "its replay profile). Failed requests ask for 1 token and keep a failed field. "
+            "README 'Replaying an export in other tools' has each tool's command line.",
         ),
     ] = None,
     tokenizer: Annotated[
         str | None,
         typer.Option(
             "--tokenizer",
-            help="vllm-custom: make prompts exact under this tokenizer.json (or folder, or hub "
-            "name; needs the tokenizers extra); without it a word is counted as a token.",
+            help="vllm-custom, guidellm: make prompts exact under this tokenizer.json (or "
+            "folder, or hub name; needs the tokenizers extra); without it a word is counted "
+            "as a token.",
         ),
     ] = None,
     duration: Annotated[
@@ -357,6 +359,7 @@ def _parametric(
         raise InputError("no requests were drawn: raise --duration or --rps")
     span = duration_s if duration_s is not None else sum(w.length_s for w in plan or [])
     path = export(workload, out, to, tokenizer=tokenizer)
+    say_failed_rewritten(workload, to)
     typer.echo(
         f"wrote {workload.height:,} requests over {span:g} s (mean "
         f"{workload.height / span:.4g} req/s; {arrivals}; Zipf {theta:g} lengths 1-{cap}; "
@@ -386,6 +389,7 @@ def _synthetic(
     refuse_overwrite(out, force=force)
     table = synthetic_trace(duration_s, rps=rps, seed=seed)
     path = export(table, out, to)
+    say_failed_rewritten(table, to)
     typer.echo(
         f"wrote {table.height:,} requests over {duration_s / 86_400:.1f} days "
         f"(mean {rps:g} req/s, daily and weekly cycles, seed {seed}) to {path}"
@@ -414,6 +418,7 @@ def _finish(
 
     result = fidelity(ref, workload, time_scale=time_scale)
     path = export(with_history(workload) if history else workload, out, to, tokenizer=tokenizer)
+    say_failed_rewritten(workload, to)
     side = atomic_write(
         out.with_name(out.name + ".fidelity.json"), result.model_dump_json(indent=2).encode()
     )
@@ -426,6 +431,21 @@ def _finish(
         f"wrote {workload.height:,} requests in {sessions:,} sessions to {path} "
         f"(fidelity: {side}){grown}"
     )
+
+
+def say_failed_rewritten(table: pl.DataFrame, to: str | None) -> None:
+    """One line when a foreign export asked for 1 token where the table has 0 (failures)."""
+    from burstlab.workload.exports import FAILED_FIELD, zero_output_rows
+
+    if to is None:
+        return
+    rewritten = zero_output_rows(table)
+    if rewritten:
+        field, readers = FAILED_FIELD[to]
+        typer.echo(
+            f"{rewritten:,} failed requests (0 output tokens) are written as requests for 1 "
+            f"token, since servers reject 0; '{field}' marks them (not read by {readers})"
+        )
 
 
 def _idc_getter(key: str) -> Callable[[Fidelity], Stat]:

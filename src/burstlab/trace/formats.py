@@ -134,7 +134,8 @@ FORMATS: dict[str, TraceFormat] = {
     for f in (
         TraceFormat(
             "burstgpt",
-            "BurstGPT v1/v2 (6 columns) and v3 (adds 'Session ID', 'Elapsed time')",
+            "BurstGPT v1/v2 (6 columns) and v3 (adds 'Session ID', 'Elapsed time'); "
+            "burstlab's exports may add 'Failed'",
             ColumnMap(
                 arrival="Timestamp",
                 input_tokens="Request tokens",
@@ -143,9 +144,10 @@ FORMATS: dict[str, TraceFormat] = {
                 log_type="Log Type",
                 session_id="Session ID",
                 elapsed="Elapsed time",
+                failed="Failed",
                 zero_output_failed=True,
                 zero_tokens_failed=True,
-                optional=frozenset({"session_id", "elapsed"}),
+                optional=frozenset({"session_id", "elapsed", "failed"}),
             ),
         ),
         TraceFormat(
@@ -160,14 +162,17 @@ FORMATS: dict[str, TraceFormat] = {
         ),
         TraceFormat(
             "mooncake",
-            "Mooncake / AIPerf JSONL (timestamp ms, input_length, output_length, hash_ids)",
+            "Mooncake / AIPerf JSONL (timestamp ms, input_length, output_length, hash_ids; "
+            "optional session_id, failed)",
             ColumnMap(
                 arrival="timestamp",
                 arrival_unit="ms",
                 input_tokens="input_length",
                 output_tokens="output_length",
+                session_id="session_id",
+                failed="failed",
                 hash_ids="hash_ids",
-                optional=frozenset({"hash_ids"}),
+                optional=frozenset({"session_id", "failed", "hash_ids"}),
             ),
         ),
         TraceFormat(

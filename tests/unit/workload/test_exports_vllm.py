@@ -37,22 +37,37 @@ def lines(path: Path) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-def test_vllm_timed_is_the_mooncake_file(tmp_path: Path) -> None:
-    src = table()
+def test_vllm_timed_is_the_mooncake_file_without_sessions(tmp_path: Path) -> None:
+    src = table().with_columns(
+        pl.lit(None, pl.String).alias("session_id"), pl.lit(None, pl.Int32).alias("turn")
+    )
     timed = export(src, tmp_path / "t.jsonl", to="vllm-timed")
     assert timed.read_bytes() == export(src, tmp_path / "m.jsonl", to="mooncake").read_bytes()
     back, report = read_trace(timed, format="mooncake")
     assert report.format == "mooncake"
     assert back["input_tokens"].equals(src["input_tokens"])
-    assert back["output_tokens"].equals(src["output_tokens"])
+    assert back["output_tokens"].equals(src["output_tokens"].clip(1))
+    assert back["failed"].equals(src["failed"])
     assert np.allclose(back["arrival_s"].to_numpy(), src["arrival_s"].to_numpy(), atol=6e-4)
-    assert list(lines(timed)[0]) == ["timestamp", "input_length", "output_length", "hash_ids"]
+    assert list(lines(timed)[0]) == [
+        "timestamp", "input_length", "output_length", "hash_ids", "failed"
+    ]  # fmt: skip
+
+
+def test_vllm_timed_keeps_whole_session_turns(tmp_path: Path) -> None:
+    """vLLM has no sessions: each turn is sent whole, sharing the previous turn's blocks."""
+    src = table()
+    rows = lines(export(src, tmp_path / "t.jsonl", to="vllm-timed"))
+    assert [r["input_length"] for r in rows] == src["input_tokens"].to_list()
+    assert all("session_id" not in r and "delay" not in r for r in rows)
+    assert rows[2]["hash_ids"][:1] == rows[0]["hash_ids"][:1]  # type: ignore[index]
 
 
 def test_vllm_custom_prompts_have_the_request_lengths(tmp_path: Path) -> None:
     src = table()
     rows = lines(export(src, tmp_path / "c.jsonl", to="vllm-custom"))
-    assert [list(r) for r in rows] == [["prompt", "output_tokens"]] * src.height
+    assert [list(r) for r in rows] == [["prompt", "output_tokens", "failed"]] * src.height
+    assert [r["failed"] for r in rows] == src["failed"].to_list()
     prompts = [str(r["prompt"]) for r in rows]
     assert [count_fallback_tokens(p) for p in prompts] == src["input_tokens"].to_list()
     # a failed request (0 output tokens) asks for 1: servers reject max_tokens 0
@@ -87,6 +102,8 @@ def test_vllm_custom_with_a_tokenizer_is_exact(tmp_path: Path) -> None:
 def test_vllm_custom_option_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"only files named \*\.jsonl"):
         export(table(), tmp_path / "c.json", to="vllm-custom")
-    with pytest.raises(InputError, match="--tokenizer applies only to --to vllm-custom"):
+    with pytest.raises(
+        InputError, match="--tokenizer applies only to --to vllm-custom or guidellm"
+    ):
         export(table(), tmp_path / "m.jsonl", to="vllm-timed", tokenizer="gpt2")
     assert not list(tmp_path.iterdir())

@@ -130,10 +130,17 @@ def test_exports_read_back(tmp_path: Path) -> None:
     assert report.format == "burstgpt"
     assert report.variant == "v3 (8 columns)"
     assert back["arrival_s"].to_list() == pytest.approx(table["arrival_s"].to_list())
-    assert back.drop("arrival_s", "elapsed_s").equals(table.drop("arrival_s", "elapsed_s"))
+    # a failed request asks for 1 token (servers reject 0); 'Failed' keeps the mark
+    assert table["failed"].sum() > 0
+    assert back["failed"].equals(table["failed"])
+    assert back["output_tokens"].equals(table["output_tokens"].clip(1))
+    rest = ("arrival_s", "elapsed_s", "output_tokens")
+    assert back.drop(rest).equals(table.drop(rest))
     back, report = read_trace(export(table, tmp_path / "m.jsonl", to="mooncake"))
     assert report.format == "mooncake"
-    assert back["input_tokens"].equals(table["input_tokens"])
+    assert back["failed"].equals(table["failed"])
+    assert back["session_id"].equals(table["session_id"])
+    assert back["input_tokens"].equals(table["input_tokens"])  # per-turn inputs: no deltas
     assert np.allclose(back["arrival_s"].to_numpy(), table["arrival_s"].to_numpy(), atol=6e-4)
     blocks = back["hash_ids"].list.len().to_numpy()
     assert (blocks == -(-table["input_tokens"].to_numpy() // 512)).all()
