@@ -58,3 +58,26 @@ def test_bench_sees_the_engine_queue_and_refusals(tmp_path: Path) -> None:
     # two run at a time: the rest queue, so TTFT grows far past one 500-token prefill (~40 ms)
     assert s.metrics["ttft_s"].p50 > 0.2
     assert s.metrics["tpot_s"].p50 > 0.005
+
+
+def test_models_and_tokenize_report_the_engines_context_limit() -> None:
+    """A llama.cpp engine's slot context is the limit it refuses requests beyond, and
+    the server says so where vLLM does (``max_model_len``)."""
+    import urllib.request
+
+    import orjson
+
+    spec = EngineSpec(llamacpp={"slots": 2, "ctx": 2048})
+    with serve_in_thread(make_engine_app(spec.engine_only(), model="sim")) as url:
+        with urllib.request.urlopen(url + "/v1/models") as resp:
+            models = orjson.loads(resp.read())
+        req = urllib.request.Request(
+            url + "/tokenize",
+            data=orjson.dumps({"prompt": "a b c"}),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req) as resp:
+            tokenized = orjson.loads(resp.read())
+    assert models["data"][0]["max_model_len"] == 1024
+    assert tokenized["max_model_len"] == 1024

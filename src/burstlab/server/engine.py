@@ -138,7 +138,9 @@ def make_engine_app(
     """The OpenAI-compatible app of :func:`burstlab.server.app.make_app`, timed by
     ``engine`` running live, on the prompt lengths ``counter`` counts. ``lengths``
     draws the response length of requests that do not force one (default: ``eos``
-    tokens each); ``max_body`` caps a request body, in bytes."""
+    tokens each); ``max_body`` caps a request body, in bytes. ``/v1/models`` and
+    ``/tokenize`` report the engine's ``max_model_len`` (a llama.cpp slot's context;
+    null when the engine sets no limit), the limit it refuses requests beyond."""
     source = EngineSource(engine, time_scale)
     app = make_app(
         FixedTiming(eos=eos),
@@ -148,6 +150,7 @@ def make_engine_app(
         max_body=max_body,
         counter=counter,
         lengths=lengths,
+        max_model_len=engine.cfg.max_model_len,
     )
     app.on_startup.append(source.start)
     app.on_cleanup.append(source.stop)
