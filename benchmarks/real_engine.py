@@ -31,8 +31,17 @@ Then the simulator against the engine: ``calibrate`` fits the cost model to that
 server's prompt times in it), a ``llamacpp`` engine of the same slots and context simulates a
 *different* bursty workload (200 requests, Gamma(0.3) gaps, another seed), the same workload
 is replayed to the server, and the p50 and p99 of TTFT, TPOT, E2E and the queueing delay
-(the wait for a slot) are compared; the goal is 15% on each. GuideLLM and AIPerf are not run
-here.
+(the wait for a slot) are compared; the goal is 15% on each.
+
+With ``--aiperf PATH`` and ``--guidellm PATH`` (each peer's executable, installed in a venv of
+its own: ``pip install aiperf`` / ``pip install guidellm``), the first workload, exported as a
+Mooncake trace (``burstlab generate --to mooncake``), is replayed by each peer to a fresh
+``llama-server`` on its trace schedule (AIPerf ``--fixed-schedule``; GuideLLM's ``replay``
+profile with ``time_scale=0.001``, the trace being in milliseconds), with prompts built by the
+peer from the same vocabulary as the GGUF's (a Hugging Face tokenizer written beside it), and
+their TTFT p50/p99 are printed beside bench's and the server's own. Both peers load the
+tokenizer offline from a Hugging Face cache folder made for the run (AIPerf's trace converter
+reads local paths only from the cache when offline).
 
 Run: ``.venv/bin/python benchmarks/real_engine.py [--requests 300] [--duration 60]
 [--seed 0] [--out DIR] [--server PATH | --url URL]``. Needs the ``llamacpp`` extra (``gguf``, and
@@ -43,6 +52,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -57,11 +69,18 @@ from burstlab.bench.run import BenchConfig, bench
 from burstlab.bench.server_metrics import METRICS_FILE, read_server_metrics
 from burstlab.results.records import load_records
 from burstlab.results.rundir import RunDir
-from burstlab.server.llamacpp import TinyLlama, find_llama_server, llama_server, write_tiny_gguf
+from burstlab.server.llamacpp import (
+    TinyLlama,
+    find_llama_server,
+    hf_tokenizer_json,
+    llama_server,
+    write_tiny_gguf,
+)
 from burstlab.sim.calibrate import calibrate
 from burstlab.sim.simulate import simulate
 from burstlab.sim.spec import EngineSpec, LlamaCpp
 from burstlab.trace.schema import conform
+from burstlab.workload.exports import export
 
 SLOTS, CTX, THREADS = 4, 4096, 1
 
@@ -238,6 +257,122 @@ def simulate_against(calibration: Path, out: Path, seed: int, serve: Any) -> Non
         print(f"  {label:<10}{name:<5}{a:>10.4f}{b:>11.4f}{err:>+9.1%}{mark}")
 
 
+#: The Hugging Face id the peers load the tiny model's tokenizer by (from a cache folder).
+PEER_TOKENIZER = "burstlab/tiny-llama"
+
+
+def peer_tokenizer_cache(root: Path) -> Path:
+    """A Hugging Face cache folder (``HF_HOME``) holding the GGUF's vocabulary as the model
+    :data:`PEER_TOKENIZER` (AIPerf loads it offline by name); returns the snapshot folder
+    (GuideLLM loads it by path)."""
+    revision = "0" * 40
+    repo = root / "hub" / ("models--" + PEER_TOKENIZER.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    (snapshot / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json()))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": 1_000_000,
+        "bos_token": "<|bos|>",
+        "eos_token": "<|eos|>",
+        "clean_up_tokenization_spaces": False,
+    }
+    (snapshot / "tokenizer_config.json").write_text(json.dumps(config))
+    return snapshot
+
+
+def served_model(url: str) -> str:
+    """The first model id the server lists (what the peers must name)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/v1/models", timeout=10) as resp:
+        return str(json.loads(resp.read())["data"][0]["id"])
+
+
+def peer_command(
+    tool: str, exe: str, url: str, trace: Path, out: Path, *, tokenizer: Path
+) -> list[str]:
+    """The peer's command line replaying the Mooncake ``trace`` on its schedule, streaming
+    completions of forced length (both send ``ignore_eos``), results under ``out``;
+    ``tokenizer`` is the folder :func:`peer_tokenizer_cache` made."""
+    model = served_model(url)
+    if tool == "aiperf":
+        return [
+            exe, "profile", "--model", model, "--url", url, "--endpoint-type", "completions",
+            "--streaming", "--input-file", str(trace), "--custom-dataset-type",
+            "mooncake_trace", "--fixed-schedule", "--tokenizer", PEER_TOKENIZER,
+            "--extra-inputs", "ignore_eos:true", "--use-server-token-count",
+            "--artifact-dir", str(out), "--ui-type", "none",
+        ]  # fmt: skip
+    return [
+        exe, "run",
+        "--backend", f"kind=openai_http,target={url},model={model},"
+        "request_format=/v1/completions",
+        "--profile", "kind=replay,time_scale=0.001,schedule_turn=timestamp",
+        "--data", f"kind=mooncake,source.kind=json_file,source.path={trace}",
+        "--tokenizer", f"kind=huggingface_auto,model={tokenizer}",
+        "--output", f"kind=json,path={out / 'benchmarks.json'}",
+        "--disable-console-interactive",
+    ]  # fmt: skip
+
+
+def peer_figures(tool: str, out: Path) -> dict[str, float]:
+    """TTFT p50 and p99 (ms), requests measured and mean prompt tokens, from the peer's
+    own result file."""
+    if tool == "aiperf":
+        data = json.loads((out / "profile_export_aiperf.json").read_text())
+        ttft, isl = data["time_to_first_token"], data["input_sequence_length"]
+        return {"n": ttft["count"], "p50": ttft["p50"], "p99": ttft["p99"], "isl": isl["avg"]}
+    metrics = json.loads((out / "benchmarks.json").read_text())["benchmarks"][0]["metrics"]
+    ttft = metrics["time_to_first_token_ms"]["successful"]
+    isl = metrics["prompt_token_count"]["successful"]
+    return {
+        "n": ttft["count"],
+        "p50": ttft["percentiles"]["p50"],
+        "p99": ttft["percentiles"]["p99"],
+        "isl": isl["mean"],
+    }
+
+
+def run_peers(
+    peers: dict[str, str], workload: pl.DataFrame, run_dir: Path, tmp: Path, serve: Any
+) -> None:
+    """Replay ``workload`` with each peer to a fresh server (``serve()``) and print their
+    TTFT beside bench's (the run in ``run_dir``) and the server's own account."""
+    trace = export(workload, tmp / "trace.jsonl", to="mooncake")
+    tokenizer = peer_tokenizer_cache(tmp / "hf")
+    env = dict(os.environ, HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1")
+    ok = load_records(run_dir).filter(pl.col("outcome") == "ok")
+    ttft_ms = ok["ttft_s"].drop_nulls() * 1e3
+    server_ms = ok["server_first_ms"].fill_null(ok["server_prompt_ms"]).drop_nulls()
+    rows = [
+        ("bench", ttft_ms.len(), float(ok["input_tokens_achieved"].mean() or 0.0),
+         ttft_ms.quantile(0.5, "linear"), ttft_ms.quantile(0.99, "linear")),
+        ("server (slot to 1st token)", server_ms.len(), float("nan"),
+         server_ms.quantile(0.5, "linear"), server_ms.quantile(0.99, "linear")),
+    ]  # fmt: skip
+    for tool, exe in peers.items():
+        out = tmp / tool
+        with serve() as url:
+            done = subprocess.run(
+                peer_command(tool, exe, url, trace, out, tokenizer=tokenizer),
+                env=env, capture_output=True, text=True, timeout=1800, check=False,
+            )  # fmt: skip
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+            print(f"{tool} failed (exit {done.returncode}): {' | '.join(tail)}")
+            continue
+        f = peer_figures(tool, out)
+        rows.append((tool, int(f["n"]), f["isl"], f["p50"], f["p99"]))
+    print(
+        f"TTFT by client on the same workload ({workload.height} requests, mean input "
+        f"{workload['input_tokens'].mean():.1f} tokens), ms:"
+    )
+    print(f"  {'client':<28}{'n':>5}{'mean input':>12}{'p50':>10}{'p99':>10}")
+    for name, n, isl, p50, p99 in rows:
+        print(f"  {name:<28}{n:>5}{isl:>12.1f}{p50 or 0.0:>10.2f}{p99 or 0.0:>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -258,7 +393,10 @@ def main() -> None:
         action="store_false",
         help="skip calibrating the simulator on the run and comparing it on a second one",
     )
+    parser.add_argument("--aiperf", default=None, help="AIPerf's executable: run it too")
+    parser.add_argument("--guidellm", default=None, help="GuideLLM's executable: run it too")
     args = parser.parse_args()
+    peers = {k: v for k, v in (("aiperf", args.aiperf), ("guidellm", args.guidellm)) if v}
     workload = bursty_workload(args.requests, args.duration, args.seed)
     if args.url is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -266,8 +404,11 @@ def main() -> None:
             print(f"GET /health round trip (reference): median {health_rtt_ms(args.url):.3f} ms")
             run_dir = replay(args.url, workload, args.out or Path(tmp) / "run")
             _print(account(run_dir))
-            if args.simulate:  # the same server: restart it by hand to empty its caches
-                here = contextlib.nullcontext(args.url)
+            # The same server throughout: restart it by hand to empty its caches.
+            here = contextlib.nullcontext(args.url)
+            if peers:
+                run_peers(peers, workload, run_dir, Path(tmp), lambda: here)
+            if args.simulate:
                 simulate_against(run_dir, Path(tmp), args.seed, lambda: here)
         return
     binary = find_llama_server(args.server)
@@ -290,6 +431,8 @@ def main() -> None:
             print(f"GET /health round trip (reference): median {health_rtt_ms(url):.3f} ms")
             run_dir = replay(url, workload, out)
         _print(account(run_dir))
+        if peers:
+            run_peers(peers, workload, run_dir, Path(tmp), serve)
         if args.simulate:
             simulate_against(run_dir, Path(tmp), args.seed, serve)
 
