@@ -1,9 +1,11 @@
 """bench with a ShareGPT-format prompt pool against ``burstlab serve --tokenizer``: every
 request is sent a real pool prompt, the nearest in length, and the length bench records
-is the one the server reports (usage.prompt_tokens), for completions and for chat."""
+is the one the server reports (usage.prompt_tokens), for completions and for chat, and
+behind a proxy that applies a chat template (as vLLM does) for chat sessions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +134,93 @@ def test_pool_size_and_seed_choose_the_prompts(
     assert len(set(first)) <= 5
     assert set(first) <= set(texts.values())
     assert first != other
+
+
+def _render(messages: list[dict[str, str]]) -> str:
+    """The chat template of :data:`TEMPLATE`, written out in Python (the server's side)."""
+    body = "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in messages)
+    return f"<|bos|>{body}<|assistant|>\n"
+
+
+#: The same template in jinja2, as a model's tokenizer_config.json carries it.
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@contextlib.contextmanager
+def templating_proxy(upstream: str, *, tokenize_messages: bool) -> Iterator[str]:
+    """A server that applies a chat template, as vLLM does: in front of ``burstlab
+    serve`` (which applies none), it renders a chat's messages into one message
+    holding the templated text, so the prompt the server counts is the template's
+    tokens and the contents'. Its /tokenize takes messages (vLLM's) unless
+    ``tokenize_messages`` is False (llama-server's, which refuses them)."""
+    import aiohttp
+    from aiohttp import web
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if "messages" in body:
+            if request.path == "/tokenize" and not tokenize_messages:
+                return web.json_response({"error": "no messages here"}, status=400)
+            body["messages"] = [{"role": "user", "content": _render(body["messages"])}]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(upstream + request.path, json=body) as up,
+        ):
+            out = web.StreamResponse(status=up.status)
+            out.content_type = up.content_type
+            await out.prepare(request)
+            async for chunk in up.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "burstlab-fixed"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", forward)
+    app.router.add_post("/tokenize", forward)
+    app.router.add_get("/v1/models", models)
+    with serve_in_thread(app) as url:
+        yield url
+
+
+@pytest.mark.parametrize("source", ["server", "tokenizer_config"])
+def test_a_chat_template_is_counted(
+    source: str, url: str, tokenizer_file: Path, tmp_path: Path
+) -> None:
+    """Against a server that applies a chat template, requested and achieved lengths
+    agree: the template's tokens are measured from its /tokenize on messages, or (when
+    it takes none) from the chat_template beside the tokenizer. Sessions included."""
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(tokenizer_file.read_bytes())
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": TEMPLATE, "bos_token": "<|bos|>"})
+    )
+    sessions: list[str | None] = [None, None, "a", "b"] * (len(LENGTHS) // 4) + [None, None]
+    with templating_proxy(url, tokenize_messages=source == "server") as proxy:
+        config = BenchConfig(url=proxy, api="chat", prompts=str(POOL), tokenizer=str(folder))
+        result = bench(_workload(sessions), config, tmp_path / "run")
+    assert result.summary.counts.ok == len(LENGTHS)
+    table = load_records(tmp_path / "run")
+    assert table.filter(pl.col("turn") > 0).height > 0
+    assert (table["input_tokens_achieved"] == table["input_tokens"]).all(), table.select(
+        "turn", "input_tokens", "input_tokens_achieved"
+    )
+    # a first turn is its pool prompt and the template's tokens around one message
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    text = "any words at all"
+    rendered = _render([{"role": "user", "content": text}])
+    template = len(tok.encode(rendered, add_special_tokens=False).ids) - len(
+        tok.encode(text, add_special_tokens=False).ids
+    )
+    assert template > 1
+    firsts = table.filter(pl.col("turn").is_null() | (pl.col("turn") == 0))
+    counts = set(_pool_texts(tokenizer_file).values())
+    assert {n - template for n in firsts["input_tokens"].to_list()} <= counts
