@@ -97,6 +97,21 @@ def test_vllm_exports(tmp_path: Path, data_dir: Path) -> None:
         assert "Traceback" not in out.stderr
 
 
+def test_exports_say_failed_rows_ask_for_one_token(tmp_path: Path, data_dir: Path) -> None:
+    source = str(data_dir / "burstgpt_v3.csv")  # one failed request (0 response tokens)
+    said = "1 failed requests (0 output tokens) are written as requests for 1 token"
+    for to, name in (("guidellm", "g.jsonl"), ("mooncake", "m.jsonl"), ("burstgpt", "b.csv")):
+        out = run("generate", source, "--to", to, "-o", str(tmp_path / name))
+        assert out.returncode == 0, out.stderr
+        assert said in out.stdout
+    rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert [r["failed"] for r in rows].count(True) == 1
+    assert min(r["output_tokens_count"] for r in rows) == 1
+    native = run("generate", source, "-o", str(tmp_path / "w.parquet"))
+    assert native.returncode == 0, native.stderr
+    assert said not in native.stdout  # burstlab's own table keeps the 0 and the flag
+
+
 def test_bad_generate_options(tmp_path: Path) -> None:
     for args, message in [
         (["--rps", "0"], "--rps: Input should be greater than 0"),
