@@ -22,7 +22,14 @@ What it does
    held and the first failed rate. Once with one process, pinned to CPU 0; once
    with ``BenchConfig(workers=2)``: the two worker processes (and their mostly
    idle parent) may run on both cores, so they share CPU 1 with the server
-   (there is no third core); the server's CPU share is printed per step.
+   (there is no third core); the server's CPU share is printed per step. Once
+   with ``BenchConfig(executor="ray", workers=2)`` on a local Ray started in the
+   step's process with ``ray.init(num_cpus=2)``: two actors of one core each,
+   the Ray executor's whole path (placement, clock offsets, ``t0`` sent per
+   node, records streamed to the driver) on one machine; its CPU counts Ray's
+   own processes (GCS, raylet, the actors), which are the step's descendants.
+   The clock offset measured for each node (and its round trip, drift and the
+   start spread) is printed under each step.
 3. If GuideLLM can run (``--guidellm PATH``, default ``guidellm`` on PATH), runs
    its client against the same server, pinned to CPU 0 like burstlab's single
    process, with a constant profile at the same kind of ladder (from 100 req/s):
@@ -84,6 +91,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import importlib.util
 import itertools
 import json
 import math
@@ -108,6 +116,7 @@ DEFAULT_RATES = "500,1000,2000,3000,4000,5000,6000,7000,8000"
 DEFAULT_WORKER_RATES = "1000,2000,4000,5000,6000,7000,8000,10000"
 GUIDELLM_RATES = "100,250,500,1000,2000,3000,4000,5000"
 GUIDELLM_SAMPLE = 5000
+RAY = "burstlab, --executor ray (2 actors)"
 
 
 # --- 1. the server: raw asyncio.Protocol on uvloop, pre-built SSE bytes --------------------------
@@ -551,7 +560,14 @@ def _lag_stats(lag: Any, scheduled: int) -> dict[str, float]:
 
 
 def measure_burstlab(
-    url: str, rate: float, seconds: float, *, workers: int, tokens: int, plain: bool
+    url: str,
+    rate: float,
+    seconds: float,
+    *,
+    workers: int,
+    tokens: int,
+    plain: bool,
+    executor: str = "process",
 ) -> dict[str, Any]:
     """One constant-rate run of burstlab's client in this (fresh) process. Counts, lag
     and the achieved rate come from the run's records; burstlab's own client-bound
@@ -566,7 +582,11 @@ def measure_burstlab(
         _plain_sleep_until()
     n = max(2, round(rate * seconds))
     table = workload(n, rate, tokens)
-    config = BenchConfig(url=url, model="m", backend="vllm", workers=workers)
+    if executor == "ray":
+        import ray
+
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    config = BenchConfig(url=url, model="m", backend="vllm", workers=workers, executor=executor)
     with tempfile.TemporaryDirectory(prefix="burstlab-capacity-") as tmp:
         run_dir = Path(tmp) / "run"
         result = bench(table, config, run_dir)
@@ -596,6 +616,7 @@ def measure_burstlab(
         "failures": dict(collections.Counter(kinds.to_list())),
         "ttft_p50_s": (ok["first_s"] - ok["sent_s"]).median(),
         "own": summary.client.model_dump(),
+        "cluster": manifest.cluster.model_dump() if manifest.cluster is not None else None,
     }
 
 
@@ -702,6 +723,7 @@ class Client:
     cpus: set[int]
     workers: int = 1
     plain: bool = False
+    executor: str = "process"
     exe: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -729,7 +751,8 @@ def run_step(
     env = {**os.environ, **client.env}
     if client.kind == "burstlab":
         cmd = [sys.executable, __file__, "--measure", server.url, repr(rate), repr(seconds),
-               str(client.workers), str(tokens), "1" if client.plain else "0"]  # fmt: skip
+               str(client.workers), str(tokens), "1" if client.plain else "0",
+               client.executor]  # fmt: skip
         report = None
     else:
         assert client.exe is not None
@@ -818,6 +841,25 @@ def print_row(r: dict[str, Any], note: str = "") -> None:
         f"{r['ok']:>7} {r['failed'] + r['unsent']:>6} {us:>10} {cores:>5} {srv:>6} {other:>5}  "
         f"{verdict}{note}"
     )
+    if r.get("cluster"):
+        print(f"{'':>7}  {clock_line(r['cluster'])}")
+
+
+def clock_line(cluster: dict[str, Any]) -> str:
+    """The Ray run's clocks: each node's offset from the driver (± half the best
+    probe's round trip) and drift over the run, and the actors' start spread."""
+    parts = []
+    for n in cluster["nodes"]:
+        drift = n.get("drift_s")
+        parts.append(
+            f"node {n['node']} (actors {','.join(map(str, n['actors']))}) clock offset "
+            f"{n['offset_s'] * 1e3:+.3f} ms ± {n['rtt_s'] / 2 * 1e3:.3f} ms"
+            + (f", drift {drift * 1e3:+.3f} ms" if drift is not None else "")
+        )
+    spread = cluster.get("start_spread_s")
+    if spread is not None:
+        parts.append(f"starts spread {spread * 1e3:.2f} ms")
+    return "; ".join(parts)
 
 
 def measure(
@@ -951,6 +993,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_guidellm:
         exe, gl_note = guidellm_usable(args.guidellm)
     print(f"guidellm: {exe} {gl_note}" if exe else f"guidellm: skipped: {gl_note}")
+    if not args.no_ray and importlib.util.find_spec("ray") is None:
+        print("ray: skipped: not installed (pip install 'burstlab[ray]')")
+        args.no_ray = True
 
     clients = [Client("burstlab, 1 process", "burstlab", {CLIENT_CPU})]
     if args.diagnose_spin:
@@ -959,6 +1004,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                    plain=True)
         )  # fmt: skip
     clients.append(Client("burstlab, --workers 2", "burstlab", {CLIENT_CPU, SERVER_CPU}, workers=2))
+    if not args.no_ray:
+        clients.append(Client(RAY, "burstlab", {CLIENT_CPU, SERVER_CPU}, workers=2, executor="ray"))
     if exe is not None:
         clients += [
             Client("guidellm, default workers", "guidellm", {CLIENT_CPU}, exe=exe),
@@ -972,6 +1019,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             for client in clients:
                 if client.kind == "guidellm":
                     rates = args.guidellm_rates
+                elif client.executor == "ray":
+                    rates = args.ray_rates
                 elif client.workers > 1:
                     rates = args.workers_rates
                 else:
@@ -1030,6 +1079,16 @@ def report(summary: dict[str, Any]) -> None:
         f"<= 5 ms and >= 99% on time ({'none' if one is None else f'{one:,.0f} req/s'})"
     )
     print(f"info  --workers 2: {'none' if two is None else f'{two:,.0f} req/s'}")
+    if RAY in results:
+        ray_held = results[RAY]["held_rps"]
+        ratio = f", {ray_held / one:.2f}x one process" if ray_held and one else ""
+        print(f"info  --executor ray (2 actors): "
+              f"{'none' if ray_held is None else f'{ray_held:,.0f} req/s'}{ratio}")  # fmt: skip
+        held = [s for s in results[RAY]["steps"] if s.get("held") and s.get("cluster")]
+        if held:
+            print(
+                f"info  Ray clocks at {held[-1]['rate']:g} req/s: {clock_line(held[-1]['cluster'])}"
+            )
     summary["goal"] = {"target_rps": GOAL_RPS, "held_rps": one, "pass": ok}
 
 
@@ -1056,6 +1115,13 @@ def main() -> None:
         default=_rates(GUIDELLM_RATES),
         help=f"guidellm ladder (default {GUIDELLM_RATES})",
     )
+    parser.add_argument(
+        "--ray-rates",
+        type=_rates,
+        default=_rates(DEFAULT_WORKER_RATES),
+        help=f"Ray executor ladder (default {DEFAULT_WORKER_RATES})",
+    )
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor's ladder")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after the ladder")
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds of load per step")
     parser.add_argument("--ttft-ms", type=float, default=1.0, help="server TTFT, ms")
@@ -1077,13 +1143,13 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--measure", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()  # fmt: skip
     if args.serve:
         serve(args.port, args.ttft_ms / 1e3, args.tokens, args.cpu)
         return
     if args.measure:
-        url, rate, seconds, workers, tokens, plain = args.measure
+        url, rate, seconds, workers, tokens, plain, executor = args.measure
         result = measure_burstlab(
             url,
             float(rate),
@@ -1091,6 +1157,7 @@ def main() -> None:
             workers=int(workers),
             tokens=int(tokens),
             plain=plain == "1",
+            executor=executor,
         )
         print(json.dumps(result))
         return
