@@ -461,6 +461,8 @@ def _start(
         a.run = a.handle.run.remote(table_ref, a.node)
     _wait(lambda: _all_ready(ray, driver), stop, "the actors to get ready")
     nodes = _clocks(ray, driver.actors)
+    if not nodes:
+        raise BurstlabError("no Ray actor answered the clock probe")
     lead = max(LEAD_S, 10 * max(c.rtt_s for c in nodes.values()))
     t0_wall = time.time_ns() + int(lead * 1e9)
     driver.t0_perf_ns = time.perf_counter_ns() + int(lead * 1e9)
@@ -475,7 +477,13 @@ def _start(
     )
     driver.forward()  # a stop that came meanwhile: the actors apply it before any send
     offsets = {c.node: int(c.offset_s * 1e9) for c in nodes.values()}
-    starts = [a.handle.start.remote(t0_wall + offsets[a.node]) for a in driver.actors]
+    for a in driver.actors:
+        if a.node not in offsets:
+            driver.lose(a, ConnectionError(f"no actor on node {a.node} answered the clock probe"))
+    starts = [
+        a.handle.start.remote(t0_wall + offsets[a.node]) if a.node in offsets else None
+        for a in driver.actors
+    ]
     return _gather(ray, driver, starts), nodes, info
 
 
@@ -532,40 +540,46 @@ def _all_ready(ray: Any, driver: _Driver) -> bool:
 
 
 def _clocks(ray: Any, actors: list[_Actor], probes: int = PROBES) -> dict[str, NodeClock]:
-    """Each node's wall-clock offset from the driver's: of ``probes`` round trips
-    per actor, the one with the shortest round trip, its reply taken as read at
-    the round trip's midpoint (NTP's estimate, right to within half the trip)."""
-    best: dict[str, tuple[int, int]] = {}  # node -> (rtt, offset), ns
-    for a in actors:
-        for _ in range(probes):
-            sent = time.time_ns()
-            remote = ray.get(a.handle.clock.remote())
-            back = time.time_ns()
-            rtt, offset = back - sent, remote - (sent + back) // 2
-            if a.node not in best or rtt < best[a.node][0]:
-                best[a.node] = (rtt, offset)
+    """Each node's wall-clock offset from the driver's, asked of one of its actors
+    (they share the node's clock): of ``probes`` round trips, the one with the
+    shortest, its reply taken as read at the round trip's midpoint (NTP's estimate,
+    right to within half the trip). A node none of whose actors answers is left out."""
     out: dict[str, NodeClock] = {}
     for a in actors:
-        rtt, offset = best[a.node]
-        if a.node not in out:
-            out[a.node] = NodeClock(
-                node=a.node,
-                node_id=a.info["node_id"],
-                address=a.info["address"],
-                hostname=a.info["hostname"],
-                actors=[],
-                offset_s=offset / 1e9,
-                rtt_s=rtt / 1e9,
-            )
-        out[a.node].actors.append(a.k)
+        if a.node in out:
+            out[a.node].actors.append(a.k)
+            continue
+        best: tuple[int, int] | None = None  # (rtt, offset), ns
+        try:
+            for _ in range(probes):
+                sent = time.time_ns()
+                remote = ray.get(a.handle.clock.remote())
+                back = time.time_ns()
+                if best is None or back - sent < best[0]:
+                    best = (back - sent, remote - (sent + back) // 2)
+        except ray.exceptions.RayActorError:
+            continue  # the node's next actor is asked
+        assert best is not None
+        out[a.node] = NodeClock(
+            node=a.node,
+            node_id=a.info["node_id"],
+            address=a.info["address"],
+            hostname=a.info["hostname"],
+            actors=[a.k],
+            offset_s=best[1] / 1e9,
+            rtt_s=best[0] / 1e9,
+        )
     return out
 
 
 def _gather(ray: Any, driver: _Driver, refs: list[Any]) -> list[float | None]:
-    """The answers of one call per actor; None (and the actor marked lost) where
-    the actor died."""
+    """The answers of one call per actor (None: no call); None (and the actor
+    marked lost) where the actor died."""
     answers: list[float | None] = []
     for a, ref in zip(driver.actors, refs, strict=True):
+        if ref is None:
+            answers.append(None)
+            continue
         try:
             answers.append(ray.get(ref))
         except ray.exceptions.RayActorError as exc:
