@@ -62,6 +62,7 @@ class ServerCounter:
 
     name = "the server's /tokenize"
     exact = True
+    identity: str | None = None  # a server may change between runs: never kept
 
     def __init__(
         self, url: str, headers: dict[str, str], *, insecure: bool, timeout_s: float

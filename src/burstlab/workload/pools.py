@@ -29,7 +29,10 @@ template), so ``Prompt.tokens`` is what the server counts.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +41,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
+from burstlab.core.dirs import cache_dir
 from burstlab.core.errors import InputError
+from burstlab.core.files import atomic_file
 from burstlab.workload.prompts import Prompt, count_fallback_tokens
 
 if TYPE_CHECKING:
@@ -203,6 +208,9 @@ class TokenCounter(Protocol):
     name: str
     #: Whether the count is the target's own (else an estimate).
     exact: bool
+    #: What names the counter's counts for good (a hash of the tokenizer), so they
+    #: may be kept on disk between runs; None: counts are not kept.
+    identity: str | None
 
     def count(self, texts: Sequence[str]) -> NDArray[np.int64]:
         """Tokens of each text."""
@@ -215,6 +223,7 @@ class WordCounter:
 
     name = "whitespace words (an estimate: no --tokenizer)"
     exact = False
+    identity: str | None = None  # as fast to count again as to read
 
     def count(self, texts: Sequence[str]) -> NDArray[np.int64]:
         return np.fromiter((count_fallback_tokens(t) for t in texts), np.int64, len(texts))
@@ -228,6 +237,8 @@ class TokenizerCounter:
     def __init__(self, tokenizer: Tokenizer, name: str) -> None:
         self.tokenizer = tokenizer
         self.name = name
+        digest = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+        self.identity: str | None = f"tokenizer:{digest}"
 
     def count(self, texts: Sequence[str]) -> NDArray[np.int64]:
         encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
@@ -299,13 +310,91 @@ def load_pool(
     keep = sample_indices(len(pool_file.texts), pool_size, seed)
     texts = tuple(pool_file.texts[i] for i in keep.tolist())
     sources = tuple(pool_file.sources[i] for i in keep.tolist())
-    lengths = np.asarray(counter.count(texts), dtype=np.int64)
+    stored = _stored_counts(path, pool_size, seed, counter.identity)
+    lengths = _read_counts(stored, len(texts)) if stored is not None else None
+    if lengths is None:
+        lengths = np.asarray(counter.count(texts), dtype=np.int64)
+        if stored is not None:
+            _write_counts(stored, lengths)
     pool = PromptPool(
         str(path), texts, sources, lengths, counter.name, counter.exact, len(pool_file.texts)
     )
     if cache_key is not None:
         _pools[key] = pool
     return pool
+
+
+@dataclass(frozen=True, slots=True)
+class _LengthIndex:
+    """A pool's prompts sorted by length (equal lengths in a seeded order): the
+    distinct lengths, where each starts in ``order`` and how many share it; as
+    numpy arrays for batches and as lists for one request at a time."""
+
+    order: NDArray[np.intp]
+    unique: NDArray[np.int64]
+    first: NDArray[np.intp]
+    counts: NDArray[np.intp]
+    order_list: list[int]
+    unique_list: list[int]
+    first_list: list[int]
+    counts_list: list[int]
+
+    @classmethod
+    def build(cls, lengths: NDArray[np.int64], seed: int) -> _LengthIndex:
+        tiebreak = np.random.default_rng(seed).permutation(lengths.size)
+        order = np.lexsort((tiebreak, lengths)).astype(np.intp)
+        unique, first, counts = np.unique(lengths[order], return_index=True, return_counts=True)
+        return cls(
+            order,
+            unique.astype(np.int64),
+            first.astype(np.intp),
+            counts.astype(np.intp),
+            order.tolist(),
+            unique.tolist(),
+            first.tolist(),
+            counts.tolist(),
+        )
+
+
+#: Where counted pools are kept between runs, under :func:`~burstlab.core.dirs.cache_dir`.
+COUNTS_DIR = "pools"
+
+
+def _stored_counts(
+    path: str | Path, pool_size: int | None, seed: int, identity: str | None
+) -> Path | None:
+    """The cache file of a pool's counts: named by the pool file (resolved path, size,
+    modification time), the draw and the counter's identity; None when the counter
+    has none. Counting a large pool (ShareGPT's 90k conversations) takes minutes;
+    reading the counts back, milliseconds, in every worker and every later run."""
+    if identity is None:
+        return None
+    try:
+        st = Path(path).resolve().stat()
+    except OSError:
+        return None
+    key = orjson.dumps(
+        [str(Path(path).resolve()), st.st_size, st.st_mtime_ns, pool_size, seed, identity]
+    )
+    return cache_dir() / COUNTS_DIR / f"{hashlib.sha256(key).hexdigest()[:32]}.npy"
+
+
+def _read_counts(stored: Path, size: int) -> NDArray[np.int64] | None:
+    """Counts kept by :func:`_write_counts`, or None if absent or not of this pool."""
+    try:
+        lengths = np.load(stored, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if lengths.shape != (size,) or lengths.dtype != np.int64:
+        return None
+    result: NDArray[np.int64] = lengths
+    return result
+
+
+def _write_counts(stored: Path, lengths: NDArray[np.int64]) -> None:
+    """Keep counts for later runs; a cache that cannot be written is skipped."""
+    with contextlib.suppress(OSError), atomic_file(stored) as out:
+        np.save(out, lengths, allow_pickle=False)
 
 
 class PoolSynth:
@@ -331,6 +420,7 @@ class PoolSynth:
         seed: int = 0,
         overhead_how: str = "",
         reply_counter: TokenCounter | None = None,
+        _index: _LengthIndex | None = None,
     ) -> None:
         if pool.size == 0:
             raise InputError("the prompt pool is empty", path=pool.path)
@@ -338,30 +428,28 @@ class PoolSynth:
         self.overhead = overhead
         self.exact = pool.exact if exact is None else exact
         self._followup_overhead = overhead if followup_overhead is None else followup_overhead
-        # Sorted by length; equal lengths in an order shuffled by the seed.
-        tiebreak = np.random.default_rng(seed).permutation(pool.size)
-        self._order = np.lexsort((tiebreak, pool.lengths))
-        sorted_lengths = pool.lengths[self._order]
-        self._unique, self._first, self._counts = np.unique(
-            sorted_lengths, return_index=True, return_counts=True
-        )
+        self._index = _index or _LengthIndex.build(pool.lengths, seed)
         self._seed = seed
         self._how = overhead_how
         self._reply_counter = reply_counter
+        self._followup: PoolSynth | None = None
 
     @property
     def followup(self) -> PoolSynth:
         """The synth of a chat's later turns (another template overhead)."""
         if self._followup_overhead == self.overhead:
             return self
-        return PoolSynth(
-            self.pool,
-            overhead=self._followup_overhead,
-            exact=self.exact,
-            seed=self._seed,
-            overhead_how=self._how,
-            reply_counter=self._reply_counter,
-        )
+        if self._followup is None:
+            self._followup = PoolSynth(
+                self.pool,
+                overhead=self._followup_overhead,
+                exact=self.exact,
+                seed=self._seed,
+                overhead_how=self._how,
+                reply_counter=self._reply_counter,
+                _index=self._index,
+            )
+        return self._followup
 
     def reply_tokens(self, text: str, reported: int) -> int:
         """Tokens a chat reply adds to the next turn's history: ``text`` counted by
@@ -376,23 +464,32 @@ class PoolSynth:
     ) -> NDArray[np.intp]:
         """Pool indices of the prompts for requests of ``n_tokens`` (each with its
         ``key``): nearest in count plus overhead, shorter on a tie."""
+        ix = self._index
         want = np.asarray(n_tokens, dtype=np.int64) - self.overhead
         keys_arr = np.asarray(keys, dtype=np.int64)
-        u = self._unique
-        right = np.clip(np.searchsorted(u, want, side="left"), 0, u.size - 1)
-        left = np.clip(right - 1, 0, u.size - 1)
+        u = ix.unique
+        right = np.minimum(np.searchsorted(u, want, side="left"), u.size - 1)
+        left = np.maximum(right - 1, 0)
         use_right = np.abs(u[right] - want) < np.abs(want - u[left])
         j = np.where(use_right, right, left)
-        offset = self._first[j] + np.mod(keys_arr, self._counts[j])
-        result: NDArray[np.intp] = self._order[offset].astype(np.intp)
+        offset = ix.first[j] + np.mod(keys_arr, ix.counts[j])
+        result: NDArray[np.intp] = ix.order[offset].astype(np.intp)
         return result
 
     def build(self, n_tokens: int, key: int, hash_ids: Sequence[int] | None = None) -> Prompt:  # noqa: ARG002 - see the class docstring
         """The pool prompt nearest ``n_tokens``; see :meth:`PromptSynth.build`."""
         if n_tokens < 0:
             raise ValueError(f"a prompt cannot have {n_tokens} tokens")
-        i = int(self.match([n_tokens], [key])[0])
-        tokens = int(self.pool.lengths[i]) + self.overhead
+        # One request: the same choice as :meth:`match`, by bisection on plain lists
+        # (a few microseconds; numpy's per-call overhead is ten times that).
+        ix = self._index
+        want = n_tokens - self.overhead
+        right = min(bisect.bisect_left(ix.unique_list, want), len(ix.unique_list) - 1)
+        left = max(right - 1, 0)
+        u = ix.unique_list
+        j = right if abs(u[right] - want) < abs(want - u[left]) else left
+        i = ix.order_list[ix.first_list[j] + key % ix.counts_list[j]]
+        tokens = u[j] + self.overhead
         return Prompt(self.pool.texts[i], None, tokens, exact=self.exact)
 
     def describe(self) -> str:

@@ -3,6 +3,7 @@ column, record and field), the seeded draw, and nearest-length matching."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,26 @@ def test_match_is_the_nearest(lengths: list[int], wants: list[int], overhead: in
             assert want - best - overhead not in lengths
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 300), min_size=1, max_size=40),
+    wants=st.lists(st.integers(0, 700), min_size=1, max_size=20),
+    overhead=st.integers(0, 30),
+    seed=st.integers(0, 5),
+)
+def test_one_request_gets_what_a_batch_gets(
+    lengths: list[int], wants: list[int], overhead: int, seed: int
+) -> None:
+    """build (bisection, one request) and match (numpy, a batch) choose alike."""
+    synth = PoolSynth(_pool(lengths), overhead=overhead, seed=seed)
+    keys = [3 * k + 1 for k in range(len(wants))]
+    batch = synth.match(wants, keys).tolist()
+    for want, key, i in zip(wants, keys, batch, strict=True):
+        prompt = synth.build(want, key)
+        assert prompt.text == f"prompt {i}"
+        assert prompt.tokens == lengths[i] + overhead
+
+
 def test_word_counts_are_marked_inexact() -> None:
     pool = load_pool(DATA / "sharegpt_small.jsonl", WordCounter())
     synth = PoolSynth(pool)
@@ -247,3 +268,41 @@ def test_chat_template_beside_a_tokenizer(tmp_path: Path) -> None:
     assert bad is not None
     with pytest.raises(InputError, match="chat_template: no"):
         bad([{"role": "user", "content": "hi"}])
+
+
+class _Counting:
+    """A counter that counts words and how often it was asked."""
+
+    name = "counting words"
+    exact = True
+
+    def __init__(self, identity: str | None) -> None:
+        self.identity = identity
+        self.calls = 0
+
+    def count(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        return WordCounter().count(texts)
+
+
+def test_counts_are_kept_on_disk_between_runs(tmp_path: Path) -> None:
+    """A counter with an identity (a tokenizer's hash) is asked once per pool, draw and
+    file version, in any process; one without is asked every time."""
+    pool = tmp_path / "p.jsonl"
+    pool.write_text('{"prompt": "a b c"}\n{"prompt": "d e"}\n{"prompt": "f"}\n')
+    kept = _Counting("tokenizer:abc")
+    first = load_pool(pool, kept)
+    again = load_pool(pool, kept)  # no process cache_key: read back from disk
+    assert kept.calls == 1
+    assert again.lengths.tolist() == first.lengths.tolist() == [3, 2, 1]
+    load_pool(pool, kept, pool_size=2, seed=1)  # another draw: counted
+    assert kept.calls == 2
+    load_pool(pool, _Counting("tokenizer:other"))  # another tokenizer: counted
+    pool.write_text('{"prompt": "a b c d"}\n{"prompt": "d e"}\n{"prompt": "f"}\n')
+    changed = load_pool(pool, kept)  # the file changed (size, time): counted again
+    assert kept.calls == 3
+    assert changed.lengths.tolist() == [4, 2, 1]
+    never = _Counting(None)
+    load_pool(pool, never)
+    load_pool(pool, never)
+    assert never.calls == 2
