@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -83,6 +84,21 @@ def apply_filters(table: pl.DataFrame, filters: Filters) -> pl.DataFrame:
     return out
 
 
+#: The parts :func:`analyze` computes, in order: what its ``progress`` is told.
+ANALYSIS_PARTS = (
+    "burstiness",
+    "gap fits",
+    "arrivals per class",
+    "work-day slots",
+    "periodicity",
+    "calendar",
+    "lengths",
+    "conversations",
+    "failures",
+    "elapsed times",
+)
+
+
 def analyze(
     table: pl.DataFrame,
     report: LoadReport | None = None,
@@ -91,41 +107,61 @@ def analyze(
     window_s: float = 1200.0,
     seed: int = 0,
     origin: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Summary:
     """Burstiness (with the gap fits' goodness of fit, fits per model x log type and the
     work-day alpha/beta per 20 minutes of day), periodicity, calendar, lengths,
     conversations, failures and the source's elapsed times of ``table``.
 
     ``origin`` is the wall-clock time at ``arrival_s = 0``; without it the trace's own
-    clock is used when it has one (see :func:`burstlab.analyze.calendar.origin_of`)."""
+    clock is used when it has one (see :func:`burstlab.analyze.calendar.origin_of`).
+    ``progress`` is told the name of each part (:data:`ANALYSIS_PARTS`) as it starts."""
+    say = progress or (lambda _: None)
     filters = filters or Filters()
     part = apply_filters(table, filters)
     offset, weekday, when, source = origin_of(report, origin)
+    say(ANALYSIS_PARTS[0])
     burst = burstiness(part, window_s=window_s, seed=seed)
     arrival = part["arrival_s"].to_numpy()
+    say(ANALYSIS_PARTS[1])
+    checked = gap_check(arrival, burst.gaps)
+    say(ANALYSIS_PARTS[2])
+    per_class = class_arrivals(part, burst.gaps)
+    say(ANALYSIS_PARTS[3])
+    slots = workday_slots(
+        arrival,
+        day_offset_s=offset,
+        weekday0=weekday,
+        resolution=burst.gaps.resolution,
+        windows=burst.windows,
+    )
+    say(ANALYSIS_PARTS[4])
+    periods = periodicity(part, day_offset_s=offset, weekday0=weekday)
+    say(ANALYSIS_PARTS[5])
+    days = calendar(part, day_offset_s=offset, weekday0=weekday, origin=when, origin_from=source)
+    say(ANALYSIS_PARTS[6])
+    sizes = lengths(part)
+    say(ANALYSIS_PARTS[7])
+    sessions = conversations(part)
+    say(ANALYSIS_PARTS[8])
+    failed = failures(part, burst.windows)
+    say(ANALYSIS_PARTS[9])
+    took = elapsed(part)
     return Summary(
         source=report.source if report else "table",
         rows=part.height,
         span_s=float(np.ptp(arrival)),
         filters=filters,
         burstiness=burst,
-        gap_check=gap_check(arrival, burst.gaps),
-        class_arrivals=class_arrivals(part, burst.gaps),
-        workday_slots=workday_slots(
-            arrival,
-            day_offset_s=offset,
-            weekday0=weekday,
-            resolution=burst.gaps.resolution,
-            windows=burst.windows,
-        ),
-        periodicity=periodicity(part, day_offset_s=offset, weekday0=weekday),
-        calendar=calendar(
-            part, day_offset_s=offset, weekday0=weekday, origin=when, origin_from=source
-        ),
-        lengths=lengths(part),
-        conversations=conversations(part),
-        failures=failures(part, burst.windows),
-        elapsed=elapsed(part),
+        gap_check=checked,
+        class_arrivals=per_class,
+        workday_slots=slots,
+        periodicity=periods,
+        calendar=days,
+        lengths=sizes,
+        conversations=sessions,
+        failures=failed,
+        elapsed=took,
     )
 
 

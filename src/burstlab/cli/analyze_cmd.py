@@ -10,6 +10,7 @@ import typer
 from burstlab.cli.choices import LogType
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
+from burstlab.cli.steps import Quiet
 
 
 @trace_options()
@@ -48,6 +49,7 @@ def analyze(
         ),
     ] = None,
     force: Force = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Characterise a trace like the BurstGPT paper: burstiness, periodicity, lengths,
@@ -61,6 +63,7 @@ def analyze(
 
     from burstlab.analyze.calendar import parse_origin
     from burstlab.analyze.summary import Filters, analyze, compare
+    from burstlab.cli.steps import Stages
     from burstlab.core.errors import InputError
     from burstlab.core.files import atomic_write, refuse_overwrite
     from burstlab.core.units import parse_duration
@@ -79,35 +82,46 @@ def analyze(
         end_s=parse_duration(end, option="--end") if end else None,
     )
     refuse_overwrite(out / "summary.json", out / "report.html", force=force, folder=out)
-    console = Console(stderr=True)
-    parts = []
-    for trace in traces:
-        with console.status(f"reading {trace}"):
+    planned = [f"{verb} {trace}" for trace in traces for verb in ("reading", "analysing")]
+    planned += ["comparing"] * (len(traces) == 2) + ["writing the report"]
+    # the display is gone before the result is printed: stdout carries the result alone
+    with Stages(planned, Console(stderr=True), quiet=quiet) as stage:
+        parts = []
+        for trace in traces:
+            stage()
             table, report = reading.load(_results_of_run(trace))
-        with console.status(f"analysing {trace}"):
+            stage()
             summary = analyze(
-                table, report, filters=filters, window_s=window_s, seed=seed, origin=when
+                table,
+                report,
+                filters=filters,
+                window_s=window_s,
+                seed=seed,
+                origin=when,
+                progress=stage.note,
             )
-        parts.append((table, summary))
-    comparison = compare(parts[0], parts[1]) if len(parts) == 2 else None
-    out.mkdir(parents=True, exist_ok=True)
-    payload = parts[0][1] if comparison is None else None
-    summary_path = out / "summary.json"
-    if payload is not None:
-        text = payload.model_dump_json(indent=2)
-    else:
-        import json
+            parts.append((table, summary))
+        if len(parts) == 2:
+            stage()
+        comparison = compare(parts[0], parts[1]) if len(parts) == 2 else None
+        out.mkdir(parents=True, exist_ok=True)
+        payload = parts[0][1] if comparison is None else None
+        summary_path = out / "summary.json"
+        if payload is not None:
+            text = payload.model_dump_json(indent=2)
+        else:
+            import json
 
-        text = json.dumps(
-            {
-                "a": parts[0][1].model_dump(mode="json"),
-                "b": parts[1][1].model_dump(mode="json"),
-                "comparison": comparison.model_dump(mode="json") if comparison else None,
-            },
-            indent=2,
-        )
-    atomic_write(summary_path, text.encode())
-    with console.status("rendering the report"):
+            text = json.dumps(
+                {
+                    "a": parts[0][1].model_dump(mode="json"),
+                    "b": parts[1][1].model_dump(mode="json"),
+                    "comparison": comparison.model_dump(mode="json") if comparison else None,
+                },
+                indent=2,
+            )
+        atomic_write(summary_path, text.encode())
+        stage()
         html = render(out / "report.html", parts, comparison, with_plots=plots)
     b = parts[0][1].burstiness
     g = b.gaps.gamma

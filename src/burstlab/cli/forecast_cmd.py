@@ -9,6 +9,7 @@ import typer
 
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
+from burstlab.cli.steps import Quiet, Stages
 
 if TYPE_CHECKING:
     from burstlab.forecast import ForecastResult
@@ -53,6 +54,7 @@ def forecast(
         bool, typer.Option("--plots/--no-plots", help="Figures in report.html.")
     ] = True,
     force: Force = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Forecast request counts and token lengths per interval with XGBoost and baselines,
@@ -99,17 +101,19 @@ def forecast(
         raise invalid(exc, as_options=True) from None
     written = ("predictions.parquet", "metrics.json", "forecast.json", "report.html")
     refuse_overwrite(*(out / name for name in written), force=force, folder=out)
-    with console.status(f"reading {trace}"):
+    planned = [f"reading {trace}", "forecasting", f"writing {out}"]
+    with Stages(planned, console, quiet=quiet) as stage:
+        stage()
         table, report = reading.load(trace)
-    day_offset, weekday = clock_of(report)
-    with console.status("forecasting") as status:
+        day_offset, weekday = clock_of(report)
+        stage()
         result = run_forecast(
             table, granularity_s=primary, horizon=horizon, lags=lags, window=window,
             granularities=table_of, models=chosen, test_fraction=test_fraction, seed=seed,
             day_offset_s=day_offset, weekday0=0 if weekday is None else weekday,
-            source=_source(trace), progress=lambda line: status.update(f"forecasting: {line}"),
+            source=_source(trace), progress=stage.note,
         )  # fmt: skip
-        status.update("writing the report")
+        stage()
         write_forecast(result, out)
         render_forecast(out, with_plots=plots)
     if weekday is None and result.span_s >= 7 * 86_400:

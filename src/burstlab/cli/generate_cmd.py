@@ -12,6 +12,7 @@ import typer
 from burstlab.cli.choices import ForeignFormat, LogType
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
+from burstlab.cli.steps import Quiet, Stages
 
 if TYPE_CHECKING:
     import polars as pl
@@ -170,6 +171,7 @@ def generate(
         ),
     ] = False,
     force: Force = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Replay a window of a trace at any rate, or sample a fitted model; report fidelity.
@@ -212,18 +214,22 @@ def generate(
             ("--history", history),
         )  # fmt: skip
         unused = [*replay_options(), *(name for name, on in flags if on)]
-        _parametric(
-            out, to, tokenizer, gamma=gamma, zipf=zipf, windows=windows, pace=pace,
-            duration=duration, rps=rps, length_cap=length_cap, seed=seed, unused=unused,
-            force=force,
-        )  # fmt: skip
+        with Stages(["drawing the workload", f"writing {out}"], quiet=quiet) as stage:
+            _parametric(
+                out, to, tokenizer, gamma=gamma, zipf=zipf, windows=windows, pace=pace,
+                duration=duration, rps=rps, length_cap=length_cap, seed=seed, unused=unused,
+                force=force, stage=stage,
+            )  # fmt: skip
         return
     if synthetic:
         given = replay_options()
         if trace is not None or given or drop_failed or speedup is not None:
             what = ", ".join(given or ["TRACE" if trace is not None else "--speedup"])
             raise InputError(f"{what}: not with --synthetic (it draws its own trace)")
-        _synthetic(out, to, duration or "30d", rps if rps is not None else 1.0, seed, force)
+        with Stages(["drawing the trace", f"writing {out}"], quiet=quiet) as stage:
+            _synthetic(
+                out, to, duration or "30d", rps if rps is not None else 1.0, seed, force, stage
+            )
         return
     if trace is None:
         if model is None or load_model(model) is None:
@@ -262,15 +268,21 @@ def generate(
         if duration_s is not None and duration_s <= 0:
             raise InputError("--duration must be positive")
         refuse_overwrite(out, force=force)
-        workload = fitted.sample(
-            duration_s=duration_s, rps=target, seed=seed, burstiness=burstiness,
-            shape=shape, length_cap=length_cap, arrivals=arrivals.value if arrivals else None,
-        )  # fmt: skip
-        typer.echo(f"arrivals: {arrivals.value if arrivals else fitted.default_arrivals}")
-        if workload.height < 2:
-            raise InputError("the model produced fewer than 2 requests: raise --duration")
-        scale = target / fitted.mean_rps if target is not None else 1.0
-        _finish(workload, fitted.reference, scale, out, to, history=history, tokenizer=tokenizer)
+        planned = ["sampling the model", "judging fidelity", f"writing {out}"]
+        with Stages(planned, quiet=quiet) as stage:
+            stage()
+            workload = fitted.sample(
+                duration_s=duration_s, rps=target, seed=seed, burstiness=burstiness,
+                shape=shape, length_cap=length_cap, arrivals=arrivals.value if arrivals else None,
+            )  # fmt: skip
+            typer.echo(f"arrivals: {arrivals.value if arrivals else fitted.default_arrivals}")
+            if workload.height < 2:
+                raise InputError("the model produced fewer than 2 requests: raise --duration")
+            scale = target / fitted.mean_rps if target is not None else 1.0
+            _finish(
+                workload, fitted.reference, scale, out, to, history=history,
+                tokenizer=tokenizer, stage=stage,
+            )  # fmt: skip
         return
     if (
         duration is not None or shape is not None or length_cap is not None
@@ -281,16 +293,21 @@ def generate(
             "fitted model (see 'burstlab fit')"
         )
     refuse_overwrite(out, force=force)
-    table, report = reading.load(trace)
-    offset, _ = clock_of(report)
-    unscaled = replay(
-        table, spec.model_copy(update={"rps": None, "speedup": None}), day_offset_s=offset
-    )
-    time_scale = speedup_for(unscaled, spec)
-    workload = unscaled.with_columns(pl.col("arrival_s") / time_scale)
-    _finish(
-        workload, reference(unscaled), time_scale, out, to, history=history, tokenizer=tokenizer
-    )
+    planned = [f"reading {trace}", "replaying", "judging fidelity", f"writing {out}"]
+    with Stages(planned, quiet=quiet) as stage:
+        stage()
+        table, report = reading.load(trace)
+        stage()
+        offset, _ = clock_of(report)
+        unscaled = replay(
+            table, spec.model_copy(update={"rps": None, "speedup": None}), day_offset_s=offset
+        )
+        time_scale = speedup_for(unscaled, spec)
+        workload = unscaled.with_columns(pl.col("arrival_s") / time_scale)
+        _finish(
+            workload, reference(unscaled), time_scale, out, to, history=history,
+            tokenizer=tokenizer, stage=stage,
+        )  # fmt: skip
 
 
 def _parametric(
@@ -308,6 +325,7 @@ def _parametric(
     seed: int,
     unused: list[str],
     force: bool,
+    stage: Stages,
 ) -> None:
     """Write a Gamma/Zipf workload drawn from parameters alone (see
     :mod:`burstlab.workload.parametric`)."""
@@ -351,6 +369,7 @@ def _parametric(
         scale = 1.0 / (rps * k) if rps is not None and rps > 0 else scale
         arrivals = f"Gamma shape {k:g}, scale {scale:.4g} s"
     refuse_overwrite(out, force=force)
+    stage()
     workload = pm.parametric_workload(
         duration_s=duration_s, gamma=shape_scale, zipf=theta, windows=plan,
         rps=rps, max_tokens=cap, seed=seed,
@@ -358,7 +377,9 @@ def _parametric(
     if workload.height == 0:
         raise InputError("no requests were drawn: raise --duration or --rps")
     span = duration_s if duration_s is not None else sum(w.length_s for w in plan or [])
+    stage()
     path = export(workload, out, to, tokenizer=tokenizer)
+    stage.close()
     say_failed_rewritten(workload, to)
     typer.echo(
         f"wrote {workload.height:,} requests over {span:g} s (mean "
@@ -368,7 +389,7 @@ def _parametric(
 
 
 def _synthetic(
-    out: Path, to: str | None, duration: str, rps: float, seed: int, force: bool
+    out: Path, to: str | None, duration: str, rps: float, seed: int, force: bool, stage: Stages
 ) -> None:
     """Write a seeded synthetic trace (see :mod:`burstlab.workload.synthetic`)."""
     from burstlab.core.errors import InputError
@@ -387,8 +408,11 @@ def _synthetic(
             f"--duration x --rps asks for {duration_s * rps:,.0f} requests; at most 200M"
         )
     refuse_overwrite(out, force=force)
+    stage()
     table = synthetic_trace(duration_s, rps=rps, seed=seed)
+    stage()
     path = export(table, out, to)
+    stage.close()
     say_failed_rewritten(table, to)
     typer.echo(
         f"wrote {table.height:,} requests over {duration_s / 86_400:.1f} days "
@@ -405,6 +429,7 @@ def _finish(
     *,
     history: bool,
     tokenizer: str | None = None,
+    stage: Stages,
 ) -> None:
     """Write the workload and its fidelity report (printed and saved beside it).
 
@@ -416,12 +441,15 @@ def _finish(
     from burstlab.workload.fidelity import fidelity
     from burstlab.workload.sessions import with_history
 
+    stage()
     result = fidelity(ref, workload, time_scale=time_scale)
+    stage()
     path = export(with_history(workload) if history else workload, out, to, tokenizer=tokenizer)
     say_failed_rewritten(workload, to)
     side = atomic_write(
         out.with_name(out.name + ".fidelity.json"), result.model_dump_json(indent=2).encode()
     )
+    stage.close()
     print_fidelity(
         {"workload": result}, f"fidelity (workload runs {time_scale:.4g}x the trace's speed)"
     )
@@ -527,6 +555,7 @@ def fit(
     ] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="--holdout: first seed.")] = 0,
     force: Force = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Fit a workload model: multi-scale arrivals (and the paper's per-window Gamma),
@@ -536,8 +565,6 @@ def fit(
     burstlab fit sample -o model.json --holdout 0.5
     """
     import math
-
-    from rich.console import Console
 
     from burstlab.core.errors import InputError
     from burstlab.core.files import atomic_write, refuse_overwrite
@@ -554,13 +581,18 @@ def fit(
     if not 1 <= paths <= 1000:
         raise InputError(f"--paths must lie in 1..1000, got {paths}")
     refuse_overwrite(out, force=force)
-    table, report = reading.load(trace)
-    console = Console(stderr=True)
-    if holdout is None:
-        with console.status("fitting"):
+    fitting = (
+        "fitting"
+        if holdout is None
+        else f"fitting on the first {1 - holdout:.0%}, generating {paths} paths"
+    )
+    with Stages([f"reading {trace}", fitting, f"writing {out}"], quiet=quiet) as stage:
+        stage()
+        table, report = reading.load(trace)
+        stage()
+        if holdout is None:
             fitted = fit_model(table, window_s=window_s, source=report.source)
-    else:
-        with console.status(f"fitting on the first {1 - holdout:.0%}, generating {paths} paths"):
+        else:
             try:
                 fitted, check = run_holdout(
                     table, fraction=holdout, window_s=window_s, paths=paths, seed=seed,
@@ -568,7 +600,8 @@ def fit(
                 )  # fmt: skip
             except ValueError as exc:
                 raise InputError(f"--holdout {holdout}: {exc}") from None
-    save_model(fitted, out)
+        stage()
+        save_model(fitted, out)
     kinds = ", ".join(
         f"{c.model or '-'}/{c.log_type or '-'} {c.share:.1%} ({c.request.kind})"
         for c in fitted.classes

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from burstlab.cli.output import Force
+from burstlab.cli.steps import Quiet
 
 
 def plan(
@@ -60,6 +61,7 @@ def plan(
         typer.Option("--granularity", help="Forecast granularity (default: the primary one)."),
     ] = None,
     force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Turn a request-count forecast into an instance-count schedule (plan.json) with
     headroom and bounds; 'burstlab simulate --autoscale plan.json' tests it.
@@ -72,7 +74,7 @@ def plan(
     from rich.console import Console
 
     from burstlab.cli.reading import TraceOptions
-    from burstlab.cli.steps import StepBar
+    from burstlab.cli.steps import Stages, StepBar
     from burstlab.core.errors import InputError
     from burstlab.core.files import refuse_overwrite, write_json
     from burstlab.core.units import parse_duration
@@ -106,8 +108,13 @@ def plan(
         assert engine is not None
         assert objectives is not None
         source = workload or _trace_of(forecast)
-        table, _ = TraceOptions().load(source)
-        with StepBar("finding one instance's capacity", "simulations", console) as bar:
+        with Stages([f"reading {source}"], console, quiet=quiet) as stage:
+            stage()
+            table, _ = TraceOptions().load(source)
+        capacity_bar = StepBar(
+            "finding one instance's capacity", "simulations", console, quiet=quiet
+        )
+        with capacity_bar as bar:
             bar.start(CAPACITY_TRIALS)
             capacity = capacity_rps(
                 load_spec(engine).engine_only(),
