@@ -202,7 +202,9 @@ def pool_synth(config: BenchConfig, headers: dict[str, str] | None = None) -> Po
     assert config.prompts is not None
     headers = headers or {}
     counter: TokenCounter
-    if config.tokenizer == SERVER_TOKENIZER:
+    # llama.cpp's own /tokenize by default, as for its synthetic prompts.
+    by_server = config.tokenizer is None and config.backend == "llamacpp"
+    if config.tokenizer == SERVER_TOKENIZER or by_server:
         counter = ServerCounter(
             config.url, headers, insecure=config.insecure, timeout_s=config.connect_timeout_s + 50
         )

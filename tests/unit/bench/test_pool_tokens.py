@@ -90,11 +90,16 @@ def test_an_unknown_template_is_not_counted_and_marked_inexact(tokenizer_dir: Pa
     assert "not counted: the chat template is unknown" in synth.describe()
 
 
-def test_the_server_counts_the_pool_and_its_bos() -> None:
-    """--tokenizer server: the pool counted by llama-server's /tokenize (bytes there),
-    and the BOS it adds to a text prompt measured from it."""
-    with fake_llama() as server:
-        config = BenchConfig(url=server.url, prompts=POOL, tokenizer="server", pool_size=9)
+@pytest.mark.parametrize(
+    ("tokenizer", "backend"), [("server", "generic"), (None, "llamacpp"), ("server", "vllm")]
+)
+def test_the_server_counts_the_pool_and_its_bos(tokenizer: str | None, backend: str) -> None:
+    """--tokenizer server (llamacpp's default): the pool counted by llama-server's
+    /tokenize (bytes there), and the BOS it adds to a text prompt measured from it."""
+    with fake_llama(vllm=backend == "vllm") as server:
+        config = BenchConfig(
+            url=server.url, backend=backend, prompts=POOL, tokenizer=tokenizer, pool_size=9
+        )
         synth = pool_synth(config)
         line = describe_pool(config)
     assert synth.overhead == 1
