@@ -73,3 +73,25 @@ def test_bad_ray_options_are_one_clean_error(
     result = invoke(capsys, "bench", workload, "--url", url, "-o", run_dir, "-q", *options)
     assert result.is_clean_error(names), result.stderr
     assert not run_dir.exists()
+
+
+@pytest.mark.extra("ray")
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),  # nothing listens
+        ("nonsense", "--address: 'nonsense' is not HOST:PORT"),
+    ],
+)
+def test_a_cluster_that_cannot_be_joined_is_one_error_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], address: str, says: str
+) -> None:
+    workload = write_table(constant_rate(4, 10.0), tmp_path / "w.parquet")
+    run_dir = tmp_path / "run"
+    options = ["--model", "m", "-q", "--executor", "ray", "--address", address]
+    result = invoke(
+        capsys, "bench", workload, "--url", "http://127.0.0.1:9", "-o", run_dir, *options
+    )
+    assert result.is_clean_error(), result.stderr
+    assert says in result.error_lines[0]
+    assert not run_dir.exists()

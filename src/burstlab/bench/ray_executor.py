@@ -96,6 +96,9 @@ def connect(config: BenchConfig) -> RayCluster:
         ) from None
     owned = not ray.is_initialized()
     if owned:
+        address = config.address or os.environ.get("RAY_ADDRESS") or None
+        hint = "start it with `ray start --head` and pass --address HOST:6379 (or auto)"
+        _check_reachable(address, hint)
         try:
             ray.init(
                 address=config.address,
@@ -104,10 +107,9 @@ def connect(config: BenchConfig) -> RayCluster:
                 logging_level=logging.WARNING,
             )
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            where = config.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+            where = address or "a local Ray"
             raise BurstlabError(
-                f"cannot join the Ray cluster at {where}: {exc}",
-                hint="start it with `ray start --head` and pass --address HOST:6379 (or auto)",
+                f"cannot join the Ray cluster at {where}: {exc}", hint=hint
             ) from None
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
@@ -124,6 +126,27 @@ def connect(config: BenchConfig) -> RayCluster:
             ray.shutdown()
         raise
     return RayCluster(config.address, actors, cpus, owned)
+
+
+def _check_reachable(address: str | None, hint: str) -> None:
+    """Refuse at once a ``HOST:PORT`` (or ``ray://HOST:PORT``) nothing listens on: Ray
+    itself would retry for minutes. ``auto`` and a local Ray are left to Ray."""
+    if address is None or address == "auto" or address.startswith("local"):
+        return
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(
+            f"{address!r} is not HOST:PORT, ray://HOST:PORT or auto", field="--address"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise BurstlabError(
+            f"cannot reach the Ray cluster at {address}: {reason}", hint=hint
+        ) from None
 
 
 # --- the actor ------------------------------------------------------------------------------

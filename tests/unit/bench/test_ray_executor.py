@@ -4,6 +4,7 @@ accounting of a lost actor's requests, the per-node verdict, and the options."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from burstlab.bench.config import BenchConfig, Prepared
-from burstlab.bench.ray_executor import _Actor, _Driver, _fill, _Stream
+from burstlab.bench.ray_executor import _Actor, _Driver, _fill, _Stream, connect
 from burstlab.bench.runner import make_schedule
 from burstlab.bench.stop import StopState
 from burstlab.core.errors import InputError
@@ -116,3 +117,13 @@ def test_address_needs_the_ray_executor() -> None:
     assert caught.value.field == "--address"
     config = BenchConfig.from_options(url="http://h", executor="ray", address="auto")
     assert "workers" not in config.model_fields_set  # one actor per CPU by default
+
+
+def test_without_ray_the_executor_is_refused_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # ``import ray`` fails as if not installed
+    with pytest.raises(InputError, match="ray is not installed") as caught:
+        connect(BenchConfig(url="http://h", executor="ray"))
+    assert caught.value.field == "--executor"
+    assert "burstlab[ray]" in (caught.value.hint or "")
