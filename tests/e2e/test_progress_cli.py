@@ -101,3 +101,21 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     assert stage not in done.stderr
     assert "\x1b" not in done.stderr
     plain(done)
+
+
+def test_simulate_and_its_quiet(tmp_path: Path) -> None:
+    made = subprocess.run(
+        [*command(), "generate", "sample", "--busiest", "30s", "-q", "-o", "w.parquet"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    seen = with_terminal_stderr("simulate", "w.parquet", "--no-report", "-o", "a", cwd=tmp_path)
+    assert seen.code == 0, seen.terminal
+    assert "[1/1] reading w.parquet" in seen.terminal
+    assert "simulated" in seen.stdout
+    assert "\x1b" not in seen.stdout
+    quiet = with_terminal_stderr(
+        "simulate", "w.parquet", "--no-report", "-q", "-o", "b", cwd=tmp_path
+    )
+    assert quiet.code == 0, quiet.terminal
+    assert "reading" not in quiet.terminal

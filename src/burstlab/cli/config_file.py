@@ -64,6 +64,7 @@ class LoadedConfig:
     def error(self, name: str, reason: str) -> InputError:
         """``FILE:LINE:COLUMN: KEY: REASON`` for the parameter ``name``."""
         line, column = self.marks[name]
+        reason = reason[:1].lower() + reason[1:]  # as the CLI's other errors read
         return InputError(f"{self.keys[name]}: {reason}", path=self.path, line=line, column=column)
 
 

@@ -11,6 +11,7 @@ import typer
 from burstlab.cli.choices import Study, SweepExecutor
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
+from burstlab.cli.steps import Quiet
 
 
 @trace_options("format")
@@ -83,6 +84,7 @@ def experiment(
         ),
     ] = True,
     force: Force = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Run the BurstGPT paper's serving comparisons, or a grid over engine.yaml fields,
@@ -100,7 +102,7 @@ def experiment(
     from rich.table import Table
 
     from burstlab.cli.engine_options import warn
-    from burstlab.cli.steps import StepBar
+    from burstlab.cli.steps import Stages, StepBar
     from burstlab.core.errors import InputError
     from burstlab.core.files import atomic_write, refuse_overwrite, write_json
     from burstlab.report.experiment import experiment_png
@@ -131,7 +133,8 @@ def experiment(
         clear_runs(runs_dir, force=False)
     tables = {}
     for workload in workloads:
-        with console.status(f"reading {workload}"):
+        with Stages([f"reading {workload}"], console, quiet=quiet) as stage:
+            stage()
             tables[workload] = reading.load(workload)[0]
     if runs:
         clear_runs(runs_dir, force=force)
@@ -146,7 +149,7 @@ def experiment(
     else:
         where, described = "one at a time", {"kind": "serial"}
     console.print(f"{len(tasks)} simulations ({study}), {where}")
-    with StepBar("simulating", "runs", console) as bar:
+    with StepBar("simulating", "runs", console, quiet=quiet) as bar:
         bar.start(len(tasks))
         result = run_sweep(tasks, tables, runner, progress=bar)
     several = len(workloads) > 1

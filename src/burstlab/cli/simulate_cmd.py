@@ -12,6 +12,7 @@ import typer
 from burstlab.cli.choices import Scheduler
 from burstlab.cli.engine_options import KvUtilization, warn, with_overrides
 from burstlab.cli.reading import TraceOptions, trace_options
+from burstlab.cli.steps import Quiet, Stages, StepBar
 
 if TYPE_CHECKING:
     import polars as pl
@@ -64,6 +65,7 @@ def simulate(
             "grow with the tokens). Without it, each request keeps TPOT and its largest gap.",
         ),
     ] = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Run a workload through a simulated serving engine (no GPU) and write a run
@@ -90,15 +92,17 @@ def simulate(
         kv_utilization=kv_utilization,
     )
     warn(spec)
-    with console.status(f"reading {workload}"):
+    with Stages([f"reading {workload}"], console, quiet=quiet) as stage:
+        stage()
         table, _ = reading.load(workload)
     objectives = parse_slo(slo) if slo else None
     if autoscale is not None:
-        _autoscale(table, spec, autoscale, out, objectives, console)
+        _autoscale(table, spec, autoscale, out, objectives, console, quiet=quiet)
         summary = RunDir(out).summary()
     else:
         built = spec.build()
-        with _progress(console, table.height, counted=isinstance(built, Engine)) as tick:
+        counted = isinstance(built, Engine)
+        with _progress(console, table.height, counted=counted, quiet=quiet) as tick:
             summary = run_simulation(
                 table,
                 built,
@@ -134,18 +138,19 @@ def simulate(
 
 @contextmanager
 def _progress(
-    console: Console, total: int, *, counted: bool
+    console: Console, total: int, *, counted: bool, quiet: bool = False
 ) -> Iterator[Callable[[int], None] | None]:
     """A progress bar of requests ended out of ``total`` while the engine runs, then
     a spinner while the results are written; a spinner alone when the engine does not
     count (a cluster). Yields the engine's progress callback (None for a spinner)."""
-    from burstlab.cli.steps import StepBar
-
     if not counted:
-        with console.status(f"simulating {total:,} requests (a cluster: no count)"):
+        text = f"simulating {total:,} requests (a cluster: no count)"
+        with Stages([text], console, quiet=quiet) as stage:
+            stage()
             yield None
         return
-    with StepBar("simulating", "requests ended", console, finished="writing results") as bar:
+    bar = StepBar("simulating", "requests ended", console, finished="writing results", quiet=quiet)
+    with bar:
         bar.start(total)
         yield lambda ended: bar(ended, total)
 
@@ -157,6 +162,8 @@ def _autoscale(
     out: Path,
     slo: SLO | None,
     console: Console,
+    *,
+    quiet: bool = False,
 ) -> None:
     """Run the plan, static and reactive policies and print their comparison."""
     import polars as pl
@@ -177,7 +184,9 @@ def _autoscale(
         f"({len(plan.instances)} intervals of {plan.interval_s:g} s): "
         f"{inside:,} of {table.height:,} requests"
     )
-    with console.status(f"simulating {inside:,} requests under the plan, static and reactive"):
+    text = f"simulating {inside:,} requests under the plan, static and reactive"
+    with Stages([text], console, quiet=quiet) as stage:
+        stage()
         comparison = run_autoscale(
             table,
             spec.engine_only(),
