@@ -92,6 +92,17 @@ def test_options_of_a_fixed_set_are_choices(
     assert re.search(r"<[\w-]+(\|[\w-]+)+>", line), line
 
 
+@pytest.mark.parametrize("path", sorted(ALL), ids=lambda p: p or "burstlab")
+def test_brackets_in_help_text_are_shown_not_taken_for_markup(
+    path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shown = " ".join(help_of(capsys, path).replace("│", " ").split())
+    for p in ALL[path].params:
+        text = (getattr(p, "help", None) or "").replace("\\[", "[")
+        for word in re.findall(r"\S*\[\w+\]\S*", text):  # e.g. burstlab[ray]: a rich tag
+            assert word in shown, (p.name, word)
+
+
 def test_flags_still_show_their_negative_form(capsys: pytest.CaptureFixture[str]) -> None:
     line = next(line for line in help_of(capsys, "bench").splitlines() if "--no-stream" in line)
     assert "--stream" in line

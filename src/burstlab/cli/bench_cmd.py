@@ -164,7 +164,7 @@ def bench(
         typer.Option(
             "--executor",
             help="process (this machine) or ray (actors spread over a Ray cluster; needs "
-            "burstlab[ray]).",
+            "burstlab\\[ray]).",
         ),
     ] = "process",
     address: Annotated[
