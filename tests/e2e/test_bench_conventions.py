@@ -160,6 +160,8 @@ def test_wait_ready_polls_until_the_server_answers(tmp_path: Path, workload: Pat
     assert done.returncode == 0, done.stderr
     refused = [p for p in watch.polls if p[1] == 503]
     assert len(refused) == 5
+    assert f"waiting up to 120 s for {url} to answer /health or /v1/models" in done.stderr
+    assert f"{url} is ready (/v1/models answered 200 after" in done.stderr
     assert {p[0] for p in refused} == {"/health", "/v1/models"}  # both paths are polled
     summary = RunDir(out).summary()
     assert summary is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -239,13 +240,14 @@ class Prepared:
     secrets: tuple[str, ...]
 
 
-def prepare(config: BenchConfig) -> Prepared:
+def prepare(config: BenchConfig, notify: Callable[[str], None] | None = None) -> Prepared:
     """Check everything that can be checked before a run directory exists: the URL,
     the headers, that the API key, an ``Authorization`` header and URL credentials do
     not compete, (with ``wait_ready_s``) that the server comes up in time, the prompt
     mode and tokenizer, and (without ``model``) that the server answers with its model
     list. Each problem raises a :class:`BurstlabError` (an
-    :class:`InputError` for bad input; a server that cannot be reached is not one)."""
+    :class:`InputError` for bad input; a server that cannot be reached is not one).
+    ``notify`` is told, in a sentence, when the wait for the server begins and ends."""
     check_url(config.url)
     for name, value in config.headers.items():
         check_header(name, value)
@@ -281,6 +283,7 @@ def prepare(config: BenchConfig) -> Prepared:
             within_s=config.wait_ready_s,
             insecure=config.insecure,
             shown=str(config.redacted()["url"]),
+            notify=notify,
         )
     if config.api == "generate":
         config.dialect()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -48,11 +49,13 @@ def wait_ready(
     insecure: bool = False,
     shown: str | None = None,
     interval_s: float = POLL_INTERVAL_S,
+    notify: Callable[[str], None] | None = None,
 ) -> Ready:
     """Poll ``url``'s :data:`READY_PATHS` every ``interval_s`` seconds until one answers
     HTTP 200, for at most ``within_s`` seconds. Raises :class:`ServerNotReadyError` naming
     the server (``shown``: its URL with credentials removed) and the last answer of
-    each path when it never does."""
+    each path when it never does. ``notify`` is told, in a sentence, when the first
+    round fails (the wait begins) and, then, when the server is ready."""
     return run_loop(
         _wait(
             url,
@@ -61,6 +64,7 @@ def wait_ready(
             insecure=insecure,
             shown=shown or url,
             interval_s=interval_s,
+            notify=notify or (lambda _: None),
         )
     )
 
@@ -73,6 +77,7 @@ async def _wait(
     insecure: bool,
     shown: str,
     interval_s: float,
+    notify: Callable[[str], None],
 ) -> Ready:
     start = time.monotonic()
     deadline = start + within_s
@@ -94,10 +99,19 @@ async def _wait(
                         timeout=timeout,
                     ) as resp:
                         if resp.status == 200:
-                            return Ready(path, rounds, time.monotonic() - start)
+                            waited = time.monotonic() - start
+                            if rounds > 1:
+                                notify(
+                                    f"{shown} is ready ({path} answered 200 after {waited:.1f} s)"
+                                )
+                            return Ready(path, rounds, waited)
                         last[path] = f"HTTP {resp.status}"
                 except (TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
                     last[path] = _reason(exc)
+            if rounds == 1:
+                notify(
+                    f"waiting up to {within_s:g} s for {shown} to answer {' or '.join(READY_PATHS)}"
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 answers = "; ".join(f"{path}: {why}" for path, why in last.items())

@@ -77,7 +77,7 @@ def bench(
     the result carries ``write_error``. An error once the directory exists marks
     the manifest ``failed`` with the reason and is raised.
     """
-    ready = prepare(config)
+    ready = prepare(config, notify)
     cluster = None
     if config.executor == "ray":
         from burstlab.bench.ray_executor import connect  # noqa: PLC0415 - imports ray
