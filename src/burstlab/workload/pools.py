@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -281,11 +280,6 @@ def _file_key(path: str | Path) -> tuple[str, int, int]:
     return str(path), st.st_mtime_ns, st.st_size
 
 
-@functools.lru_cache(maxsize=8)
-def _read_cached(key: tuple[str, int, int]) -> PoolFile:
-    return read_pool(key[0])
-
-
 _pools: dict[tuple[Any, ...], PromptPool] = {}
 
 
@@ -306,7 +300,7 @@ def load_pool(
         return _pools[key]
     if pool_size is not None and pool_size < 1:
         raise InputError(f"must be at least 1, got {pool_size}", field="--pool-size")
-    pool_file = _read_cached(_file_key(path))
+    pool_file = read_pool(path)  # not kept: only the drawn pool is (a whole file may be GBs)
     keep = sample_indices(len(pool_file.texts), pool_size, seed)
     texts = tuple(pool_file.texts[i] for i in keep.tolist())
     sources = tuple(pool_file.sources[i] for i in keep.tolist())
