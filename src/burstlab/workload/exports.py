@@ -214,7 +214,8 @@ def write_mooncake(table: pl.DataFrame, fh: BinaryIO) -> None:
     ``--history`` table, the growth past the previous turn's input and
     output) and its ``hash_ids`` are fresh. With ``--fixed-schedule`` AIPerf
     sends a later turn at its ``timestamp`` or, if the previous turn is still
-    running, when it ends; without it, ``delay`` after the previous turn ends.
+    running, when it ends; in its rate modes it queues the turn ``delay``
+    after the previous turn ends.
     A table with failures adds ``failed`` (bool) to every row, which AIPerf,
     vLLM and GuideLLM do not read.
     """
