@@ -81,7 +81,7 @@ def test_vllm_custom_prompts_have_the_request_lengths(tmp_path: Path) -> None:
     assert again.read_bytes() == (tmp_path / "c.jsonl").read_bytes()  # deterministic
 
 
-def test_vllm_custom_with_a_tokenizer_is_exact(tmp_path: Path) -> None:
+def test_prompts_with_a_tokenizer_are_exact(tmp_path: Path) -> None:
     tokenizers = pytest.importorskip("tokenizers")
     from tokenizers import Regex, models, pre_tokenizers
 
@@ -94,9 +94,11 @@ def test_vllm_custom_with_a_tokenizer_is_exact(tmp_path: Path) -> None:
     )
     tok.save(str(tmp_path / "tokenizer.json"))
     src = table()
-    path = export(src, tmp_path / "c.jsonl", to="vllm-custom", tokenizer=str(tmp_path))
-    counts = [len(tok.encode(str(r["prompt"]), add_special_tokens=False).ids) for r in lines(path)]
-    assert counts == src["input_tokens"].to_list()
+    for to in ("vllm-custom", "guidellm"):
+        path = export(src, tmp_path / f"{to}.jsonl", to=to, tokenizer=str(tmp_path))
+        rows = lines(path)
+        counts = [len(tok.encode(str(r["prompt"]), add_special_tokens=False).ids) for r in rows]
+        assert counts == src["input_tokens"].to_list(), to
 
 
 def test_vllm_custom_option_errors(tmp_path: Path) -> None:
