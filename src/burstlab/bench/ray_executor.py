@@ -209,7 +209,6 @@ class ClientActor:
         self.started = threading.Event()
         self.t0_perf_ns = 0
         self.level = _Level()
-        self.reason = "sigint"
         self.lock = threading.Lock()
         self.runner: Runner | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -270,7 +269,6 @@ class ClientActor:
         cancel what is in flight); before the first send it is applied then."""
         with self.lock:
             self.level.value = max(self.level.value, level)
-            self.reason = reason
             runner, loop = self.runner, self.loop
         if runner is not None and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
