@@ -221,11 +221,15 @@ def test_a_killed_actors_requests_are_accounted_for(
     assert final.cluster.lost_actors == [1]
 
 
-def test_ctrl_c_stops_a_ray_run_and_keeps_its_records(
-    ray_session: str, server: Server, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "code", "name"),
+    [(signal.SIGINT, 130, "sigint"), (signal.SIGTERM, 143, "sigterm")],
+)
+def test_a_signal_stops_a_ray_run_and_keeps_its_records(
+    ray_session: str, server: Server, tmp_path: Path, signum: int, code: int, name: str
 ) -> None:
-    """The CLI joins the module's Ray with --address; Ctrl-C stops sending, lets
-    requests in flight finish, and the run is written with every request counted."""
+    """The CLI joins the module's Ray with --address; Ctrl-C (or SIGTERM) stops sending,
+    lets requests in flight finish, and the run is written with every request counted."""
     path = write_table(constant_rate(2000, 50.0, 30), tmp_path / "w.parquet")
     run_dir = tmp_path / "run"
     args = [str(path), "--url", server.url, "-o", str(run_dir), "-q", "--backend", "vllm"]
@@ -243,12 +247,12 @@ def test_ctrl_c_stops_a_ray_run_and_keeps_its_records(
             proc.kill()
             pytest.fail(f"no 30 records (exit {proc.returncode}): {proc.communicate()}")
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     summary = json.loads((run_dir / "summary.json").read_text())
     c = summary["counts"]
-    assert (summary["status"], summary["stopped_by"]) == ("interrupted", "sigint")
+    assert (summary["status"], summary["stopped_by"]) == ("interrupted", name)
     assert c["scheduled"] == 2000
     assert c["ok"] + c["failed"] + c["cancelled"] + c["not_sent"] == 2000
     assert c["ok"] >= 30
