@@ -163,6 +163,10 @@ def test_lag_stays_within_the_client_bound_bar(
     assert s.schedule_lag_s.p99 is not None
     assert s.schedule_lag_s.p99 <= LAG_P99_LIMIT_S
     assert set(load_records(result.run_dir)["worker"].to_list()) == {0, 1}
+    manifest = RunDir(result.run_dir).manifest()
+    assert manifest is not None
+    assert manifest.config is not None
+    assert manifest.config["workers"] == 2  # what ran, though the cluster's CPUs chose it
 
 
 def wait_for(check: Any, what: str, thread: threading.Thread) -> None:

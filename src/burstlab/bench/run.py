@@ -12,6 +12,7 @@ either way. A records write that fails (a full disk) stops sending at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import sys
 import time
@@ -83,6 +84,9 @@ def bench(
         from burstlab.bench.ray_executor import connect  # noqa: PLC0415 - imports ray
 
         cluster = connect(ready.config)
+        # run.json says how many actors ran, also when the cluster's CPUs chose it
+        config = ready.config.model_copy(update={"workers": cluster.actors})
+        ready = dataclasses.replace(ready, config=config)
     try:
         with RunDir.create(run_dir) as out:
             return _bench(workload, ready, out, progress, notify, cluster=cluster)
