@@ -6,9 +6,12 @@ waits for every one of them; only then is ``t0`` taken and the workload sent.
 
 What is sent: the workload's first N requests by arrival (cycled when N is larger
 than the workload), each as a single request with the same model, input and output
-lengths, sessions and prefix ids dropped, and **prompts of their own** (the prompt
-seed differs from the run's), so no measured request finds its prompt in the
-server's prefix cache because of the warm-up. They are sent at once, at most
+lengths, sessions and prefix ids dropped, and **prompts of their own**: each is built
+under a request key past the workload's (the run's request ``i`` has key ``i``; warm-up
+request ``j`` has key ``height + j``), so no measured request finds its synthetic prompt
+in the server's prefix cache because of the warm-up. (A prompt pool has only so many
+prompts of one length: there a warm-up prompt may be one the run also sends, as the
+run's own requests share them.) They are sent at once, at most
 ``max_concurrency`` at a time.
 
 Where they go: ``warmup.jsonl`` in the run directory (written through
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -32,9 +36,19 @@ from burstlab.bench.workers import _settings, _target
 from burstlab.core.loop import run as run_loop
 from burstlab.results.records import Record
 from burstlab.results.rundir import RunDir
+from burstlab.workload.prompts import Prompt, PromptSynth
 
-#: Added to the run's prompt seed for the warm-up's prompts (any other seed would do).
-SEED_OFFSET = 0x5EED
+
+@dataclass(frozen=True, slots=True)
+class ShiftedKeys:
+    """A prompt builder whose request keys are ``shift`` past the caller's: prompts no
+    request of the run is given."""
+
+    synth: PromptSynth
+    shift: int
+
+    def build(self, n_tokens: int, key: int, hash_ids: Sequence[int] | None = None) -> Prompt:
+        return self.synth.build(n_tokens, key + self.shift, hash_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +94,8 @@ def warm_up(
     if n <= 0 or workload.height == 0:
         return Warmup(0, 0, 0, 0.0)
     schedule = make_schedule(warmup_table(workload, n))
-    seeded = config.model_copy(update={"seed": config.seed + SEED_OFFSET})
-    settings = _settings(seeded, f"{run_id}-warmup", ready.headers)
+    settings = _settings(config, f"{run_id}-warmup", ready.headers)
+    settings.synth = ShiftedKeys(settings.synth, workload.height)
     writer = out.warmup_writer()
     records: list[Record] = []
     start = time.perf_counter()

@@ -4,9 +4,10 @@ with prompts no measured request has."""
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from burstlab.bench.config import BenchConfig
-from burstlab.bench.warmup import SEED_OFFSET, warmup_table
+from burstlab.bench.warmup import ShiftedKeys, warmup_table
 from burstlab.bench.workers import _settings
 from support.frames import workload
 
@@ -22,11 +23,13 @@ def test_the_first_requests_by_arrival_cycled_without_sessions() -> None:
     assert warm["turn"].null_count() == 5
 
 
-def test_warmup_prompts_are_not_the_runs() -> None:
-    config = BenchConfig(url="http://127.0.0.1:9", model="m", seed=3, prompt="text")
+@pytest.mark.parametrize("mode", ["text", "ids"])
+def test_warmup_prompts_are_not_the_runs(mode: str) -> None:
+    config = BenchConfig(url="http://127.0.0.1:9", model="m", seed=3, prompt=mode)
     run = _settings(config, "r", {}).synth
-    warm = _settings(config.model_copy(update={"seed": 3 + SEED_OFFSET}), "r-warmup", {}).synth
-    run_prompts = {run.build(64, key=i).text for i in range(8)}
-    warm_prompts = {warm.build(64, key=i).text for i in range(8)}
+    warm = ShiftedKeys(_settings(config, "r-warmup", {}).synth, 8)
+    run_prompts = {str(run.build(64, key=i)) for i in range(8)}
+    warm_prompts = {str(warm.build(64, key=i)) for i in range(8)}
     assert len(warm_prompts) == 8
     assert not run_prompts & warm_prompts
+    assert str(warm.build(64, key=0)) == str(run.build(64, key=8))  # keys past the run's
