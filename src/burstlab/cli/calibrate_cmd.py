@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from burstlab.cli.output import Force
+from burstlab.cli.steps import Quiet, Stages
 
 
 def calibrate(
@@ -42,6 +43,7 @@ def calibrate(
         ),
     ] = True,
     force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Fit the simulator's linear cost model to a real benchmark run and write an
     engine.yaml that uses it (least squares of per-request TTFT and TPOT on the
@@ -65,7 +67,12 @@ def calibrate(
     refuse_overwrite(out, force=force)
     server = None if slots is None else LlamaCpp(slots=slots, ctx=ctx or LlamaCpp().ctx)
     engine = EngineSpec(gpu=gpu, model=model, llamacpp=server).config()  # the presets exist
-    fitted, quality = fit(load_records(run_dir), engine if refine else None)
+    fitting = "fitting, then refining by simulating the run" if refine else "fitting"
+    with Stages([f"reading {run_dir}", fitting], quiet=quiet) as stage:
+        stage()
+        records = load_records(run_dir)
+        stage()
+        fitted, quality = fit(records, engine if refine else None)
     spec = EngineSpec(gpu=gpu, model=model, cost=fitted, llamacpp=server)
     text = yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
     simulated = ""

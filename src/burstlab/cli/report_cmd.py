@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from burstlab.cli.steps import Quiet, Stages
+
 
 def report(
     run_dir: Annotated[
@@ -16,6 +18,7 @@ def report(
         ),
     ],
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Render figures.")] = True,
+    quiet: Quiet = False,
 ) -> None:
     """Write RUN_DIR/report.html: status, latency from sent and from intended, figures
     of latency over time, CDFs, failures and schedule lag, and example errors.
@@ -26,8 +29,10 @@ def report(
     from burstlab.report.forecast import render_forecast
     from burstlab.report.run import render_run
 
-    if (run_dir / "forecast.json").is_file():
-        html = render_forecast(run_dir, with_plots=plots)
-    else:
-        html = render_run(run_dir, with_plots=plots)
+    with Stages([f"writing {run_dir / 'report.html'}"], quiet=quiet) as stage:
+        stage()
+        if (run_dir / "forecast.json").is_file():
+            html = render_forecast(run_dir, with_plots=plots)
+        else:
+            html = render_run(run_dir, with_plots=plots)
     typer.echo(f"wrote {html}")

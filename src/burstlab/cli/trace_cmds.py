@@ -9,6 +9,7 @@ import typer
 
 from burstlab.cli.output import Force
 from burstlab.cli.reading import TraceOptions, trace_options
+from burstlab.cli.steps import Quiet, Stages
 
 if TYPE_CHECKING:
     from burstlab.trace.info import TraceInfo
@@ -26,6 +27,7 @@ TraceArg = Annotated[
 def info(
     trace: TraceArg,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Rows, time span, mean and peak rates, model x log type breakdown, sessions, load report.
@@ -34,8 +36,11 @@ def info(
     """
     from burstlab.trace.info import trace_info
 
-    table, report = reading.load(trace)
-    result = trace_info(table, report)
+    with Stages([f"reading {trace}", "summarising"], quiet=quiet) as stage:
+        stage()
+        table, report = reading.load(trace)
+        stage()
+        result = trace_info(table, report)
     if json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -48,6 +53,7 @@ def convert(
     trace: TraceArg,
     output: Annotated[str, typer.Argument(help="Output path: .parquet, .csv or .jsonl.")],
     force: Force = False,
+    quiet: Quiet = False,
     reading: TraceOptions = TraceOptions(),
 ) -> None:
     """Read any trace and write it as a canonical request table.
@@ -59,8 +65,11 @@ def convert(
 
     table_suffix(output)  # fail on a bad extension before reading a large file
     refuse_overwrite(output, force=force, option=None)
-    table, report = reading.load(trace)
-    write_table(table, output)
+    with Stages([f"reading {trace}", f"writing {output}"], quiet=quiet) as stage:
+        stage()
+        table, report = reading.load(trace)
+        stage()
+        write_table(table, output)
     warn(report)
     typer.echo(
         f"wrote {table.height} rows to {output} "
