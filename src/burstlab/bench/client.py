@@ -371,16 +371,7 @@ class _Stream:
             self.done = True
             self.end = now
             return True
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise _RequestError("stream_error", "bad_json", f"{exc}: {data[:200]!r}") from None
-        if not isinstance(obj, dict):
-            raise _RequestError("stream_error", "bad_json", f"not an object: {data[:200]!r}")
-        if obj.get("error") is not None:
-            raise _RequestError(
-                "stream_error", "server_error_event", data[:2048].decode(errors="replace")
-            )
+        obj = _event_object(data)
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self._usage(usage)
@@ -420,16 +411,7 @@ class _Stream:
             self.done = True
             self.end = now
             return True
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise _RequestError("stream_error", "bad_json", f"{exc}: {data[:200]!r}") from None
-        if not isinstance(obj, dict):
-            raise _RequestError("stream_error", "bad_json", f"not an object: {data[:200]!r}")
-        if obj.get("error") is not None:
-            raise _RequestError(
-                "stream_error", "server_error_event", data[:2048].decode(errors="replace")
-            )
+        obj = _event_object(data)
         try:
             delta = self.reader.event(obj)
         except NativeFormatError as exc:
@@ -549,6 +531,22 @@ class _Stream:
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def _event_object(data: bytes) -> dict[str, Any]:
+    """One event's JSON object; bad JSON, a non-object or a server's error event is a
+    ``stream_error``."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _RequestError("stream_error", "bad_json", f"{exc}: {data[:200]!r}") from None
+    if not isinstance(obj, dict):
+        raise _RequestError("stream_error", "bad_json", f"not an object: {data[:200]!r}")
+    if obj.get("error") is not None:
+        raise _RequestError(
+            "stream_error", "server_error_event", data[:2048].decode(errors="replace")
+        )
+    return obj
 
 
 def server_timings(timings: dict[str, Any], rec: Record, *, first: bool = False) -> None:
