@@ -97,7 +97,7 @@ def test_experiment_scheduling(tmp_path: Path) -> None:
     assert "PD 2:2" in out.stdout
     out = run("experiment", "speed", str(work), "-o", str(tmp_path / "x"))
     assert out.returncode == 2
-    assert "unknown experiment" in out.stderr
+    assert "STUDY: 'speed' is not one of" in out.stderr
 
 
 def test_calibrate_a_run_then_simulate_with_it(tmp_path: Path) -> None:
